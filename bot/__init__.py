@@ -1,0 +1,1 @@
+"""Bot server package: platform adapters, CLI entry point."""

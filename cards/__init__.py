@@ -1,0 +1,1 @@
+"""Neutral cards, platform templates and charts."""

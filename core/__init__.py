@@ -1,0 +1,1 @@
+"""Core ledger and business rules (no platform, web or UI imports)."""

@@ -1,0 +1,62 @@
+"""Get-or-create batches by (product, code) in one round trip; code '' is unbatched stock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.models import Batch, StockBalance
+
+
+def _insert(session: AsyncSession):
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+async def ensure_batches(
+    session: AsyncSession, wanted: Iterable[tuple[int, str, date | None]]
+) -> dict[tuple[int, str], Batch]:
+    """Batches keyed by (product_id, code), created when missing (existing expiry is kept)."""
+    rows = {(p, c): e for p, c, e in wanted}
+    if not rows:
+        return {}
+    keys = sorted(rows)
+    found = {
+        (b.product_id, b.code): b
+        for b in (await session.scalars(select(Batch).where(tuple_(Batch.product_id, Batch.code).in_(keys))))
+    }
+    missing = [{"product_id": p, "code": c, "expiry": rows[(p, c)]} for p, c in keys if (p, c) not in found]
+    if missing:
+        stmt = _insert(session)(Batch).on_conflict_do_nothing(index_elements=["product_id", "code"])
+        await session.execute(stmt, missing)
+        new_keys = [(m["product_id"], m["code"]) for m in missing]
+        more = await session.scalars(select(Batch).where(tuple_(Batch.product_id, Batch.code).in_(new_keys)))
+        found.update({(b.product_id, b.code): b for b in more})
+    return found
+
+
+async def ensure_balance_rows(session: AsyncSession, keys: Iterable[tuple[int, int, int]]) -> None:
+    """Create missing balance rows (product, warehouse, batch) in sorted order; no-op for existing ones."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return
+    existing = set(
+        (
+            await session.execute(
+                select(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).where(
+                    tuple_(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).in_(ordered)
+                )
+            )
+        ).all()
+    )
+    missing = [
+        {"product_id": p, "warehouse_id": w, "batch_id": b} for p, w, b in ordered if (p, w, b) not in existing
+    ]
+    if missing:
+        stmt = _insert(session)(StockBalance).on_conflict_do_nothing(
+            index_elements=["product_id", "warehouse_id", "batch_id"]
+        )
+        await session.execute(stmt, missing)

@@ -1,0 +1,271 @@
+"""Posting checks in the documented order; each failure is a CheckResult with a Chinese fix."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings
+from core.doctypes import DOC_TYPES, LOCKING_TYPES
+from core.errors import CheckResult, DomainError
+from core.models import ON_HAND, Document, DocumentLine, Freeze, StockBalance
+from core.types import fq
+from core.units import to_stock_qty
+
+if TYPE_CHECKING:
+    from core.posting import Plan
+
+ZERO = Decimal(0)
+ORDER = ("unit", "opening", "pending", "negative", "freeze", "expired", "magnitude")
+
+
+def _names(plan: Plan, pid: int, wid: int) -> tuple[str, str]:
+    return plan.products[pid].sku, plan.warehouses[wid].code
+
+
+def check_units(plan: Plan) -> list[CheckResult]:
+    """Every line's unit is the stock or purchase unit, whole where it must be, factor unchanged."""
+    out: list[CheckResult] = []
+    for ln in plan.doc.lines:
+        product = plan.products[ln.product_id]
+        try:
+            factor, stock_qty = to_stock_qty(product, ln.unit, abs(ln.qty))
+        except DomainError as e:
+            out.append(CheckResult(e.code, e.message_zh, e.fix_zh, {**e.fields, "line": ln.line_no}))
+            continue
+        if factor != ln.factor or stock_qty != abs(ln.stock_qty):
+            out.append(
+                CheckResult(
+                    "UNIT_FACTOR_CHANGED",
+                    f"第 {ln.line_no} 行换算系数 {ln.factor} 与商品档案 {factor} 不一致",
+                    "商品的采购单位换算已被修改，请按新换算重新填写该行数量",
+                    {"line": ln.line_no, "sku": product.sku},
+                )
+            )
+    return out
+
+
+async def check_opening(session: AsyncSession, plan: Plan) -> list[CheckResult]:
+    """An unapproved opening for the product+warehouse blocks postings (it does not count yet)."""
+    if plan.doc.type == "opening" or plan.reversal:
+        return []
+    stmt = (
+        select(DocumentLine.product_id, DocumentLine.warehouse_id, Document.number)
+        .join(Document, Document.id == DocumentLine.document_id)
+        .where(
+            Document.type == "opening",
+            Document.status.in_(("draft", "submitted")),
+            tuple_(DocumentLine.product_id, DocumentLine.warehouse_id).in_(plan.pairs()),
+        )
+    )
+    out = []
+    for pid, wid, number in (await session.execute(stmt)).all():
+        sku, wh = _names(plan, pid, wid)
+        out.append(
+            CheckResult(
+                "OPENING_NOT_APPROVED",
+                f"{sku} 在 {wh} 的期初库存单 {number} 尚未审核，未审核的期初数不参与库存计算",
+                f"请先审核期初单 {number}（或作废后重新录入），再提交本单",
+                {"sku": sku, "warehouse": wh, "opening": number},
+            )
+        )
+    return out
+
+
+async def check_pending(session: AsyncSession, plan: Plan) -> list[CheckResult]:
+    """Submitted but unapproved transfer/loss/adjustment documents lock their product+warehouse."""
+    if plan.reversal:
+        return []
+    doc = plan.doc
+    cond = [Document.id != doc.id, Document.status == "submitted", Document.type.in_(LOCKING_TYPES)]
+    if doc.type in LOCKING_TYPES:  # the oldest pending locking document may go first
+        cond.append(Document.id < doc.id)
+    pairs = plan.pairs()
+    stmt = (
+        select(DocumentLine.product_id, DocumentLine.warehouse_id, Document.to_warehouse_id, Document.number,
+               Document.type)
+        .join(Document, Document.id == DocumentLine.document_id)
+        .where(
+            *cond,
+            DocumentLine.product_id.in_({p for p, _ in pairs}),
+            or_(
+                tuple_(DocumentLine.product_id, DocumentLine.warehouse_id).in_(pairs),
+                and_(Document.to_warehouse_id.is_not(None),
+                     Document.to_warehouse_id.in_({w for _, w in pairs})),
+            ),
+        )
+    )
+    out, seen = [], set()
+    for pid, wid, to_wid, number, dtype in (await session.execute(stmt)).all():
+        for w in (wid, to_wid):
+            if (pid, w) in pairs and (pid, w, number) not in seen:
+                seen.add((pid, w, number))
+                sku, wh = _names(plan, pid, w)
+                out.append(
+                    CheckResult(
+                        "PENDING_LOCK",
+                        f"{sku} 在 {wh} 有未审核的{DOC_TYPES[dtype].name_zh}单 {number}，库存变动被锁定",
+                        f"请先审核或驳回 {number}，再提交本单",
+                        {"sku": sku, "warehouse": wh, "pending": number},
+                    )
+                )
+    return out
+
+
+def _after(plan: Plan) -> tuple[dict, dict]:
+    """Balance per key and per pair after the plan, for on-hand and on-loan buckets."""
+    key_after: dict[tuple[int, int, int, str], Decimal] = {}
+    delta_key: dict[tuple[int, int, int, str], Decimal] = defaultdict(lambda: ZERO)
+    for m in plan.moves:
+        delta_key[(m.product_id, m.warehouse_id, m.batch_id, m.bucket)] += m.qty
+    for (p, w, b, bucket), d in delta_key.items():
+        bal = plan.balances[(p, w, b)]
+        key_after[(p, w, b, bucket)] = (bal.qty if bucket == ON_HAND else bal.on_loan) + d
+    return key_after, delta_key
+
+
+def check_negative(plan: Plan) -> list[CheckResult]:
+    """No balance of a strict warehouse goes below 0; allowed ones stay above their floor; loans ≥ 0."""
+    key_after, delta_key = _after(plan)
+    out: list[CheckResult] = []
+    pair_delta: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
+    for (p, w, _b, bucket), d in delta_key.items():
+        if bucket == ON_HAND:
+            pair_delta[(p, w)] += d
+    for (p, w), d in sorted(pair_delta.items()):
+        if d >= 0:
+            continue
+        wh = plan.warehouses[w]
+        total = sum((bal.qty for k, bal in plan.balances.items() if k[0] == p and k[1] == w), ZERO) + d
+        product = plan.products[p]
+        short_batches = [k for k, v in key_after.items() if k[0] == p and k[1] == w and k[3] == ON_HAND and v < 0
+                         and delta_key[k] < 0]
+        if not wh.allow_negative and (total < 0 or short_batches):
+            have = total - d
+            out.append(
+                CheckResult(
+                    "NEGATIVE_STOCK",
+                    f"{product.sku}「{product.name}」在 {wh.code} 可用 {fq(have)}{product.stock_unit}，"
+                    f"本单需要 {fq(-d)}{product.stock_unit}，缺 {fq(-total if total < 0 else -d)}{product.stock_unit}，"
+                    f"仓库 {wh.code} 未启用负库存",
+                    "请先入库或调拨补足库存，或核对数量与单位；确需负库存时由管理员为该仓库开启负库存并设置下限",
+                    {"sku": product.sku, "warehouse": wh.code, "available": fq(have), "needed": fq(-d)},
+                )
+            )
+        elif wh.allow_negative and total < wh.negative_floor:
+            out.append(
+                CheckResult(
+                    "NEGATIVE_FLOOR",
+                    f"{product.sku} 在 {wh.code} 过账后为 {fq(total)}{product.stock_unit}，低于负库存下限 "
+                    f"{fq(wh.negative_floor)}",
+                    "请先补足库存，或由管理员调整该仓库的负库存下限",
+                    {"sku": product.sku, "warehouse": wh.code, "after": fq(total), "floor": fq(wh.negative_floor)},
+                )
+            )
+    for (p, w, _b, bucket), v in sorted(key_after.items()):
+        if bucket != ON_HAND and v < 0:
+            product = plan.products[p]
+            out.append(
+                CheckResult(
+                    "NEGATIVE_LOAN",
+                    f"{product.sku} 在 {plan.warehouses[w].code} 的借出数量不足，归还后将为 {fq(v)}",
+                    "请核对归还数量是否超过借出数量，或选择正确的借条/批次",
+                    {"sku": product.sku, "warehouse": plan.warehouses[w].code},
+                )
+            )
+    return out
+
+
+async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
+    """A frozen product+warehouse accepts no movement until it is unfrozen."""
+    stmt = select(Freeze).where(
+        Freeze.active.is_(True), tuple_(Freeze.product_id, Freeze.warehouse_id).in_(plan.pairs())
+    )
+    out = []
+    for fr in await session.scalars(stmt):
+        sku, wh = _names(plan, fr.product_id, fr.warehouse_id)
+        out.append(
+            CheckResult(
+                "FROZEN",
+                f"{sku} 在 {wh} 已冻结（{fr.reason}），禁止任何变动",
+                f"请用「诊断 {sku} {wh}」查看冻结日志，修正原因后由管理员解冻",
+                {"sku": sku, "warehouse": wh, "freeze_id": fr.id},
+            )
+        )
+    return out
+
+
+def check_expired(plan: Plan) -> list[CheckResult]:
+    """No issue from, or receipt into, a batch already past its expiry date."""
+    if plan.reversal:
+        return []
+    out, seen = [], set()
+    for m in plan.moves:
+        exp = plan.expiry.get(m.batch_id)
+        if exp is None or plan.today is None or exp >= plan.today or m.bucket != ON_HAND:
+            continue
+        if m.batch_id in seen:
+            continue
+        seen.add(m.batch_id)
+        product = plan.products[m.product_id]
+        code = m.line.batch_code if m.line is not None else ""
+        out.append(
+            CheckResult(
+                "BATCH_EXPIRED",
+                f"{product.sku} 批次 {code or m.batch_id} 已于 {exp} 过期",
+                "过期批次不能出入库：请改选未过期批次（留空批次将按先到期先出自动选取），过期品请走报损流程",
+                {"sku": product.sku, "batch": code, "expiry": str(exp)},
+            )
+        )
+    return [r for r in out if plan.doc.type != "loss"]
+
+
+async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan) -> list[CheckResult]:
+    """A line far beyond the product's history (the g-vs-kg mistake) is held, not posted."""
+    if plan.reversal:
+        return []
+    pids = {ln.product_id for ln in plan.doc.lines}
+    stmt = (
+        select(StockBalance.product_id, func.max(StockBalance.max_move), func.sum(StockBalance.move_count))
+        .where(StockBalance.product_id.in_(pids))
+        .group_by(StockBalance.product_id)
+    )
+    history = {p: (mx, n) for p, mx, n in (await session.execute(stmt)).all()}
+    out = []
+    for ln in plan.doc.lines:
+        mx, n = history.get(ln.product_id, (None, 0))
+        if not mx or (n or 0) < 3:
+            continue
+        limit = mx * settings.magnitude_factor
+        if abs(ln.stock_qty) > limit:
+            product = plan.products[ln.product_id]
+            out.append(
+                CheckResult(
+                    "MAGNITUDE_GUARD",
+                    f"第 {ln.line_no} 行 {product.sku} 数量 {fq(abs(ln.stock_qty))}{product.stock_unit} 远超历史最大单笔 "
+                    f"{fq(mx)}{product.stock_unit}（超过 {settings.magnitude_factor} 倍），已暂扣未过账",
+                    "请核对单位是否填错（如 g 与 kg、瓶与箱）；确认无误请拆分单据或由管理员调整 magnitude_factor",
+                    {"sku": product.sku, "line": ln.line_no, "qty": fq(ln.stock_qty), "history_max": fq(mx)},
+                )
+            )
+    return out
+
+
+async def run_all(session: AsyncSession, settings: Settings, plan: Plan) -> list[CheckResult]:
+    """Every check in order; in loose mode opening and pending-lock failures become warnings."""
+    loose = plan.doc.validation_mode == "loose"
+    results: list[CheckResult] = []
+    results += [] if plan.reversal else check_units(plan)
+    soft = await check_opening(session, plan) + await check_pending(session, plan)
+    results += [
+        CheckResult(r.code, r.message_zh, r.fix_zh, r.fields, warning=True) if loose else r for r in soft
+    ]
+    results += check_negative(plan)
+    results += await check_freeze(session, plan)
+    results += check_expired(plan)
+    results += await check_magnitude(session, settings, plan)
+    return results

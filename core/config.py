@@ -1,0 +1,427 @@
+"""Configuration: a TOML file, environment overrides (JXCBOT_<SECTION>_<KEY>) and validated Settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "VALIDATED_DOC_TYPES",
+    "VALIDATION_MODES",
+    "ConfigError",
+    "Settings",
+    "load_config",
+]
+
+DEFAULT_CONFIG_FILE = "jxcbot.toml"
+ENV_PREFIX = "JXCBOT_"
+
+# Env "sections" that are not configuration (JXCBOT_TEST_DATABASE_URL belongs to the test-suite).
+_IGNORED_ENV_SECTIONS = frozenset({"test"})
+
+VALIDATION_MODES = ("strict", "loose")
+
+# Document types whose posting checks can be strict (block) or loose (warn); mirrors core.doctypes.DOC_TYPES.
+VALIDATED_DOC_TYPES = (
+    "opening",
+    "purchase_receipt",
+    "sales_issue",
+    "sales_return",
+    "transfer",
+    "loss",
+    "adjustment",
+    "other_issue",
+    "borrow",
+    "borrow_return",
+    "stock_count",
+    "discrepancy",
+    "purchase_request",
+    "purchase_order",
+    "sales_order",
+)
+
+_DB_URL_PREFIXES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+# Top-level scalar keys and the keys allowed in each validated section.
+_TOP_LEVEL_KEYS = frozenset({"timezone"})
+_KNOWN_SECTIONS: dict[str, frozenset[str]] = {
+    "database": frozenset({"url"}),
+    "server": frozenset({"host", "port"}),
+    "ledger": frozenset({"magnitude_factor", "strategic_reserve_rate", "allow_backdating"}),
+    "validation": frozenset(VALIDATED_DOC_TYPES),
+}
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or out of range; the message names the key and where it came from."""
+
+    def __init__(
+        self,
+        key: str,
+        problem: str,
+        *,
+        line: int | None = None,
+        path: str | None = None,
+        from_env: bool = False,
+    ) -> None:
+        self.key = key
+        self.problem = problem
+        self.line = line
+        self.path = path
+        self.from_env = from_env
+        super().__init__(self._render())
+
+    @property
+    def location(self) -> str:
+        """Where the bad value came from, in Chinese ('' when unknown)."""
+        if self.from_env and self.path:
+            return f"环境变量 {self.path}"
+        if self.path and self.line is not None:
+            return f"{self.path} 第 {self.line} 行"
+        if self.path:
+            return self.path
+        if self.line is not None:
+            return f"第 {self.line} 行"
+        return ""
+
+    def _render(self) -> str:
+        head = "配置错误："
+        if self.key:
+            head += self.key
+            if self.location:
+                head += f"（{self.location}）"
+        elif self.location:
+            head += self.location
+        return f"{head}：{self.problem}"
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated, read-only application settings; `raw` keeps the whole merged document for other sections."""
+
+    database_url: str = field(default="sqlite+aiosqlite:///jxcbot.db", repr=False)  # may carry a password
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    validation: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(VALIDATED_DOC_TYPES, "strict"))
+    )
+    magnitude_factor: Decimal = Decimal(100)
+    strategic_reserve_rate: Decimal = Decimal("0.15")
+    allow_backdating: bool = False
+    server_host: str = "127.0.0.1"
+    server_port: int = 8080
+    raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
+
+    def validation_mode(self, doc_type: str) -> str:
+        """'strict' or 'loose' for a document type code; KeyError for an unknown type."""
+        try:
+            return self.validation[doc_type]
+        except KeyError:
+            raise KeyError(f"unknown document type for validation mode: {doc_type!r}") from None
+
+
+def _key_name(section: str | None, key: str) -> str:
+    return f"[{section}] {key}" if section else key
+
+
+def _split_dotted(text: str) -> list[str]:
+    """Split a (possibly quoted) dotted TOML key into its parts; good enough for locating lines."""
+    return [part.strip().strip("\"'").strip() for part in text.split(".")]
+
+
+_HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEYLINE_RE = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+class _Source:
+    """The config file text (if any) and which keys came from the environment, to locate errors."""
+
+    def __init__(self, path: str | None, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.env_origin: dict[tuple[str | None, str], str] = {}
+
+    def find_line(self, section: str | None, key: str | None) -> int | None:
+        """1-based line of `key =` inside `[section]` (of the header when key is None); None when not found.
+
+        Falls back to the line of an enclosing inline table (`database = { url = ... }`) or of the `[section]` header.
+        """
+        wanted = ([section] if section else []) + ([key] if key else [])
+        current: list[str] = []
+        fallback: int | None = None
+        for number, line in enumerate(self.lines, start=1):
+            header = _HEADER_RE.match(line)
+            if header:
+                current = _split_dotted(header.group(1))
+                if current == wanted:
+                    return number
+                if fallback is None and current == wanted[:-1] and len(wanted) > 1:
+                    fallback = number
+                continue
+            match = _KEYLINE_RE.match(line)
+            if not match:
+                continue
+            full = current + _split_dotted(match.group(1))
+            if full == wanted:
+                return number
+            inline_table = len(current) < len(full) < len(wanted) and wanted[: len(full)] == full
+            if fallback is None and inline_table:
+                fallback = number
+        return fallback
+
+    def error(self, section: str | None, key: str, problem: str) -> ConfigError:
+        """A ConfigError located at the env var that set the key, or at its line in the file."""
+        name = _key_name(section, key)
+        env_var = self.env_origin.get((section, key))
+        if env_var is not None:
+            return ConfigError(name, problem, path=env_var, from_env=True)
+        return ConfigError(name, problem, line=self.find_line(section, key), path=self.path)
+
+
+def _read_file(path: str | os.PathLike[str] | None) -> tuple[str | None, str]:
+    if path is None:
+        default = Path(DEFAULT_CONFIG_FILE)
+        if not default.is_file():
+            return None, ""
+        path = default
+    shown = os.fspath(path)
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError("--config", "配置文件不存在，请检查路径", path=shown)
+    if not p.is_file():
+        raise ConfigError("--config", "不是一个文件，请指定 .toml 配置文件", path=shown)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError("--config", f"无法读取配置文件（{exc.strerror or type(exc).__name__}）", path=shown) from None
+    try:
+        return shown, data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError("", "配置文件必须是 UTF-8 编码", path=shown) from None
+
+
+_TOML_POS_RE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)\s*$")
+
+
+def _parse_toml(shown: str | None, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POS_RE.search(message)
+        line: int | None = None
+        if match:
+            message = message[: match.start()]
+            line = int(match.group(1)) if match.group(1) else max(1, len(text.splitlines()))
+        raise ConfigError("", f"TOML 语法错误（{message}）", line=line, path=shown) from None
+
+
+def _env_target(name: str) -> tuple[str | None, str] | None:
+    """(section, key) that an environment variable overrides, or None when it is not a config override."""
+    if not name.startswith(ENV_PREFIX):
+        return None
+    rest = name[len(ENV_PREFIX) :]
+    if rest.lower() in _TOP_LEVEL_KEYS:
+        return None, rest.lower()
+    section, sep, key = rest.partition("_")
+    if not sep or not section or not key:
+        return None  # e.g. JXCBOT_CONFIG: not a <SECTION>_<KEY> override
+    section = section.lower()
+    if section in _IGNORED_ENV_SECTIONS:
+        return None
+    return section, key.lower()
+
+
+def _apply_env(doc: dict[str, Any], env: Mapping[str, str], source: _Source) -> None:
+    for name in sorted(env):
+        target = _env_target(name)
+        if target is None:
+            continue
+        section, key = target
+        value = env[name]
+        if section is None:
+            doc[key] = value
+        else:
+            table = doc.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise source.error(None, section, "必须是一个表（[section]），不能同时用环境变量覆盖其中的键")
+            table[key] = value
+        source.env_origin[(section, key)] = name
+
+
+def _check_structure(doc: Mapping[str, Any], source: _Source) -> None:
+    for name, value in doc.items():
+        if name in _TOP_LEVEL_KEYS:
+            continue
+        if name in _KNOWN_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"[{name}]",
+                    "必须是一个表（[section]）",
+                    line=source.find_line(name, None),
+                    path=source.path,
+                )
+            allowed = _KNOWN_SECTIONS[name]
+            for key in value:
+                if key not in allowed:
+                    raise source.error(name, key, f"未知的配置项，[{name}] 允许的键：{'、'.join(sorted(allowed))}")
+        elif not isinstance(value, dict):
+            raise source.error(None, name, "未知的顶层配置项（顶层只允许 timezone，其它设置请放在对应的 [section] 下）")
+
+
+def _as_str(value: Any, section: str | None, key: str, source: _Source) -> str:
+    if not isinstance(value, str):
+        raise source.error(section, key, "必须是字符串")
+    return value
+
+
+def _as_int(value: Any, section: str | None, key: str, source: _Source, lo: int, hi: int) -> int:
+    problem = f"必须是 {lo}–{hi} 之间的整数"
+    if isinstance(value, bool):
+        raise source.error(section, key, problem)
+    if isinstance(value, str) and (section, key) in source.env_origin:
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise source.error(section, key, problem) from None
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise source.error(section, key, problem)
+    return value
+
+
+def _as_bool(value: Any, section: str | None, key: str, source: _Source) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (section, key) in source.env_origin:
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise source.error(section, key, "必须是布尔值 true 或 false")
+
+
+def _as_decimal(value: Any, section: str | None, key: str, source: _Source, problem: str) -> Decimal:
+    if isinstance(value, bool):
+        raise source.error(section, key, problem)
+    if isinstance(value, int | float | str):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise source.error(section, key, problem) from None
+        if number.is_finite():
+            return number
+    raise source.error(section, key, problem)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _build(doc: dict[str, Any], source: _Source) -> Settings:
+    defaults = Settings()
+
+    tz_name = doc.get("timezone")
+    timezone = defaults.timezone
+    if tz_name is not None:
+        tz_name = _as_str(tz_name, None, "timezone", source).strip()
+        try:
+            timezone = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise source.error(None, "timezone", "不是有效的 IANA 时区名称（例如 Asia/Shanghai）") from None
+        doc["timezone"] = tz_name
+
+    database = doc.get("database", {})
+    database_url = defaults.database_url
+    if "url" in database:
+        database_url = _as_str(database["url"], "database", "url", source).strip()
+        if not database_url.startswith(_DB_URL_PREFIXES):
+            raise source.error("database", "url", f"必须以 {' 或 '.join(_DB_URL_PREFIXES)} 开头")
+        database["url"] = database_url
+
+    server = doc.get("server", {})
+    server_host = defaults.server_host
+    if "host" in server:
+        server_host = _as_str(server["host"], "server", "host", source).strip()
+        if not server_host:
+            raise source.error("server", "host", "不能为空")
+        server["host"] = server_host
+    server_port = defaults.server_port
+    if "port" in server:
+        server_port = _as_int(server["port"], "server", "port", source, 1, 65535)
+        server["port"] = server_port
+
+    ledger = doc.get("ledger", {})
+    magnitude_factor = defaults.magnitude_factor
+    if "magnitude_factor" in ledger:
+        magnitude_factor = _as_decimal(
+            ledger["magnitude_factor"], "ledger", "magnitude_factor", source, "必须是大于 1 的数字"
+        )
+        if magnitude_factor <= 1:
+            raise source.error("ledger", "magnitude_factor", "必须是大于 1 的数字")
+        ledger["magnitude_factor"] = magnitude_factor
+    strategic_reserve_rate = defaults.strategic_reserve_rate
+    if "strategic_reserve_rate" in ledger:
+        problem = "必须是 0 到 1 之间的数字（例如 0.15 表示 15%）"
+        strategic_reserve_rate = _as_decimal(
+            ledger["strategic_reserve_rate"], "ledger", "strategic_reserve_rate", source, problem
+        )
+        if not Decimal(0) <= strategic_reserve_rate <= Decimal(1):
+            raise source.error("ledger", "strategic_reserve_rate", problem)
+        ledger["strategic_reserve_rate"] = strategic_reserve_rate
+    allow_backdating = defaults.allow_backdating
+    if "allow_backdating" in ledger:
+        allow_backdating = _as_bool(ledger["allow_backdating"], "ledger", "allow_backdating", source)
+        ledger["allow_backdating"] = allow_backdating
+
+    validation = dict(defaults.validation)
+    for doc_type, mode in doc.get("validation", {}).items():
+        mode = _as_str(mode, "validation", doc_type, source).strip()
+        if mode not in VALIDATION_MODES:
+            raise source.error("validation", doc_type, '必须是 "strict"（严格，拦截）或 "loose"（宽松，仅警告）')
+        validation[doc_type] = mode
+        doc["validation"][doc_type] = mode
+
+    return Settings(
+        database_url=database_url,
+        timezone=timezone,
+        validation=MappingProxyType(validation),
+        magnitude_factor=magnitude_factor,
+        strategic_reserve_rate=strategic_reserve_rate,
+        allow_backdating=allow_backdating,
+        server_host=server_host,
+        server_port=server_port,
+        raw=_freeze(doc),
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from `path` (default ./jxcbot.toml if present) plus JXCBOT_<SECTION>_<KEY> overrides from `env`.
+
+    `env` defaults to os.environ; pass {} to ignore the environment. Raises ConfigError on any bad value.
+    """
+    shown, text = _read_file(path)
+    doc = _parse_toml(shown, text) if text else {}
+    source = _Source(shown, text)
+    _apply_env(doc, os.environ if env is None else env, source)
+    _check_structure(doc, source)
+    return _build(doc, source)

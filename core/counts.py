@@ -1,0 +1,64 @@
+"""Stock counts: book quantities at count time and the discrepancy document they lead to."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings
+from core.models import Document, DocumentLine, StockBalance
+
+ZERO = Decimal(0)
+
+
+async def book_quantities(session: AsyncSession, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Decimal]:
+    """On-hand quantity per (product, warehouse) from the balance rows."""
+    if not pairs:
+        return {}
+    stmt = (
+        select(StockBalance.product_id, StockBalance.warehouse_id, func.sum(StockBalance.qty))
+        .where(tuple_(StockBalance.product_id, StockBalance.warehouse_id).in_(pairs))
+        .group_by(StockBalance.product_id, StockBalance.warehouse_id)
+    )
+    found = {(p, w): s for p, w, s in (await session.execute(stmt)).all()}
+    return defaultdict(lambda: ZERO, found)
+
+
+async def record_book_quantities(session: AsyncSession, doc: Document) -> None:
+    """Store each count line's book quantity as of now (the count's snapshot)."""
+    book = await book_quantities(session, sorted({(ln.product_id, ln.warehouse_id) for ln in doc.lines}))
+    for ln in doc.lines:
+        ln.book_qty = book[(ln.product_id, ln.warehouse_id)]
+
+
+async def create_discrepancy(session: AsyncSession, settings: Settings, count: Document,
+                             now: datetime) -> Document | None:
+    """A submitted discrepancy document (counted − book) for the count's differing lines, or None."""
+    from core.doctypes import doc_type
+    from core.numbering import next_number
+
+    diff_lines = [ln for ln in count.lines if ln.counted_qty is not None and ln.stock_qty != ln.book_qty]
+    if not diff_lines:
+        return None
+    doc = Document(
+        number=await next_number(session, doc_type("discrepancy").prefix, now, settings.timezone),
+        type="discrepancy", status="submitted", warehouse_id=count.warehouse_id, ref_document_id=count.id,
+        created_by_id=count.created_by_id, validation_mode=settings.validation_mode("discrepancy"),
+        created_at=now, submitted_at=now,
+    )
+    for i, ln in enumerate(diff_lines, start=1):
+        delta = ln.stock_qty - (ln.book_qty or ZERO)
+        doc.lines.append(
+            DocumentLine(
+                line_no=i, product_id=ln.product_id, warehouse_id=ln.warehouse_id, batch_code=ln.batch_code,
+                qty=delta / ln.factor, unit=ln.unit, factor=ln.factor, stock_qty=delta,
+                counted_qty=ln.stock_qty, book_qty=ln.book_qty, discrepancy_type=ln.discrepancy_type,
+            )
+        )
+    session.add(doc)
+    await session.flush()
+    return doc

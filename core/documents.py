@@ -1,0 +1,298 @@
+"""Document lifecycle: create (draft) → submit → post → cancel, plus reject → draft."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from core import finance
+from core.config import Settings
+from core.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
+from core.errors import CheckResult, DomainError
+from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
+from core.numbering import next_number
+from core.posting import now_or, plan_document, plan_reversal, prepare, write_moves
+from core.units import to_stock_qty
+
+
+@dataclass(frozen=True)
+class LineInput:
+    """One line as a user gives it: SKU, quantity in a unit, optional warehouse override and batch."""
+
+    sku: str
+    qty: Decimal | str | int
+    unit: str | None
+    warehouse: str | None = None
+    batch: str = ""
+    expiry: date | None = None
+    unit_price: Decimal | str | int = 0
+    tax_rate: Decimal | str | int = 0
+    counted_qty: Decimal | str | int | None = None
+    discrepancy_type: str = ""
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """What a posting did: moves written and warnings that flagged the document for review."""
+
+    document: Document
+    moves: int
+    warnings: tuple[CheckResult, ...]
+
+
+def _dec(value: Decimal | str | int, what: str) -> Decimal:
+    try:
+        d = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise DomainError("BAD_NUMBER", f"{what}「{value}」不是数字", f"请把{what}改为数字，例如 12 或 1.5",
+                          {"value": str(value)}) from None
+    if not d.is_finite():
+        raise DomainError("BAD_NUMBER", f"{what}「{value}」不是有限数字", f"请把{what}改为数字", {"value": str(value)})
+    return d
+
+
+async def _one(session: AsyncSession, model: type, field: str, code: str | None, label: str):
+    if code is None:
+        return None
+    obj = await session.scalar(select(model).where(getattr(model, field) == code))
+    if obj is None:
+        raise DomainError("NOT_FOUND", f"找不到{label}「{code}」", f"请核对{label}编码，或先导入{label}档案",
+                          {label: code})
+    return obj
+
+
+async def get_document(session: AsyncSession, number: str, *, lock: bool = False) -> Document:
+    """A document by number with its lines; DomainError when unknown."""
+    stmt = select(Document).where(Document.number == number.strip()).options(selectinload(Document.lines))
+    if lock and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Document)
+    doc = await session.scalar(stmt)
+    if doc is None:
+        raise DomainError("DOC_NOT_FOUND", f"找不到单据 {number}", "请核对单据号，格式如 RK20261125001",
+                          {"number": number})
+    return doc
+
+
+async def create_document(
+    session: AsyncSession,
+    settings: Settings,
+    doc_type_code: str,
+    lines: list[LineInput],
+    *,
+    warehouse: str | None = None,
+    to_warehouse: str | None = None,
+    customer: str | None = None,
+    supplier: str | None = None,
+    ref_number: str | None = None,
+    created_by: str | None = None,
+    delivery_date: date | None = None,
+    due_date: date | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> Document:
+    """Create a draft document, validating units and references (nothing is written on error)."""
+    if doc_type_code not in DOC_TYPES:
+        raise DomainError("BAD_TYPE", f"未知单据类型「{doc_type_code}」",
+                          "可用类型：" + "、".join(f"{t.code}（{t.name_zh}）" for t in DOC_TYPES.values()))
+    dt = doc_type(doc_type_code)
+    if not lines:
+        raise DomainError("NO_LINES", f"{dt.name_zh}单没有明细行", "请至少填写一行商品与数量")
+    now = now_or(now)
+    wh = await _one(session, Warehouse, "code", warehouse, "仓库")
+    to_wh = await _one(session, Warehouse, "code", to_warehouse, "仓库")
+    if dt.code == "transfer":
+        if wh is None or to_wh is None or wh.id == to_wh.id:
+            raise DomainError("TRANSFER_TARGET", "调拨单需要不同的调出仓库和调入仓库", "请指定调出仓库和调入仓库")
+        if not wh.ships_to_stores:
+            raise DomainError(
+                "NO_DIRECT_SHIP", f"仓库 {wh.code} 设置为「不可直发门店」，调拨单无法调出",
+                f"请由管理员在仓库档案中为 {wh.code} 开启「可直发门店」(ships_to_stores)", {"warehouse": wh.code})
+    cust = await _one(session, Customer, "code", customer, "客户")
+    supp = await _one(session, Supplier, "code", supplier, "供应商")
+    user = await _one(session, User, "name", created_by, "用户")
+    ref = await get_document(session, ref_number) if ref_number else None
+    if dt.code == "sales_return" and (ref is None or ref.type != "sales_issue" or ref.status != "posted"):
+        raise DomainError("RETURN_REF", "销售退货必须关联一张已过账的销售出库单",
+                          "请填写原销售出库单号（CK 开头）")
+    skus = {ln.sku.strip() for ln in lines}
+    products = {p.sku: p for p in await session.scalars(select(Product).where(Product.sku.in_(skus)))}
+    doc = Document(
+        number=await next_number(session, dt.prefix, now, settings.timezone),
+        type=dt.code,
+        status="draft",
+        warehouse_id=wh.id if wh else None,
+        to_warehouse_id=to_wh.id if to_wh else None,
+        customer_id=cust.id if cust else None,
+        supplier_id=supp.id if supp else None,
+        ref_document_id=ref.id if ref else None,
+        created_by_id=user.id if user else None,
+        validation_mode=settings.validation_mode(dt.code),
+        delivery_date=delivery_date,
+        due_date=due_date,
+        note=note,
+        created_at=now,
+    )
+    line_wh: dict[str, Warehouse] = {}
+    for i, li in enumerate(lines, start=1):
+        product = products.get(li.sku.strip())
+        if product is None:
+            raise DomainError("UNKNOWN_SKU", f"第 {i} 行：找不到商品「{li.sku}」", "请核对 SKU，或先导入商品档案",
+                              {"line": i, "sku": li.sku})
+        lw = wh
+        if li.warehouse:
+            lw = line_wh.get(li.warehouse) or await _one(session, Warehouse, "code", li.warehouse, "仓库")
+            line_wh[li.warehouse] = lw
+        if lw is None:
+            raise DomainError("NO_WAREHOUSE", f"第 {i} 行没有仓库", "请为单据或该行指定仓库", {"line": i})
+        qty = _dec(li.qty, "数量")
+        counted = _dec(li.counted_qty, "盘点数量") if li.counted_qty is not None else None
+        if dt.effect == SIGNED or dt.code == "discrepancy":
+            if qty == 0:
+                raise DomainError("ZERO_QTY", f"第 {i} 行数量为 0", "调整数量不能为 0", {"line": i})
+        elif dt.code == "stock_count":
+            if counted is None or counted < 0:
+                raise DomainError("BAD_COUNT", f"第 {i} 行盘点数量缺失或为负", "请填写实盘数量（≥0）", {"line": i})
+        elif qty <= 0:
+            raise DomainError("BAD_QTY", f"第 {i} 行数量 {qty} 必须大于 0", "请填写正数；要冲回请作废原单据",
+                              {"line": i, "qty": str(qty)})
+        try:
+            factor, stock_abs = to_stock_qty(product, li.unit, abs(qty) if dt.code != "stock_count" else counted)
+        except DomainError as e:
+            raise DomainError(e.code, f"第 {i} 行：{e.message_zh}", e.fix_zh, {**e.fields, "line": i}) from None
+        if product.batch_tracked and not li.batch and dt.effect != NONE and dt.code in (
+            "opening", "purchase_receipt", "sales_return"
+        ):
+            raise DomainError("BATCH_REQUIRED", f"第 {i} 行：商品 {product.sku} 按批次管理，缺少批次号",
+                              "请填写批次号和到期日", {"line": i, "sku": product.sku})
+        expiry = li.expiry
+        if expiry is not None and expiry < now.astimezone(settings.timezone).date() and dt.code in (
+            "opening", "purchase_receipt"
+        ):
+            raise DomainError("EXPIRY_PAST", f"第 {i} 行：到期日 {expiry} 已过", "请核对到期日；过期商品请勿入库",
+                              {"line": i, "expiry": str(expiry)})
+        stock_qty = stock_abs if qty >= 0 else -stock_abs
+        doc.lines.append(
+            DocumentLine(
+                line_no=i,
+                product_id=product.id,
+                warehouse_id=lw.id,
+                batch_code=li.batch.strip(),
+                expiry=expiry,
+                qty=qty if dt.code != "stock_count" else counted,
+                unit=li.unit.strip(),
+                factor=factor,
+                stock_qty=stock_qty if dt.code != "stock_count" else stock_abs,
+                unit_price=_dec(li.unit_price, "单价"),
+                tax_rate=_dec(li.tax_rate, "税率"),
+                counted_qty=counted,
+                discrepancy_type=li.discrepancy_type,
+            )
+        )
+    session.add(doc)
+    await session.flush()
+    return doc
+
+
+async def _transition(session: AsyncSession, doc: Document, expected: tuple[str, ...], new: str,
+                      **values: object) -> None:
+    """Compare-and-set the status so a double click or a retried call changes nothing twice."""
+    if doc.status not in expected:
+        raise DomainError(
+            "BAD_STATUS",
+            f"单据 {doc.number} 当前状态为「{STATUS_ZH[doc.status]}」，不能改为「{STATUS_ZH[new]}」",
+            "请刷新后查看单据最新状态",
+            {"number": doc.number, "status": doc.status},
+        )
+    res = await session.execute(
+        update(Document)
+        .where(Document.id == doc.id, Document.status == doc.status)
+        .values(status=new, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:
+        raise DomainError("CONCURRENT", f"单据 {doc.number} 已被他人处理", "请刷新后查看单据最新状态",
+                          {"number": doc.number})
+    doc.status = new
+    for k, v in values.items():
+        setattr(doc, k, v)
+
+
+async def submit_document(session: AsyncSession, settings: Settings, doc: Document,
+                          now: datetime | None = None) -> Document:
+    """draft → submitted; a stock count records book quantities; a strategic sales order reserves stock."""
+    now = now_or(now)
+    if doc.type == "stock_count":
+        from core.counts import record_book_quantities
+
+        await record_book_quantities(session, doc)
+    if doc.type == "sales_order":
+        await finance.reserve_sales_order(session, settings, doc)
+    await _transition(session, doc, ("draft",), "submitted", submitted_at=now)
+    if doc.type == "stock_count":
+        from core.counts import create_discrepancy
+
+        await create_discrepancy(session, settings, doc, now)
+    return doc
+
+
+async def post_document(session: AsyncSession, settings: Settings, doc: Document,
+                        now: datetime | None = None) -> PostResult:
+    """submitted → posted through the one posting path; a failed check raises and changes nothing."""
+    now = now_or(now)
+    if doc.status != "submitted":
+        await _transition(session, doc, ("submitted",), "posted")  # raises the status error
+    moves = 0
+    warnings: tuple[CheckResult, ...] = ()
+    if doc_type(doc.type).effect != NONE:
+        plan = await plan_document(session, doc)
+        results = await prepare(session, settings, plan, now)
+        errors = [r for r in results if not r.warning]
+        if errors:
+            raise errors[0].to_error()
+        warnings = tuple(results)
+        moves = await write_moves(session, plan, now)
+    values: dict[str, object] = {"posted_at": now}
+    if warnings:
+        values["needs_review"] = True
+        values["review_notes"] = "\n".join(w.message_zh for w in warnings)
+    await _transition(session, doc, ("submitted",), "posted", **values)
+    await finance.on_posted(session, doc, now)
+    return PostResult(doc, moves, warnings)
+
+
+async def cancel_document(session: AsyncSession, settings: Settings, doc: Document,
+                          now: datetime | None = None) -> Document:
+    """Cancel: a posted document gets mirror reversal moves; drafts/submitted just close."""
+    now = now_or(now)
+    if doc.status == "posted" and doc_type(doc.type).effect != NONE:
+        plan = await plan_reversal(session, doc)
+        results = await prepare(session, settings, plan, now)
+        errors = [r for r in results if not r.warning]
+        if errors:
+            e = errors[0]
+            raise DomainError(e.code, f"作废 {doc.number} 会导致：{e.message_zh}", e.fix_zh, e.fields)
+        await write_moves(session, plan, now)
+    was_posted = doc.status == "posted"
+    await _transition(session, doc, ("draft", "submitted", "posted", "rejected"), "cancelled", cancelled_at=now)
+    if was_posted:
+        await finance.on_cancelled(session, doc, now)
+    return doc
+
+
+async def reject_document(session: AsyncSession, doc: Document, reason: str) -> Document:
+    """submitted → rejected with a reason; the author may reopen it as a draft."""
+    if not reason.strip():
+        raise DomainError("NO_REASON", "驳回必须填写原因", "请说明驳回原因，便于提交人修改")
+    await _transition(session, doc, ("submitted",), "rejected", reject_reason=reason.strip())
+    return doc
+
+
+async def reopen_document(session: AsyncSession, doc: Document) -> Document:
+    """rejected → draft."""
+    await _transition(session, doc, ("rejected",), "draft")
+    return doc

@@ -1,0 +1,29 @@
+"""ORM models of the whole schema; importing this module registers every table."""
+
+from core.models.base import Base, utcnow
+from core.models.documents import DocCounter, Document, DocumentLine
+from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
+from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
+from core.models.masters import ROLES, Batch, Customer, Product, Supplier, User, Warehouse
+
+__all__ = [
+    "ON_HAND",
+    "ON_LOAN",
+    "ROLES",
+    "Base",
+    "Batch",
+    "Customer",
+    "DocCounter",
+    "Document",
+    "DocumentLine",
+    "FinanceEntry",
+    "Freeze",
+    "FreezeEvent",
+    "Product",
+    "StockBalance",
+    "StockMove",
+    "Supplier",
+    "User",
+    "Warehouse",
+    "utcnow",
+]

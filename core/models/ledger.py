@@ -1,0 +1,54 @@
+"""The stock ledger: append-only movements and one balance row per (product, warehouse, batch)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models.base import Base, utcnow
+from core.types import Dec, UTCDateTime
+
+ON_HAND = "stock"
+ON_LOAN = "loan"
+
+
+class StockMove(Base):
+    """One signed movement of one bucket (on hand or on loan); never updated or deleted."""
+
+    __tablename__ = "stock_moves"
+    __table_args__ = (
+        Index("ix_stock_moves_key_time", "product_id", "warehouse_id", "posted_at", "id"),
+        Index("ix_stock_moves_document", "document_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+    line_id: Mapped[int | None] = mapped_column(ForeignKey("document_lines.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    bucket: Mapped[str] = mapped_column(String(8), default=ON_HAND)
+    qty: Mapped[Decimal] = mapped_column(Dec)
+    balance_after: Mapped[Decimal] = mapped_column(Dec)
+    reversal_of_id: Mapped[int | None] = mapped_column(ForeignKey("stock_moves.id"))
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StockBalance(Base):
+    """Cached balance of one (product, warehouse, batch); rebuildable from the moves."""
+
+    __tablename__ = "stock_balances"
+    __table_args__ = (UniqueConstraint("product_id", "warehouse_id", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    qty: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
+    on_loan: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
+    max_move: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
+    move_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,100 @@
+"""Master data: products, batches, warehouses, customers, suppliers, users."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models.base import Base
+from core.types import Dec
+
+ROLES = ("warehouse", "purchasing", "sales", "manager", "admin")
+
+
+class Product(Base):
+    """A stock-keeping unit with its stock unit and one purchase unit (whole-number factor)."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    barcode: Mapped[str | None] = mapped_column(String(64), unique=True)
+    category: Mapped[str] = mapped_column(String(64), default="")
+    stock_unit: Mapped[str] = mapped_column(String(16))
+    purchase_unit: Mapped[str] = mapped_column(String(16))
+    purchase_factor: Mapped[int] = mapped_column(Integer, default=1)
+    shelf_life_days: Mapped[int | None] = mapped_column(Integer)
+    batch_tracked: Mapped[bool] = mapped_column(Boolean, default=False)
+    lead_time_days: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_days: Mapped[int] = mapped_column(Integer, default=0)
+    moq: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
+    pack_size: Mapped[Decimal] = mapped_column(Dec, default=Decimal(1))
+    auto_replenish: Mapped[bool] = mapped_column(Boolean, default=False)
+    purchaser_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Batch(Base):
+    """A batch of one product; code '' is the product's unbatched stock."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("product_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    code: Mapped[str] = mapped_column(String(64), default="")
+    expiry: Mapped[date | None] = mapped_column(Date)
+
+
+class Warehouse(Base):
+    """A warehouse or store with its negative-stock switch and floor."""
+
+    __tablename__ = "warehouses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    negative_floor: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
+    ships_to_stores: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Customer(Base):
+    """A customer; strategic customers' open orders reserve stock."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    strategic: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Supplier(Base):
+    """A supplier."""
+
+    __tablename__ = "suppliers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class User(Base):
+    """A person with platform ids, department and comma-separated roles."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    wecom_user_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    dingtalk_staff_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    department: Mapped[str] = mapped_column(String(64), default="")
+    roles: Mapped[str] = mapped_column(String(128), default="")
+
+    def has_role(self, role: str) -> bool:
+        """True if the user holds the role."""
+        return role in self.roles.split(",")

@@ -1,0 +1,310 @@
+"""The one posting path: plan moves, lock balances in key order, run the checks, write moves."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import checks
+from core.batches import ensure_balance_rows, ensure_batches
+from core.config import Settings
+from core.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
+from core.errors import CheckResult, DomainError
+from core.models import (
+    ON_HAND,
+    ON_LOAN,
+    Batch,
+    Document,
+    DocumentLine,
+    Product,
+    StockBalance,
+    StockMove,
+    Warehouse,
+    utcnow,
+)
+
+ZERO = Decimal(0)
+Key = tuple[int, int, int]  # (product_id, warehouse_id, batch_id)
+
+
+@dataclass
+class Move:
+    """A planned movement; batch_id None means 'pick by FEFO' for a negative quantity."""
+
+    line: DocumentLine | None
+    product_id: int
+    warehouse_id: int
+    batch_id: int | None
+    bucket: str
+    qty: Decimal
+    reversal_of_id: int | None = None
+
+
+@dataclass
+class Plan:
+    """Everything the checks need: the document, its moves and the locked balances before/after."""
+
+    doc: Document
+    moves: list[Move]
+    products: dict[int, Product]
+    warehouses: dict[int, Warehouse]
+    balances: dict[Key, StockBalance] = field(default_factory=dict)
+    expiry: dict[int, date | None] = field(default_factory=dict)
+    today: date | None = None
+    reversal: bool = False
+    unbatched: dict[int, int] = field(default_factory=dict)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Sorted (product_id, warehouse_id) pairs touched."""
+        return sorted({(m.product_id, m.warehouse_id) for m in self.moves})
+
+
+async def load_masters(
+    session: AsyncSession, lines: list[DocumentLine]
+) -> tuple[dict[int, Product], dict[int, Warehouse]]:
+    """Products and warehouses referenced by lines, by id."""
+    pids = {ln.product_id for ln in lines}
+    wids = {ln.warehouse_id for ln in lines}
+    products = {p.id: p for p in await session.scalars(select(Product).where(Product.id.in_(pids)))}
+    warehouses = {w.id: w for w in await session.scalars(select(Warehouse).where(Warehouse.id.in_(wids)))}
+    return products, warehouses
+
+
+async def plan_document(session: AsyncSession, doc: Document) -> Plan:
+    """Turn a document's lines into planned moves (batches resolved or left for FEFO)."""
+    effect = doc_type(doc.type).effect
+    lines = list(doc.lines)
+    to_wh = doc.to_warehouse_id
+    extra_lines = []
+    if effect == TRANSFER:
+        if to_wh is None:
+            raise DomainError("TRANSFER_TARGET", "调拨单缺少调入仓库", "请指定调入仓库", {"number": doc.number})
+        extra_lines = [(ln, to_wh) for ln in lines]
+    products, warehouses = await load_masters(session, lines)
+    if to_wh is not None and to_wh not in warehouses:
+        warehouses[to_wh] = await session.get_one(Warehouse, to_wh)
+    wanted = {(ln.product_id, ln.batch_code, ln.expiry) for ln in lines}
+    wanted |= {(ln.product_id, "", None) for ln in lines}
+    batches = await ensure_batches(session, wanted)
+
+    def bid(ln: DocumentLine) -> int:
+        return batches[(ln.product_id, ln.batch_code)].id
+
+    moves: list[Move] = []
+    for ln in lines:
+        q = ln.stock_qty
+        named = bid(ln) if ln.batch_code else None
+        if effect == IN:
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, bid(ln), ON_HAND, q))
+        elif effect == OUT:
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_HAND, -q))
+        elif effect in (SIGNED, COUNT_DIFF):
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named if q < 0 else bid(ln), ON_HAND, q))
+        elif effect == LEND:
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_HAND, -q))
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_LOAN, q))
+        elif effect == LEND_BACK:
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_LOAN, -q))
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_HAND, q))
+        elif effect == TRANSFER:
+            moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_HAND, -q))
+    for ln, wh in extra_lines:
+        moves.append(Move(ln, ln.product_id, wh, None, ON_HAND, ln.stock_qty))
+    return Plan(doc, moves, products, warehouses)
+
+
+async def plan_reversal(session: AsyncSession, doc: Document) -> Plan:
+    """Mirror moves of a posted document (cancellation never deletes or updates a move)."""
+    originals = list(
+        await session.scalars(
+            select(StockMove).where(StockMove.document_id == doc.id).order_by(StockMove.id)
+        )
+    )
+    products, warehouses = await load_masters(session, list(doc.lines))
+    for w in {m.warehouse_id for m in originals} - warehouses.keys():
+        warehouses[w] = await session.get_one(Warehouse, w)
+    moves = [
+        Move(None, m.product_id, m.warehouse_id, m.batch_id, m.bucket, -m.qty, reversal_of_id=m.id)
+        for m in originals
+        if m.reversal_of_id is None
+    ]
+    return Plan(doc, moves, products, warehouses, reversal=True)
+
+
+async def lock_balances(session: AsyncSession, plan: Plan) -> None:
+    """Create missing rows, then lock every balance row of the touched pairs in sorted key order."""
+    unbatched = await ensure_batches(session, {(p, "", None) for p, _ in plan.pairs()})
+    keys: set[Key] = set()
+    for m in plan.moves:
+        keys.add((m.product_id, m.warehouse_id, m.batch_id or unbatched[(m.product_id, "")].id))
+    await ensure_balance_rows(session, keys)
+    stmt = (
+        select(StockBalance, Batch.expiry)
+        .join(Batch, Batch.id == StockBalance.batch_id)
+        .where(tuple_(StockBalance.product_id, StockBalance.warehouse_id).in_(plan.pairs()))
+        .order_by(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id)
+    )
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=StockBalance)
+    for bal, expiry in (await session.execute(stmt.execution_options(populate_existing=True))).all():
+        plan.balances[(bal.product_id, bal.warehouse_id, bal.batch_id)] = bal
+        plan.expiry[bal.batch_id] = expiry
+    plan.unbatched = {p: b.id for (p, _), b in unbatched.items()}
+
+
+def allocate(plan: Plan) -> None:
+    """Resolve FEFO moves into concrete batches, skipping expired ones; any shortfall lands unbatched."""
+    running: dict[tuple[Key, str], Decimal] = {}
+
+    def avail(key: Key, bucket: str) -> Decimal:
+        if (key, bucket) not in running:
+            bal = plan.balances[key]
+            running[(key, bucket)] = bal.qty if bucket == ON_HAND else bal.on_loan
+        return running[(key, bucket)]
+
+    resolved: list[Move] = []
+    for m in plan.moves:
+        if m.batch_id is not None:
+            key = (m.product_id, m.warehouse_id, m.batch_id)
+            running[(key, m.bucket)] = avail(key, m.bucket) + m.qty
+            resolved.append(m)
+            continue
+        if m.qty >= 0:  # incoming with no batch: the transfer target keeps FEFO picks' batches below
+            resolved.append(m)
+            continue
+        need = -m.qty
+        candidates = sorted(
+            (k for k in plan.balances if k[0] == m.product_id and k[1] == m.warehouse_id),
+            key=lambda k: (plan.expiry.get(k[2]) is None, plan.expiry.get(k[2]) or date.max, k[2]),
+        )
+        for key in candidates:
+            exp = plan.expiry.get(key[2])
+            if need <= 0:
+                break
+            if m.bucket == ON_HAND and exp is not None and plan.today and exp < plan.today:
+                continue
+            have = avail(key, m.bucket)
+            if have <= 0:
+                continue
+            take = min(have, need)
+            running[(key, m.bucket)] = have - take
+            need -= take
+            resolved.append(
+                Move(m.line, m.product_id, m.warehouse_id, key[2], m.bucket, -take, m.reversal_of_id)
+            )
+        if need > 0:
+            ub = plan.unbatched[m.product_id]
+            key = (m.product_id, m.warehouse_id, ub)
+            running[(key, m.bucket)] = avail(key, m.bucket) - need
+            resolved.append(Move(m.line, m.product_id, m.warehouse_id, ub, m.bucket, -need, m.reversal_of_id))
+    plan.moves = _place_transfer_ins(plan, resolved)
+
+
+def _place_transfer_ins(plan: Plan, moves: list[Move]) -> list[Move]:
+    """Give each unbatched incoming move (transfer in, loan, loan return) the batches its line's out picked."""
+    outs: dict[int, list[Move]] = defaultdict(list)
+    for m in moves:
+        if m.line is not None and m.qty < 0:
+            outs[id(m.line)].append(m)
+    placed: list[Move] = []
+    for m in moves:
+        if m.batch_id is None and m.qty > 0:
+            picked = outs[id(m.line)]
+            if sum(-o.qty for o in picked) != m.qty:
+                raise AssertionError("incoming move without a matching outgoing pick")
+            placed += [Move(m.line, m.product_id, m.warehouse_id, o.batch_id, m.bucket, -o.qty) for o in picked]
+        else:
+            placed.append(m)
+    return placed
+
+
+async def _ensure_new_keys(session: AsyncSession, plan: Plan) -> None:
+    """Lock rows for keys that appeared during allocation (transfer targets)."""
+    missing = {
+        (m.product_id, m.warehouse_id, m.batch_id)
+        for m in plan.moves
+        if (m.product_id, m.warehouse_id, m.batch_id) not in plan.balances
+    }
+    if not missing:
+        return
+    await ensure_balance_rows(session, missing)
+    stmt = select(StockBalance).where(
+        tuple_(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).in_(sorted(missing))
+    ).order_by(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id)
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    for bal in await session.scalars(stmt.execution_options(populate_existing=True)):
+        plan.balances[(bal.product_id, bal.warehouse_id, bal.batch_id)] = bal
+    for b in await session.scalars(select(Batch).where(Batch.id.in_({k[2] for k in missing}))):
+        plan.expiry[b.id] = b.expiry
+
+
+async def prepare(session: AsyncSession, settings: Settings, plan: Plan, now: datetime) -> list[CheckResult]:
+    """Lock, allocate and run every check; returns all failures (errors and warnings)."""
+    plan.today = now.astimezone(settings.timezone).date()
+    await lock_balances(session, plan)
+    allocate(plan)
+    await _ensure_new_keys(session, plan)
+    return await checks.run_all(session, settings, plan)
+
+
+def _apply(plan: Plan, now: datetime) -> tuple[list[dict], list[StockBalance]]:
+    rows: list[dict] = []
+    touched: dict[Key, StockBalance] = {}
+    for m in plan.moves:
+        if m.qty == 0:
+            continue
+        key = (m.product_id, m.warehouse_id, m.batch_id)
+        bal = plan.balances[key]
+        if m.bucket == ON_HAND:
+            bal.qty = bal.qty + m.qty
+            after = bal.qty
+        else:
+            bal.on_loan = bal.on_loan + m.qty
+            after = bal.on_loan
+        if m.reversal_of_id is None:
+            bal.max_move = max(bal.max_move, abs(m.qty))
+            bal.move_count = bal.move_count + 1
+        bal.updated_at = now
+        touched[key] = bal
+        rows.append(
+            {
+                "document_id": plan.doc.id,
+                "line_id": m.line.id if m.line is not None else None,
+                "product_id": m.product_id,
+                "warehouse_id": m.warehouse_id,
+                "batch_id": m.batch_id,
+                "bucket": m.bucket,
+                "qty": m.qty,
+                "balance_after": after,
+                "reversal_of_id": m.reversal_of_id,
+                "posted_at": now,
+            }
+        )
+    return rows, list(touched.values())
+
+
+async def write_moves(session: AsyncSession, plan: Plan, now: datetime) -> int:
+    """Insert the moves and update the balances; returns the number of moves written."""
+    rows, _ = _apply(plan, now)
+    if rows:
+        await session.execute(StockMove.__table__.insert(), rows)
+    await session.flush()
+    return len(rows)
+
+
+async def sum_moves(session: AsyncSession) -> dict[tuple[int, int, int, str], Decimal]:
+    """Σ moves per (product, warehouse, batch, bucket) — the truth balances must equal."""
+    cols = (StockMove.product_id, StockMove.warehouse_id, StockMove.batch_id, StockMove.bucket)
+    stmt = select(*cols, func.sum(StockMove.qty)).group_by(*cols)
+    return {(p, w, b, k): s for p, w, b, k, s in (await session.execute(stmt)).all()}
+
+
+def now_or(now: datetime | None) -> datetime:
+    """now, or the current UTC time."""
+    return now or utcnow()

@@ -1,0 +1,1 @@
+"""Chat command and card action handlers."""

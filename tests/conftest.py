@@ -1,0 +1,48 @@
+"""Shared fixtures: a fresh database per test on SQLite, or on PostgreSQL via JXCBOT_TEST_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from core.config import Settings, load_config
+from core.db import Database
+from core.models import Base
+
+PG_URL = os.environ.get("JXCBOT_TEST_DATABASE_URL", "")
+
+
+def test_database_url(tmp_path: Path) -> str:
+    """The URL the suite runs against: PostgreSQL when configured, else a fresh SQLite file."""
+    return PG_URL or f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+test_database_url.__test__ = False  # type: ignore[attr-defined]
+
+
+async def reset_schema(db: Database) -> None:
+    """Drop and recreate every table (PostgreSQL is shared between tests)."""
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await conn.run_sync(Base.metadata.create_all)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Default settings (no config file, no environment overrides)."""
+    return load_config(None, env={})
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """An empty database with the full schema."""
+    database = Database(test_database_url(tmp_path))
+    await reset_schema(database)
+    yield database
+    await database.dispose()

@@ -1,0 +1,47 @@
+"""Small master-data factories for ledger tests."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings
+from core.documents import LineInput, create_document, post_document, submit_document
+from core.models import Customer, Document, Product, Supplier, User, Warehouse
+
+
+async def seed(session: AsyncSession) -> None:
+    """A bakery: central warehouse (strict), a store allowing negatives down to -5, cream, bottles."""
+    session.add_all(
+        [
+            Warehouse(code="WH1", name="中央仓", allow_negative=False),
+            Warehouse(code="S01", name="一号门店", allow_negative=True, negative_floor=Decimal(-5)),
+            Warehouse(code="S02", name="二号门店", allow_negative=False),
+            Product(sku="CREAM", name="淡奶油", barcode="6900000000011", category="原料", stock_unit="kg",
+                    purchase_unit="kg", purchase_factor=1, shelf_life_days=30),
+            Product(sku="MILK", name="牛奶", barcode="6900000000028", category="原料", stock_unit="瓶",
+                    purchase_unit="箱", purchase_factor=24, batch_tracked=True, shelf_life_days=60),
+            Product(sku="SUGAR", name="白砂糖", category="原料", stock_unit="kg", purchase_unit="袋",
+                    purchase_factor=25),
+            Customer(code="C1", name="大客户甲", strategic=True),
+            Customer(code="C2", name="散客乙", strategic=False),
+            Supplier(code="SUP1", name="乳品供应商"),
+            User(name="张库管", wecom_user_id="zhang", department="仓储部", roles="warehouse"),
+        ]
+    )
+    await session.flush()
+
+
+async def post(session: AsyncSession, settings: Settings, doc_type: str, lines: list[LineInput],
+               **kw: object) -> Document:
+    """Create, submit and post a document in one go."""
+    doc = await create_document(session, settings, doc_type, lines, **kw)  # type: ignore[arg-type]
+    await submit_document(session, settings, doc)
+    await post_document(session, settings, doc)
+    return doc
+
+
+def line(sku: str, qty: object, unit: str, **kw: object) -> LineInput:
+    """Shorthand for a LineInput."""
+    return LineInput(sku=sku, qty=Decimal(str(qty)), unit=unit, **kw)  # type: ignore[arg-type]
