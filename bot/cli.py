@@ -57,12 +57,16 @@ def parse_at(text: str, settings: Settings) -> datetime:
     return at.replace(tzinfo=settings.timezone) if at.tzinfo is None else at
 
 
+def _make_parent(path: str) -> None:
+    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 async def _init(settings: Settings, url: str | None = None) -> None:
     from core.migrate import upgrade
 
     url = url or settings.database_url
     if url.startswith("sqlite") and ":///" in url:
-        Path(url.split(":///", 1)[1]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_make_parent, url.split(":///", 1)[1])
     await upgrade(url)
 
 
@@ -73,6 +77,14 @@ async def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fresh_file(path: Path) -> Path:
+    """Remove an SQLite file with its WAL companions; returns the absolute path."""
+    path = path.resolve()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Build a fresh demo database and print the stock overview."""
     from dataclasses import replace
@@ -81,9 +93,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     from core.overview import stock_overview
 
-    path = Path(args.db).resolve()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path = await asyncio.to_thread(_fresh_file, Path(args.db))
     url = f"sqlite+aiosqlite:///{path}"
     demo_settings = replace(settings, database_url=url)
     await _init(demo_settings)

@@ -89,7 +89,8 @@ def pair_diagnosis(d: PairDiagnosis, tz: tzinfo) -> str:
         ["财务账", f"应付对应 {fq(d.payable_qty)}{u}，应收对应 {fq(d.receivable_qty)}{u}"],
         ["实物账", count],
     ]
-    out = [f"诊断 {d.name}（{d.sku}）@ {d.warehouse}" + ("  【已冻结】" if d.frozen else ""), table(["账本", "数据"], rows)]
+    head = f"诊断 {d.name}（{d.sku}）@ {d.warehouse}" + ("  【已冻结】" if d.frozen else "")
+    out = [head, table(["账本", "数据"], rows)]
     if d.conflicts:
         out.append("冲突：")
         out += [f"  ⚠ [{c.books}] {c.message_zh}" for c in d.conflicts]

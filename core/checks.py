@@ -246,8 +246,9 @@ async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan)
             out.append(
                 CheckResult(
                     "MAGNITUDE_GUARD",
-                    f"第 {ln.line_no} 行 {product.sku} 数量 {fq(abs(ln.stock_qty))}{product.stock_unit} 远超历史最大单笔 "
-                    f"{fq(mx)}{product.stock_unit}（超过 {settings.magnitude_factor} 倍），已暂扣未过账",
+                    f"第 {ln.line_no} 行 {product.sku} 数量 {fq(abs(ln.stock_qty))}{product.stock_unit} "
+                    f"远超历史最大单笔 {fq(mx)}{product.stock_unit}"
+                    f"（超过 {settings.magnitude_factor} 倍），已暂扣未过账",
                     "请核对单位是否填错（如 g 与 kg、瓶与箱）；确认无误请拆分单据或由管理员调整 magnitude_factor",
                     {"sku": product.sku, "line": ln.line_no, "qty": fq(ln.stock_qty), "history_max": fq(mx)},
                 )

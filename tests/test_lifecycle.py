@@ -9,8 +9,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from core.documents import cancel_document, create_document, post_document, reject_document, reopen_document, \
-    submit_document
+from core.documents import (
+    cancel_document,
+    create_document,
+    post_document,
+    reject_document,
+    reopen_document,
+    submit_document,
+)
 from core.errors import DomainError
 from core.models import Batch, Document, FinanceEntry, StockMove
 from core.stock import find_products, stock_levels

@@ -223,8 +223,8 @@ async def test_expired_stock_cannot_be_sold_when_only_expired_left(db, settings)
     today = date.today()
     async with db.session() as s:
         await seed(s)
-        await post(s, settings, "purchase_receipt", [line("MILK", 24, "瓶", batch="B", expiry=today + timedelta(days=5))],
-                   warehouse="WH1")
+        li = line("MILK", 24, "瓶", batch="B", expiry=today + timedelta(days=5))
+        await post(s, settings, "purchase_receipt", [li], warehouse="WH1")
         from core.models import Batch
         (await s.scalar(select(Batch).where(Batch.code == "B"))).expiry = today - timedelta(days=3)
         doc = await create_document(s, settings, "sales_issue", [line("MILK", 1, "瓶")], warehouse="WH1")
