@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Batch, StockBalance
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _insert(session: AsyncSession):
@@ -38,7 +40,9 @@ async def ensure_batches(
     return found
 
 
-async def ensure_balance_rows(session: AsyncSession, keys: Iterable[tuple[int, int, int]]) -> None:
+async def ensure_balance_rows(
+    session: AsyncSession, keys: Iterable[tuple[int, int, int]], at: datetime | None = None
+) -> None:
     """Create missing balance rows (product, warehouse, batch) in sorted order; no-op for existing ones."""
     ordered = sorted(set(keys))
     if not ordered:
@@ -53,7 +57,9 @@ async def ensure_balance_rows(session: AsyncSession, keys: Iterable[tuple[int, i
         ).all()
     )
     missing = [
-        {"product_id": p, "warehouse_id": w, "batch_id": b} for p, w, b in ordered if (p, w, b) not in existing
+        {"product_id": p, "warehouse_id": w, "batch_id": b, "updated_at": at or EPOCH}
+        for p, w, b in ordered
+        if (p, w, b) not in existing
     ]
     if missing:
         stmt = _insert(session)(StockBalance).on_conflict_do_nothing(

@@ -256,6 +256,25 @@ async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan)
     return out
 
 
+def check_backdating(plan: Plan) -> list[CheckResult]:
+    """No posting earlier than the last movement of a product+warehouse (back-dating is off by default)."""
+    out = []
+    for p, w in plan.pairs():
+        last = max((b.updated_at for k, b in plan.balances.items() if k[0] == p and k[1] == w and b.move_count),
+                   default=None)
+        if last is not None and plan.now is not None and plan.now < last:
+            sku, wh = _names(plan, p, w)
+            out.append(
+                CheckResult(
+                    "BACKDATED",
+                    f"{sku} 在 {wh} 最近一笔流水时间为 {last:%Y-%m-%d %H:%M} UTC，不能补录更早的单据",
+                    "请按当前时间过账；确需补录历史单据请由管理员开启 [ledger] allow_backdating",
+                    {"sku": sku, "warehouse": wh},
+                )
+            )
+    return out
+
+
 async def run_all(session: AsyncSession, settings: Settings, plan: Plan) -> list[CheckResult]:
     """Every check in order; in loose mode opening and pending-lock failures become warnings."""
     loose = plan.doc.validation_mode == "loose"
@@ -269,4 +288,5 @@ async def run_all(session: AsyncSession, settings: Settings, plan: Plan) -> list
     results += await check_freeze(session, plan)
     results += check_expired(plan)
     results += await check_magnitude(session, settings, plan)
+    results += [] if settings.allow_backdating else check_backdating(plan)
     return results

@@ -56,6 +56,7 @@ class Plan:
     balances: dict[Key, StockBalance] = field(default_factory=dict)
     expiry: dict[int, date | None] = field(default_factory=dict)
     today: date | None = None
+    now: datetime | None = None
     reversal: bool = False
     unbatched: dict[int, int] = field(default_factory=dict)
 
@@ -142,7 +143,7 @@ async def lock_balances(session: AsyncSession, plan: Plan) -> None:
     keys: set[Key] = set()
     for m in plan.moves:
         keys.add((m.product_id, m.warehouse_id, m.batch_id or unbatched[(m.product_id, "")].id))
-    await ensure_balance_rows(session, keys)
+    await ensure_balance_rows(session, keys, plan.now)
     stmt = (
         select(StockBalance, Batch.expiry)
         .join(Batch, Batch.id == StockBalance.batch_id)
@@ -232,7 +233,7 @@ async def _ensure_new_keys(session: AsyncSession, plan: Plan) -> None:
     }
     if not missing:
         return
-    await ensure_balance_rows(session, missing)
+    await ensure_balance_rows(session, missing, plan.now)
     stmt = select(StockBalance).where(
         tuple_(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).in_(sorted(missing))
     ).order_by(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id)
@@ -247,6 +248,7 @@ async def _ensure_new_keys(session: AsyncSession, plan: Plan) -> None:
 async def prepare(session: AsyncSession, settings: Settings, plan: Plan, now: datetime) -> list[CheckResult]:
     """Lock, allocate and run every check; returns all failures (errors and warnings)."""
     plan.today = now.astimezone(settings.timezone).date()
+    plan.now = now
     await lock_balances(session, plan)
     allocate(plan)
     await _ensure_new_keys(session, plan)

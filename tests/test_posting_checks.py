@@ -276,3 +276,37 @@ async def test_double_post_is_refused(db, settings):
             await post_document(s, settings, doc)
         assert e.value.code == "BAD_STATUS"
         assert await move_count(s) == 1
+
+
+async def test_backdating_refused_by_default(db, settings):
+    from datetime import UTC, datetime
+    async with db.session() as s:
+        await seed(s)
+        await post(s, settings, "purchase_receipt", [line("CREAM", 5, "kg")], warehouse="WH1")
+        past = datetime(2025, 1, 1, tzinfo=UTC)
+        doc = await create_document(s, settings, "sales_issue", [line("CREAM", 1, "kg")], warehouse="WH1", now=past)
+        await submit_document(s, settings, doc, now=past)
+        with pytest.raises(DomainError) as e:
+            await post_document(s, settings, doc, now=past)
+        assert e.value.code == "BACKDATED"
+        allowing = replace(settings, allow_backdating=True)
+        await post_document(s, allowing, doc, now=past)
+
+
+async def test_integrity_sweep_freezes_only_the_broken_pair(db, settings):
+    from sqlalchemy import update
+
+    from core.freeze import sweep_integrity
+    from core.models import Freeze
+    async with db.session() as s:
+        await seed(s)
+        await post(s, settings, "purchase_receipt", [line("CREAM", 5, "kg"), line("SUGAR", 2, "袋")], warehouse="WH1")
+        cream = await s.scalar(select(Product.id).where(Product.sku == "CREAM"))
+        await s.execute(update(StockBalance).where(StockBalance.product_id == cream).values(qty=D(-5000)))
+        found = await sweep_integrity(s)
+        assert [(a.product_id, "不一致" in a.reason) for a in found] == [(cream, True)]
+        frozen = list(await s.scalars(select(Freeze).where(Freeze.active.is_(True))))
+        assert [(f.product_id) for f in frozen] == [cream]
+        doc = await create_document(s, settings, "purchase_receipt", [line("SUGAR", 1, "袋")], warehouse="WH1")
+        await submit_document(s, settings, doc)
+        await post_document(s, settings, doc)  # the other product in the same warehouse still works
