@@ -105,7 +105,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             print(render.overview(await stock_overview(s)))
     finally:
         await db.dispose()
-    print(f"\n演示库：{path}\n试试：jxcbot --config <指向该库的配置> stock 奶油，或设置 JXCBOT_DATABASE_URL={url}")
+    print(f"\n演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={url} jxcbot stock 奶油")
     return EXIT_OK
 
 
