@@ -90,7 +90,6 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from core.importer import load_demo
-
     from core.overview import stock_overview
 
     path = await asyncio.to_thread(_fresh_file, Path(args.db))

@@ -661,17 +661,7 @@ async def _write_products(session: AsyncSession, plan: list[tuple[Product | None
         p.barcode = None
     if moving:
         await session.flush()
-    created = updated = 0
-    for current, attrs in plan:
-        if current is None:
-            session.add(Product(**attrs))
-            created += 1
-        else:
-            for k, v in attrs.items():
-                setattr(current, k, v)
-            updated += 1
-    await session.flush()
-    return created, updated
+    return await _write_simple(session, Product, plan)
 
 
 # --------------------------------------------------------------------------------------------- warehouses
