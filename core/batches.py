@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,6 +13,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.models import Batch, StockBalance
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _batch_filter(keys: list[tuple[int, str]]) -> tuple:
+    # SQLite plans a bare row-value IN as a full scan; the product_id IN lets it use the index.
+    return Batch.product_id.in_({p for p, _ in keys}), tuple_(Batch.product_id, Batch.code).in_(keys)
+
+
+def balance_filter(keys: Iterable[tuple[int, int, int]]) -> tuple:
+    """WHERE terms for balance rows by (product, warehouse, batch), index-friendly on SQLite too."""
+    keys = sorted(set(keys))
+    return (
+        StockBalance.product_id.in_({p for p, _, _ in keys}),
+        tuple_(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).in_(keys),
+    )
+
+
+def pair_filter(product_col: Any, warehouse_col: Any, pairs: Iterable[tuple[int, int]]) -> tuple:
+    """WHERE terms for (product, warehouse) pairs, index-friendly on SQLite too."""
+    pairs = sorted(set(pairs))
+    return product_col.in_({p for p, _ in pairs}), tuple_(product_col, warehouse_col).in_(pairs)
 
 
 def _insert(session: AsyncSession):
@@ -28,14 +49,14 @@ async def ensure_batches(
     keys = sorted(rows)
     found = {
         (b.product_id, b.code): b
-        for b in (await session.scalars(select(Batch).where(tuple_(Batch.product_id, Batch.code).in_(keys))))
+        for b in (await session.scalars(select(Batch).where(*_batch_filter(keys))))
     }
     missing = [{"product_id": p, "code": c, "expiry": rows[(p, c)]} for p, c in keys if (p, c) not in found]
     if missing:
         stmt = _insert(session)(Batch).on_conflict_do_nothing(index_elements=["product_id", "code"])
         await session.execute(stmt, missing)
         new_keys = [(m["product_id"], m["code"]) for m in missing]
-        more = await session.scalars(select(Batch).where(tuple_(Batch.product_id, Batch.code).in_(new_keys)))
+        more = await session.scalars(select(Batch).where(*_batch_filter(new_keys)))
         found.update({(b.product_id, b.code): b for b in more})
     return found
 
@@ -51,7 +72,7 @@ async def ensure_balance_rows(
         (
             await session.execute(
                 select(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).where(
-                    tuple_(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).in_(ordered)
+                    *balance_filter(ordered)
                 )
             )
         ).all()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.batches import pair_filter
 from core.config import Settings
 from core.doctypes import DOC_TYPES, LOCKING_TYPES
 from core.errors import CheckResult, DomainError
@@ -59,7 +60,7 @@ async def check_opening(session: AsyncSession, plan: Plan) -> list[CheckResult]:
         .where(
             Document.type == "opening",
             Document.status.in_(("draft", "submitted")),
-            tuple_(DocumentLine.product_id, DocumentLine.warehouse_id).in_(plan.pairs()),
+            *pair_filter(DocumentLine.product_id, DocumentLine.warehouse_id, plan.pairs()),
         )
     )
     out = []
@@ -183,7 +184,7 @@ def check_negative(plan: Plan) -> list[CheckResult]:
 async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     """A frozen product+warehouse accepts no movement until it is unfrozen."""
     stmt = select(Freeze).where(
-        Freeze.active.is_(True), tuple_(Freeze.product_id, Freeze.warehouse_id).in_(plan.pairs())
+        Freeze.active.is_(True), *pair_filter(Freeze.product_id, Freeze.warehouse_id, plan.pairs())
     )
     out = []
     for fr in await session.scalars(stmt):

@@ -6,9 +6,10 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.batches import pair_filter
 from core.config import Settings
 from core.models import Document, DocumentLine, StockBalance
 
@@ -21,7 +22,7 @@ async def book_quantities(session: AsyncSession, pairs: list[tuple[int, int]]) -
         return {}
     stmt = (
         select(StockBalance.product_id, StockBalance.warehouse_id, func.sum(StockBalance.qty))
-        .where(tuple_(StockBalance.product_id, StockBalance.warehouse_id).in_(pairs))
+        .where(*pair_filter(StockBalance.product_id, StockBalance.warehouse_id, pairs))
         .group_by(StockBalance.product_id, StockBalance.warehouse_id)
     )
     found = {(p, w): s for p, w, s in (await session.execute(stmt)).all()}

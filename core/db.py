@@ -12,13 +12,15 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core.sqlite_driver import one_hop_url
+
 T = TypeVar("T")
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=8, max_overflow=32, pool_timeout=60)
+    engine = create_async_engine(one_hop_url(url), pool_size=8, max_overflow=32, pool_timeout=60)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -61,6 +63,9 @@ class Database:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=40, pool_timeout=60)
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time; queueing in-process writers here avoids SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms. Other processes still meet busy_timeout.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
@@ -77,7 +82,11 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A write session whose transaction begins immediately; commits on success."""
-        async with self._writer() as session, session.begin():
+        if self._write_lock is None:
+            async with self._writer() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock, self._writer() as session, session.begin():
             yield session
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 8) -> T:

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import finance
 from core.config import Settings
@@ -217,9 +218,10 @@ async def _transition(session: AsyncSession, doc: Document, expected: tuple[str,
     if res.rowcount != 1:
         raise DomainError("CONCURRENT", f"单据 {doc.number} 已被他人处理", "请刷新后查看单据最新状态",
                           {"number": doc.number})
-    doc.status = new
+    # The row is already updated: record the values as loaded so the unit of work does not write them again.
+    set_committed_value(doc, "status", new)
     for k, v in values.items():
-        setattr(doc, k, v)
+        set_committed_value(doc, k, v)
 
 
 async def submit_document(session: AsyncSession, settings: Settings, doc: Document,

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import checks
-from core.batches import ensure_balance_rows, ensure_batches
+from core.batches import balance_filter, ensure_balance_rows, ensure_batches, pair_filter
 from core.config import Settings
 from core.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
 from core.errors import CheckResult, DomainError
@@ -147,7 +147,7 @@ async def lock_balances(session: AsyncSession, plan: Plan) -> None:
     stmt = (
         select(StockBalance, Batch.expiry)
         .join(Batch, Batch.id == StockBalance.batch_id)
-        .where(tuple_(StockBalance.product_id, StockBalance.warehouse_id).in_(plan.pairs()))
+        .where(*pair_filter(StockBalance.product_id, StockBalance.warehouse_id, plan.pairs()))
         .order_by(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id)
     )
     if session.bind.dialect.name == "postgresql":
@@ -234,9 +234,9 @@ async def _ensure_new_keys(session: AsyncSession, plan: Plan) -> None:
     if not missing:
         return
     await ensure_balance_rows(session, missing, plan.now)
-    stmt = select(StockBalance).where(
-        tuple_(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id).in_(sorted(missing))
-    ).order_by(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id)
+    stmt = select(StockBalance).where(*balance_filter(missing)).order_by(
+        StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id
+    )
     if session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     for bal in await session.scalars(stmt.execution_options(populate_existing=True)):

@@ -1,0 +1,106 @@
+"""SQLite async dialect: aiosqlite with one worker-thread round trip per statement instead of four."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+    SQLiteDialect_aiosqlite,
+)
+from sqlalchemy.util.concurrency import await_only
+
+DRIVER = "jxcsqlite"
+
+
+def _run(conn: Any, operation: str, parameters: Any, many: bool) -> tuple:
+    """Runs inside aiosqlite's worker thread: execute, fetch and close in one go."""
+    cur = conn.cursor()
+    try:
+        if many:
+            cur.executemany(operation, parameters)
+        else:
+            cur.execute(operation, () if parameters is None else parameters)
+        desc = cur.description
+        rows = cur.fetchall() if desc else None
+        return desc, rows, cur.lastrowid, cur.rowcount
+    finally:
+        cur.close()
+
+
+class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """Same contract as SQLAlchemy's aiosqlite cursor; cursor/execute/fetchall/close share one hop."""
+
+    __slots__ = ()
+
+    def _go(self, operation: str, parameters: Any, many: bool) -> None:
+        aio = self._connection
+        try:
+            desc, rows, lastrowid, rowcount = self.await_(aio._execute(_run, aio._conn, operation, parameters, many))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+            raise
+        if desc:
+            self.description = desc
+            self.lastrowid = self.rowcount = -1
+            self._rows = deque(rows)
+        else:
+            self.description = None
+            self.lastrowid = lastrowid
+            self.rowcount = rowcount
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        """Execute one statement (and fetch its rows) in a single worker round trip."""
+        self._go(operation, parameters, False)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        """executemany in a single worker round trip."""
+        self._go(operation, seq_of_parameters, True)
+
+
+class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    """Hands out OneHopCursor for ordinary (buffered) cursors."""
+
+    __slots__ = ()
+
+    def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
+        """A buffered one-hop cursor, or SQLAlchemy's own server-side cursor."""
+        if server_side:
+            return super().cursor(server_side=True)
+        return OneHopCursor(self)
+
+
+class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """aiosqlite DB-API adapter that wraps connections in OneHopConnection."""
+
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        """Open an aiosqlite connection (daemon worker thread), wrapped for one-hop cursors."""
+        kw.pop("async_fallback", None)
+        connection = self.aiosqlite.connect(*arg, **kw)
+        connection._thread.daemon = True
+        return OneHopConnection(self, await_only(connection))
+
+
+class OneHopDialect(SQLiteDialect_aiosqlite):
+    """`sqlite+jxcsqlite://` — SQLAlchemy's aiosqlite dialect with the one-hop adapter."""
+
+    driver = DRIVER
+    supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> OneHopDBAPI:
+        """The one-hop adapter over aiosqlite and sqlite3."""
+        return OneHopDBAPI(__import__("aiosqlite"), __import__("sqlite3"))
+
+
+registry.register(f"sqlite.{DRIVER}", __name__, "OneHopDialect")
+
+
+def one_hop_url(url: str) -> str:
+    """sqlite+aiosqlite://… → sqlite+jxcsqlite://… (other URLs unchanged)."""
+    prefix = "sqlite+aiosqlite:"
+    return f"sqlite+{DRIVER}:" + url[len(prefix):] if url.startswith(prefix) else url
