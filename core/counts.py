@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.batches import pair_filter
 from core.config import Settings
-from core.models import Document, DocumentLine, StockBalance
+from core.models import Document, StockBalance
 
 ZERO = Decimal(0)
 
@@ -40,6 +40,7 @@ async def create_discrepancy(session: AsyncSession, settings: Settings, count: D
                              now: datetime) -> Document | None:
     """A submitted discrepancy document (counted − book) for the count's differing lines, or None."""
     from core.doctypes import doc_type
+    from core.documents import insert_document
     from core.numbering import next_number
 
     diff_lines = [ln for ln in count.lines if ln.counted_qty is not None and ln.stock_qty != ln.book_qty]
@@ -51,15 +52,17 @@ async def create_discrepancy(session: AsyncSession, settings: Settings, count: D
         created_by_id=count.created_by_id, validation_mode=settings.validation_mode("discrepancy"),
         created_at=now, submitted_at=now,
     )
+    rows = []
     for i, ln in enumerate(diff_lines, start=1):
         delta = ln.stock_qty - (ln.book_qty or ZERO)
-        doc.lines.append(
-            DocumentLine(
-                line_no=i, product_id=ln.product_id, warehouse_id=ln.warehouse_id, batch_code=ln.batch_code,
-                qty=delta / ln.factor, unit=ln.unit, factor=ln.factor, stock_qty=delta,
-                counted_qty=ln.stock_qty, book_qty=ln.book_qty, discrepancy_type=ln.discrepancy_type,
-            )
+        rows.append(
+            {
+                "line_no": i, "product_id": ln.product_id, "warehouse_id": ln.warehouse_id,
+                "batch_code": ln.batch_code, "expiry": None, "qty": delta / ln.factor, "unit": ln.unit,
+                "factor": ln.factor, "stock_qty": delta, "unit_price": ZERO, "tax_rate": ZERO,
+                "counted_qty": ln.stock_qty, "book_qty": ln.book_qty, "reserved_qty": ZERO,
+                "discrepancy_type": ln.discrepancy_type,
+            }
         )
-    session.add(doc)
-    await session.flush()
+    await insert_document(session, doc, rows)
     return doc

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -139,6 +139,7 @@ async def create_document(
         created_at=now,
     )
     line_wh: dict[str, Warehouse] = {}
+    rows: list[dict] = []
     for i, li in enumerate(lines, start=1):
         product = products.get(li.sku.strip())
         if product is None:
@@ -177,26 +178,37 @@ async def create_document(
             raise DomainError("EXPIRY_PAST", f"第 {i} 行：到期日 {expiry} 已过", "请核对到期日；过期商品请勿入库",
                               {"line": i, "expiry": str(expiry)})
         stock_qty = stock_abs if qty >= 0 else -stock_abs
-        doc.lines.append(
-            DocumentLine(
-                line_no=i,
-                product_id=product.id,
-                warehouse_id=lw.id,
-                batch_code=li.batch.strip(),
-                expiry=expiry,
-                qty=qty if dt.code != "stock_count" else counted,
-                unit=li.unit.strip(),
-                factor=factor,
-                stock_qty=stock_qty if dt.code != "stock_count" else stock_abs,
-                unit_price=_dec(li.unit_price, "单价"),
-                tax_rate=_dec(li.tax_rate, "税率"),
-                counted_qty=counted,
-                discrepancy_type=li.discrepancy_type,
-            )
+        rows.append(
+            {
+                "line_no": i,
+                "product_id": product.id,
+                "warehouse_id": lw.id,
+                "batch_code": li.batch.strip(),
+                "expiry": expiry,
+                "qty": qty if dt.code != "stock_count" else counted,
+                "unit": li.unit.strip(),
+                "factor": factor,
+                "stock_qty": stock_qty if dt.code != "stock_count" else stock_abs,
+                "unit_price": _dec(li.unit_price, "单价"),
+                "tax_rate": _dec(li.tax_rate, "税率"),
+                "counted_qty": counted,
+                "book_qty": None,
+                "reserved_qty": Decimal(0),
+                "discrepancy_type": li.discrepancy_type,
+            }
         )
+    await insert_document(session, doc, rows)
+    return doc
+
+
+async def insert_document(session: AsyncSession, doc: Document, rows: list[dict]) -> None:
+    """Insert a new document and its lines (one multi-row INSERT … RETURNING for the lines)."""
     session.add(doc)
     await session.flush()
-    return doc
+    for row in rows:
+        row["document_id"] = doc.id
+    lines = list(await session.scalars(insert(DocumentLine).returning(DocumentLine), rows)) if rows else []
+    set_committed_value(doc, "lines", sorted(lines, key=lambda ln: ln.line_no))
 
 
 async def _transition(session: AsyncSession, doc: Document, expected: tuple[str, ...], new: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
@@ -15,35 +15,41 @@ from core.types import q6
 ONE = Decimal(1)
 
 
-def _entry(kind: str, doc: Document, line, sign: int, now: datetime) -> FinanceEntry:
+def _entry(kind: str, doc: Document, line, sign: int, now: datetime) -> dict:
     amount = line.qty * line.unit_price
     if kind == "payable":
         amount = amount * (ONE + line.tax_rate)
-    return FinanceEntry(
-        kind=kind,
-        document_id=doc.id,
-        line_id=line.id,
-        product_id=line.product_id,
-        warehouse_id=line.warehouse_id,
-        supplier_id=doc.supplier_id,
-        customer_id=doc.customer_id,
-        qty=sign * line.stock_qty,
-        amount=q6(sign * amount),
-        created_at=now,
-    )
+    return {
+        "kind": kind,
+        "document_id": doc.id,
+        "line_id": line.id,
+        "product_id": line.product_id,
+        "warehouse_id": line.warehouse_id,
+        "supplier_id": doc.supplier_id,
+        "customer_id": doc.customer_id,
+        "qty": sign * line.stock_qty,
+        "amount": q6(sign * amount),
+        "created_at": now,
+    }
+
+
+async def _add_entries(session: AsyncSession, rows: list[dict]) -> None:
+    """One executemany for all of a document's entries."""
+    if rows:
+        await session.execute(insert(FinanceEntry), rows)
 
 
 async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None:
     """Create the finance entries a posted document implies and update linked documents."""
     if doc.type == "purchase_receipt":
-        session.add_all(_entry("payable", doc, ln, 1, now) for ln in doc.lines)
+        await _add_entries(session, [_entry("payable", doc, ln, 1, now) for ln in doc.lines])
     elif doc.type == "sales_issue":
-        session.add_all(_entry("receivable", doc, ln, 1, now) for ln in doc.lines)
+        await _add_entries(session, [_entry("receivable", doc, ln, 1, now) for ln in doc.lines])
         ref = await session.get(Document, doc.ref_document_id) if doc.ref_document_id else None
         if ref is not None and ref.type == "sales_order" and ref.status == "submitted":
             ref.status, ref.posted_at = "posted", now  # fulfilled: its reservation ends
     elif doc.type == "sales_return":
-        session.add_all(_entry("receivable", doc, ln, -1, now) for ln in doc.lines)
+        await _add_entries(session, [_entry("receivable", doc, ln, -1, now) for ln in doc.lines])
         ref = await session.get_one(Document, doc.ref_document_id)
         ref.returned = True  # 已退货
     await session.flush()
@@ -52,14 +58,14 @@ async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None
 async def on_cancelled(session: AsyncSession, doc: Document, now: datetime) -> None:
     """Reverse the finance entries of a cancelled document and undo linked marks."""
     entries = list(await session.scalars(select(FinanceEntry).where(FinanceEntry.document_id == doc.id)))
-    session.add_all(
-        FinanceEntry(
-            kind=e.kind, document_id=e.document_id, line_id=e.line_id, product_id=e.product_id,
-            warehouse_id=e.warehouse_id, supplier_id=e.supplier_id, customer_id=e.customer_id,
-            qty=-e.qty, amount=-e.amount, created_at=now,
-        )
+    await _add_entries(session, [
+        {
+            "kind": e.kind, "document_id": e.document_id, "line_id": e.line_id, "product_id": e.product_id,
+            "warehouse_id": e.warehouse_id, "supplier_id": e.supplier_id, "customer_id": e.customer_id,
+            "qty": -e.qty, "amount": -e.amount, "created_at": now,
+        }
         for e in entries
-    )
+    ])
     if doc.type == "sales_return" and doc.ref_document_id:
         ref = await session.get_one(Document, doc.ref_document_id)
         others = await session.scalar(

@@ -6,9 +6,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from core import checks
 from core.batches import balance_filter, ensure_balance_rows, ensure_batches, pair_filter
@@ -29,6 +31,7 @@ from core.models import (
 )
 
 ZERO = Decimal(0)
+T = TypeVar("T")
 Key = tuple[int, int, int]  # (product_id, warehouse_id, batch_id)
 
 
@@ -69,11 +72,23 @@ async def load_masters(
     session: AsyncSession, lines: list[DocumentLine]
 ) -> tuple[dict[int, Product], dict[int, Warehouse]]:
     """Products and warehouses referenced by lines, by id."""
-    pids = {ln.product_id for ln in lines}
-    wids = {ln.warehouse_id for ln in lines}
-    products = {p.id: p for p in await session.scalars(select(Product).where(Product.id.in_(pids)))}
-    warehouses = {w.id: w for w in await session.scalars(select(Warehouse).where(Warehouse.id.in_(wids)))}
+    products = await get_many(session, Product, {ln.product_id for ln in lines})
+    warehouses = await get_many(session, Warehouse, {ln.warehouse_id for ln in lines})
     return products, warehouses
+
+
+async def get_many(session: AsyncSession, model: type[T], ids: set[int]) -> dict[int, T]:
+    """Objects by primary key: those already in the session come free, the rest in one SELECT."""
+    found: dict[int, T] = {}
+    identity_map = session.sync_session.identity_map
+    for i in ids:
+        obj = identity_map.get(identity_key(model, i))
+        if obj is not None:
+            found[i] = obj
+    missing = ids - found.keys()
+    if missing:
+        found.update({o.id: o for o in await session.scalars(select(model).where(model.id.in_(missing)))})
+    return found
 
 
 async def plan_document(session: AsyncSession, doc: Document) -> Plan:
@@ -92,6 +107,7 @@ async def plan_document(session: AsyncSession, doc: Document) -> Plan:
     wanted = {(ln.product_id, ln.batch_code, ln.expiry) for ln in lines}
     wanted |= {(ln.product_id, "", None) for ln in lines}
     batches = await ensure_batches(session, wanted)
+    unbatched = {p: b.id for (p, code), b in batches.items() if code == ""}
 
     def bid(ln: DocumentLine) -> int:
         return batches[(ln.product_id, ln.batch_code)].id
@@ -116,7 +132,7 @@ async def plan_document(session: AsyncSession, doc: Document) -> Plan:
             moves.append(Move(ln, ln.product_id, ln.warehouse_id, named, ON_HAND, -q))
     for ln, wh in extra_lines:
         moves.append(Move(ln, ln.product_id, wh, None, ON_HAND, ln.stock_qty))
-    return Plan(doc, moves, products, warehouses)
+    return Plan(doc, moves, products, warehouses, unbatched=unbatched)
 
 
 async def plan_reversal(session: AsyncSession, doc: Document) -> Plan:
@@ -139,11 +155,12 @@ async def plan_reversal(session: AsyncSession, doc: Document) -> Plan:
 
 async def lock_balances(session: AsyncSession, plan: Plan) -> None:
     """Create missing rows, then lock every balance row of the touched pairs in sorted key order."""
-    unbatched = await ensure_batches(session, {(p, "", None) for p, _ in plan.pairs()})
+    lacking = {(p, "", None) for p, _ in plan.pairs() if p not in plan.unbatched}
+    if lacking:
+        plan.unbatched.update({p: b.id for (p, _), b in (await ensure_batches(session, lacking)).items()})
     keys: set[Key] = set()
     for m in plan.moves:
-        keys.add((m.product_id, m.warehouse_id, m.batch_id or unbatched[(m.product_id, "")].id))
-    await ensure_balance_rows(session, keys, plan.now)
+        keys.add((m.product_id, m.warehouse_id, m.batch_id or plan.unbatched[m.product_id]))
     stmt = (
         select(StockBalance, Batch.expiry)
         .join(Batch, Batch.id == StockBalance.batch_id)
@@ -152,10 +169,15 @@ async def lock_balances(session: AsyncSession, plan: Plan) -> None:
     )
     if session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=StockBalance)
-    for bal, expiry in (await session.execute(stmt.execution_options(populate_existing=True))).all():
+    stmt = stmt.execution_options(populate_existing=True)
+    rows = (await session.execute(stmt)).all()
+    if not keys <= {(b.product_id, b.warehouse_id, b.batch_id) for b, _ in rows}:
+        # First movement of a key: create its balance row, then lock the pairs again (rare path).
+        await ensure_balance_rows(session, keys, plan.now)
+        rows = (await session.execute(stmt)).all()
+    for bal, expiry in rows:
         plan.balances[(bal.product_id, bal.warehouse_id, bal.batch_id)] = bal
         plan.expiry[bal.batch_id] = expiry
-    plan.unbatched = {p: b.id for (p, _), b in unbatched.items()}
 
 
 def allocate(plan: Plan) -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from core.documents import (
     cancel_document,
@@ -112,7 +113,9 @@ async def test_stock_count_creates_discrepancy_which_posts_the_difference(db, se
                                       warehouse="WH1")
         await submit_document(s, settings, count)
         assert count.lines[0].book_qty == D(10)
-        diff = await s.scalar(select(Document).where(Document.type == "discrepancy"))
+        diff = await s.scalar(
+            select(Document).where(Document.type == "discrepancy").options(selectinload(Document.lines))
+        )
         assert diff.status == "submitted" and diff.lines[0].stock_qty == D("-1.5")
         await post_document(s, settings, diff)
         assert await on_hand(s, "CREAM", "WH1") == D("8.5")
