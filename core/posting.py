@@ -8,12 +8,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
 from core import checks
-from core.batches import balance_filter, ensure_balance_rows, ensure_batches, pair_filter
+from core.batches import ensure_balance_rows, ensure_batches
 from core.config import Settings
 from core.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
 from core.errors import CheckResult, DomainError
@@ -48,6 +48,57 @@ class Move:
     reversal_of_id: int | None = None
 
 
+@dataclass(slots=True)
+class Bal:
+    """A locked balance row as plain values (the posting path updates it with one executemany)."""
+
+    id: int
+    product_id: int
+    warehouse_id: int
+    batch_id: int
+    qty: Decimal
+    on_loan: Decimal
+    max_move: Decimal
+    move_count: int
+    updated_at: datetime
+
+
+_BAL = StockBalance.__table__.c
+_BAL_COLS = (_BAL.id, _BAL.product_id, _BAL.warehouse_id, _BAL.batch_id, _BAL.qty, _BAL.on_loan, _BAL.max_move,
+             _BAL.move_count, _BAL.updated_at)
+_LOCK_PAIRS = (
+    select(*_BAL_COLS, Batch.__table__.c.expiry)
+    .join(Batch.__table__, Batch.__table__.c.id == _BAL.batch_id)
+    .where(
+        _BAL.product_id.in_(bindparam("pids", expanding=True)),
+        tuple_(_BAL.product_id, _BAL.warehouse_id).in_(bindparam("pairs", expanding=True)),
+    )
+    .order_by(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
+)
+_LOCK_KEYS = (
+    select(*_BAL_COLS, Batch.__table__.c.expiry)
+    .join(Batch.__table__, Batch.__table__.c.id == _BAL.batch_id)
+    .where(
+        _BAL.product_id.in_(bindparam("pids", expanding=True)),
+        tuple_(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id).in_(bindparam("keys", expanding=True)),
+    )
+    .order_by(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
+)
+_UPDATE_BAL = (
+    update(StockBalance.__table__)
+    .where(_BAL.id == bindparam("b_id"))
+    .values(qty=bindparam("b_qty"), on_loan=bindparam("b_on_loan"), max_move=bindparam("b_max_move"),
+            move_count=bindparam("b_move_count"), updated_at=bindparam("b_updated_at"))
+)
+_INSERT_MOVES = StockMove.__table__.insert()
+
+
+async def _lock(session: AsyncSession, stmt: Select, **params: object) -> list:
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=StockBalance.__table__)
+    return list((await session.execute(stmt, params)).all())
+
+
 @dataclass
 class Plan:
     """Everything the checks need: the document, its moves and the locked balances before/after."""
@@ -56,7 +107,7 @@ class Plan:
     moves: list[Move]
     products: dict[int, Product]
     warehouses: dict[int, Warehouse]
-    balances: dict[Key, StockBalance] = field(default_factory=dict)
+    balances: dict[Key, Bal] = field(default_factory=dict)
     expiry: dict[int, date | None] = field(default_factory=dict)
     today: date | None = None
     now: datetime | None = None
@@ -161,23 +212,20 @@ async def lock_balances(session: AsyncSession, plan: Plan) -> None:
     keys: set[Key] = set()
     for m in plan.moves:
         keys.add((m.product_id, m.warehouse_id, m.batch_id or plan.unbatched[m.product_id]))
-    stmt = (
-        select(StockBalance, Batch.expiry)
-        .join(Batch, Batch.id == StockBalance.batch_id)
-        .where(*pair_filter(StockBalance.product_id, StockBalance.warehouse_id, plan.pairs()))
-        .order_by(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id)
-    )
-    if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=StockBalance)
-    stmt = stmt.execution_options(populate_existing=True)
-    rows = (await session.execute(stmt)).all()
-    if not keys <= {(b.product_id, b.warehouse_id, b.batch_id) for b, _ in rows}:
+    pairs = plan.pairs()
+    params = {"pids": sorted({p for p, _ in pairs}), "pairs": pairs}
+    rows = await _lock(session, _LOCK_PAIRS, **params)
+    if not keys <= {(r[1], r[2], r[3]) for r in rows}:
         # First movement of a key: create its balance row, then lock the pairs again (rare path).
         await ensure_balance_rows(session, keys, plan.now)
-        rows = (await session.execute(stmt)).all()
-    for bal, expiry in rows:
-        plan.balances[(bal.product_id, bal.warehouse_id, bal.batch_id)] = bal
-        plan.expiry[bal.batch_id] = expiry
+        rows = await _lock(session, _LOCK_PAIRS, **params)
+    _keep(plan, rows)
+
+
+def _keep(plan: Plan, rows: list) -> None:
+    for r in rows:
+        plan.balances[(r[1], r[2], r[3])] = Bal(*r[:9])
+        plan.expiry[r[3]] = r[9]
 
 
 def allocate(plan: Plan) -> None:
@@ -256,15 +304,8 @@ async def _ensure_new_keys(session: AsyncSession, plan: Plan) -> None:
     if not missing:
         return
     await ensure_balance_rows(session, missing, plan.now)
-    stmt = select(StockBalance).where(*balance_filter(missing)).order_by(
-        StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id
-    )
-    if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    for bal in await session.scalars(stmt.execution_options(populate_existing=True)):
-        plan.balances[(bal.product_id, bal.warehouse_id, bal.batch_id)] = bal
-    for b in await session.scalars(select(Batch).where(Batch.id.in_({k[2] for k in missing}))):
-        plan.expiry[b.id] = b.expiry
+    keys = sorted(missing)
+    _keep(plan, await _lock(session, _LOCK_KEYS, pids=sorted({k[0] for k in keys}), keys=keys))
 
 
 async def prepare(session: AsyncSession, settings: Settings, plan: Plan, now: datetime) -> list[CheckResult]:
@@ -277,9 +318,9 @@ async def prepare(session: AsyncSession, settings: Settings, plan: Plan, now: da
     return await checks.run_all(session, settings, plan)
 
 
-def _apply(plan: Plan, now: datetime) -> tuple[list[dict], list[StockBalance]]:
+def _apply(plan: Plan, now: datetime) -> tuple[list[dict], list[Bal]]:
     rows: list[dict] = []
-    touched: dict[Key, StockBalance] = {}
+    touched: dict[Key, Bal] = {}
     for m in plan.moves:
         if m.qty == 0:
             continue
@@ -315,10 +356,21 @@ def _apply(plan: Plan, now: datetime) -> tuple[list[dict], list[StockBalance]]:
 
 async def write_moves(session: AsyncSession, plan: Plan, now: datetime) -> int:
     """Insert the moves and update the balances; returns the number of moves written."""
-    rows, _ = _apply(plan, now)
-    if rows:
-        await session.execute(StockMove.__table__.insert(), rows)
     await session.flush()
+    rows, touched = _apply(plan, now)
+    if rows:
+        await session.execute(_INSERT_MOVES, rows)
+        await session.execute(_UPDATE_BAL, [
+            {"b_id": b.id, "b_qty": b.qty, "b_on_loan": b.on_loan, "b_max_move": b.max_move,
+             "b_move_count": b.move_count, "b_updated_at": b.updated_at}
+            for b in touched
+        ])
+        # ORM copies of these rows loaded earlier in this session are now stale.
+        identity_map = session.sync_session.identity_map
+        for b in touched:
+            obj = identity_map.get(identity_key(StockBalance, b.id))
+            if obj is not None:
+                session.expire(obj)
     return len(rows)
 
 
