@@ -6,10 +6,9 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.batches import pair_filter
 from core.config import Settings
 from core.doctypes import DOC_TYPES, LOCKING_TYPES
 from core.errors import CheckResult, DomainError
@@ -50,21 +49,43 @@ def check_units(plan: Plan) -> list[CheckResult]:
     return out
 
 
+_D = Document.__table__.c
+_DL = DocumentLine.__table__.c
+# Open documents first (few, by the type/status index), then their lines; "+ 0" keeps the planner from
+# walking every historical line of the products through the product index instead.
+_OPEN_LINES = (
+    select(_DL.product_id, _DL.warehouse_id, _D.to_warehouse_id, _D.number, _D.type, _D.id)
+    .join(Document.__table__, _D.id == _DL.document_id)
+    .where(
+        or_(
+            and_(_D.type == "opening", _D.status.in_(("draft", "submitted"))),
+            and_(_D.type.in_(LOCKING_TYPES), _D.status == "submitted"),
+        ),
+        _D.id != bindparam("doc_id"),
+        (_DL.product_id + 0).in_(bindparam("pids", expanding=True)),
+    )
+)
+
+
+async def _open_lines(session: AsyncSession, plan: Plan) -> list[tuple]:
+    """Lines of other unapproved openings and pending locking documents on the plan's products."""
+    if plan.reversal:
+        return []
+    if "open_lines" not in plan.cache:
+        params = {"doc_id": plan.doc.id, "pids": sorted({p for p, _ in plan.pairs()})}
+        plan.cache["open_lines"] = list((await session.execute(_OPEN_LINES, params)).all())
+    return plan.cache["open_lines"]
+
+
 async def check_opening(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     """An unapproved opening for the product+warehouse blocks postings (it does not count yet)."""
     if plan.doc.type == "opening" or plan.reversal:
         return []
-    stmt = (
-        select(DocumentLine.product_id, DocumentLine.warehouse_id, Document.number)
-        .join(Document, Document.id == DocumentLine.document_id)
-        .where(
-            Document.type == "opening",
-            Document.status.in_(("draft", "submitted")),
-            *pair_filter(DocumentLine.product_id, DocumentLine.warehouse_id, plan.pairs()),
-        )
-    )
+    pairs = set(plan.pairs())
     out = []
-    for pid, wid, number in (await session.execute(stmt)).all():
+    for pid, wid, _to, number, dtype, _id in await _open_lines(session, plan):
+        if dtype != "opening" or (pid, wid) not in pairs:
+            continue
         sku, wh = _names(plan, pid, wid)
         out.append(
             CheckResult(
@@ -82,26 +103,12 @@ async def check_pending(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     if plan.reversal:
         return []
     doc = plan.doc
-    cond = [Document.id != doc.id, Document.status == "submitted", Document.type.in_(LOCKING_TYPES)]
-    if doc.type in LOCKING_TYPES:  # the oldest pending locking document may go first
-        cond.append(Document.id < doc.id)
-    pairs = plan.pairs()
-    stmt = (
-        select(DocumentLine.product_id, DocumentLine.warehouse_id, Document.to_warehouse_id, Document.number,
-               Document.type)
-        .join(Document, Document.id == DocumentLine.document_id)
-        .where(
-            *cond,
-            DocumentLine.product_id.in_({p for p, _ in pairs}),
-            or_(
-                tuple_(DocumentLine.product_id, DocumentLine.warehouse_id).in_(pairs),
-                and_(Document.to_warehouse_id.is_not(None),
-                     Document.to_warehouse_id.in_({w for _, w in pairs})),
-            ),
-        )
-    )
+    oldest_first = doc.type in LOCKING_TYPES  # the oldest pending locking document may go first
+    pairs = set(plan.pairs())
     out, seen = [], set()
-    for pid, wid, to_wid, number, dtype in (await session.execute(stmt)).all():
+    for pid, wid, to_wid, number, dtype, other_id in await _open_lines(session, plan):
+        if dtype not in LOCKING_TYPES or (oldest_first and other_id > doc.id):
+            continue
         for w in (wid, to_wid):
             if (pid, w) in pairs and (pid, w, number) not in seen:
                 seen.add((pid, w, number))
@@ -181,13 +188,20 @@ def check_negative(plan: Plan) -> list[CheckResult]:
     return out
 
 
+_F = Freeze.__table__.c
+_ACTIVE_FREEZES = select(_F.id, _F.product_id, _F.warehouse_id, _F.reason).where(
+    _F.active.is_(True),
+    _F.product_id.in_(bindparam("pids", expanding=True)),
+    tuple_(_F.product_id, _F.warehouse_id).in_(bindparam("pairs", expanding=True)),
+)
+
+
 async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     """A frozen product+warehouse accepts no movement until it is unfrozen."""
-    stmt = select(Freeze).where(
-        Freeze.active.is_(True), *pair_filter(Freeze.product_id, Freeze.warehouse_id, plan.pairs())
-    )
+    pairs = plan.pairs()
+    params = {"pids": sorted({p for p, _ in pairs}), "pairs": pairs}
     out = []
-    for fr in await session.scalars(stmt):
+    for fr in (await session.execute(_ACTIVE_FREEZES, params)).all():
         sku, wh = _names(plan, fr.product_id, fr.warehouse_id)
         out.append(
             CheckResult(
@@ -225,17 +239,21 @@ def check_expired(plan: Plan) -> list[CheckResult]:
     return [r for r in out if plan.doc.type != "loss"]
 
 
+_B = StockBalance.__table__.c
+_HISTORY = (
+    select(_B.product_id, func.max(_B.max_move), func.sum(_B.move_count))
+    .where(_B.product_id.in_(bindparam("pids", expanding=True)))
+    .group_by(_B.product_id)
+)
+
+
 async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan) -> list[CheckResult]:
     """A line far beyond the product's history (the g-vs-kg mistake) is held, not posted."""
     if plan.reversal:
         return []
     pids = {ln.product_id for ln in plan.doc.lines}
-    stmt = (
-        select(StockBalance.product_id, func.max(StockBalance.max_move), func.sum(StockBalance.move_count))
-        .where(StockBalance.product_id.in_(pids))
-        .group_by(StockBalance.product_id)
-    )
-    history = {p: (mx, n) for p, mx, n in (await session.execute(stmt)).all()}
+    rows = (await session.execute(_HISTORY, {"pids": sorted(pids)})).all()
+    history = {p: (mx, n) for p, mx, n in rows}
     out = []
     for ln in plan.doc.lines:
         mx, n = history.get(ln.product_id, (None, 0))

@@ -17,7 +17,7 @@ from core.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
 from core.errors import CheckResult, DomainError
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
 from core.numbering import next_number
-from core.posting import now_or, plan_document, plan_reversal, prepare, write_moves
+from core.posting import keep_loaded, now_or, plan_document, plan_reversal, prepare, write_moves
 from core.units import to_stock_qty
 
 
@@ -122,6 +122,7 @@ async def create_document(
                           "请填写原销售出库单号（CK 开头）")
     skus = {ln.sku.strip() for ln in lines}
     products = {p.sku: p for p in await session.scalars(select(Product).where(Product.sku.in_(skus)))}
+    keep_loaded(session, [*products.values(), *(w for w in (wh, to_wh) if w is not None)])
     doc = Document(
         number=await next_number(session, dt.prefix, now, settings.timezone),
         type=dt.code,
@@ -149,6 +150,7 @@ async def create_document(
         if li.warehouse:
             lw = line_wh.get(li.warehouse) or await _one(session, Warehouse, "code", li.warehouse, "仓库")
             line_wh[li.warehouse] = lw
+            keep_loaded(session, [lw])
         if lw is None:
             raise DomainError("NO_WAREHOUSE", f"第 {i} 行没有仓库", "请为单据或该行指定仓库", {"line": i})
         qty = _dec(li.qty, "数量")
@@ -221,12 +223,9 @@ async def _transition(session: AsyncSession, doc: Document, expected: tuple[str,
             "请刷新后查看单据最新状态",
             {"number": doc.number, "status": doc.status},
         )
-    res = await session.execute(
-        update(Document)
-        .where(Document.id == doc.id, Document.status == doc.status)
-        .values(status=new, **values)
-        .execution_options(synchronize_session=False)
-    )
+    t = Document.__table__
+    stmt = update(t).where(t.c.id == doc.id, t.c.status == doc.status).values(status=new, **values)
+    res = await session.execute(stmt)
     if res.rowcount != 1:
         raise DomainError("CONCURRENT", f"单据 {doc.number} 已被他人处理", "请刷新后查看单据最新状态",
                           {"number": doc.number})

@@ -36,7 +36,7 @@ def _entry(kind: str, doc: Document, line, sign: int, now: datetime) -> dict:
 async def _add_entries(session: AsyncSession, rows: list[dict]) -> None:
     """One executemany for all of a document's entries."""
     if rows:
-        await session.execute(insert(FinanceEntry), rows)
+        await session.execute(insert(FinanceEntry.__table__), rows)
 
 
 async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None:

@@ -16,9 +16,10 @@ async def next_number(session: AsyncSession, prefix: str, now: datetime, tz: Zon
     day = now.astimezone(tz).strftime("%Y%m%d")
     dialect = session.bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(DocCounter).values(prefix=prefix, day=day, last=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[DocCounter.prefix, DocCounter.day], set_={"last": DocCounter.last + 1}
-    ).returning(DocCounter.last)
+    t = DocCounter.__table__  # Core, not the ORM bulk path: this runs once per document
+    stmt = insert(t).values(prefix=prefix, day=day, last=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[t.c.prefix, t.c.day], set_={"last": t.c.last + 1}).returning(
+        t.c.last
+    )
     last = (await session.execute(stmt)).scalar_one()
     return f"{prefix}{day}{last:03d}"

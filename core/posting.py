@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -113,6 +114,7 @@ class Plan:
     now: datetime | None = None
     reversal: bool = False
     unbatched: dict[int, int] = field(default_factory=dict)
+    cache: dict[str, object] = field(default_factory=dict)
 
     def pairs(self) -> list[tuple[int, int]]:
         """Sorted (product_id, warehouse_id) pairs touched."""
@@ -138,8 +140,15 @@ async def get_many(session: AsyncSession, model: type[T], ids: set[int]) -> dict
             found[i] = obj
     missing = ids - found.keys()
     if missing:
-        found.update({o.id: o for o in await session.scalars(select(model).where(model.id.in_(missing)))})
+        loaded = list(await session.scalars(select(model).where(model.id.in_(missing))))
+        found.update({o.id: o for o in loaded})
+        keep_loaded(session, loaded)
     return found
+
+
+def keep_loaded(session: AsyncSession, objects: Iterable[object]) -> None:
+    """Hold master rows for the session's life (its identity map is weak), so later lookups cost nothing."""
+    session.info.setdefault("masters", []).extend(objects)
 
 
 async def plan_document(session: AsyncSession, doc: Document) -> Plan:
