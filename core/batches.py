@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Row, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,9 +15,17 @@ from core.models import Batch, StockBalance
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def _batch_filter(keys: list[tuple[int, str]]) -> tuple:
-    # SQLite plans a bare row-value IN as a full scan; the product_id IN lets it use the index.
-    return Batch.product_id.in_({p for p, _ in keys}), tuple_(Batch.product_id, Batch.code).in_(keys)
+_BT = Batch.__table__.c
+# SQLite plans a bare row-value IN as a full scan; the product_id IN lets it use the index.
+_BATCHES = select(_BT.id, _BT.product_id, _BT.code, _BT.expiry).where(
+    _BT.product_id.in_(bindparam("pids", expanding=True)),
+    tuple_(_BT.product_id, _BT.code).in_(bindparam("keys", expanding=True)),
+)
+
+
+async def _select_batches(session: AsyncSession, keys: list[tuple[int, str]]) -> dict[tuple[int, str], Row]:
+    params = {"pids": sorted({p for p, _ in keys}), "keys": keys}
+    return {(r.product_id, r.code): r for r in (await session.execute(_BATCHES, params)).all()}
 
 
 def balance_filter(keys: Iterable[tuple[int, int, int]]) -> tuple:
@@ -41,23 +49,20 @@ def _insert(session: AsyncSession):
 
 async def ensure_batches(
     session: AsyncSession, wanted: Iterable[tuple[int, str, date | None]]
-) -> dict[tuple[int, str], Batch]:
-    """Batches keyed by (product_id, code), created when missing (existing expiry is kept)."""
+) -> dict[tuple[int, str], Row]:
+    """Batch rows (id, product_id, code, expiry) keyed by (product_id, code), created when missing.
+
+    An existing batch keeps its expiry."""
     rows = {(p, c): e for p, c, e in wanted}
     if not rows:
         return {}
     keys = sorted(rows)
-    found = {
-        (b.product_id, b.code): b
-        for b in (await session.scalars(select(Batch).where(*_batch_filter(keys))))
-    }
+    found = await _select_batches(session, keys)
     missing = [{"product_id": p, "code": c, "expiry": rows[(p, c)]} for p, c in keys if (p, c) not in found]
     if missing:
-        stmt = _insert(session)(Batch).on_conflict_do_nothing(index_elements=["product_id", "code"])
+        stmt = _insert(session)(Batch.__table__).on_conflict_do_nothing(index_elements=["product_id", "code"])
         await session.execute(stmt, missing)
-        new_keys = [(m["product_id"], m["code"]) for m in missing]
-        more = await session.scalars(select(Batch).where(*_batch_filter(new_keys)))
-        found.update({(b.product_id, b.code): b for b in more})
+        found.update(await _select_batches(session, [(m["product_id"], m["code"]) for m in missing]))
     return found
 
 

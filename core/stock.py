@@ -1,13 +1,21 @@
-"""Stock queries: find products by SKU, barcode or name fragment; balances now or as of a time."""
+"""Stock queries: find products by SKU, barcode or name fragment; balances now or as of a time.
+
+The stock command runs find_products then stock_levels in one read session. Every statement costs a
+worker-thread round trip plus SQLAlchemy's per-execution work, so each function issues a single
+statement, built once at import time (no per-call construction or cache-key generation). The balance
+statements use table columns, so the session executes them as plain Core without ORM result handling.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
@@ -50,31 +58,128 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# --- find_products -----------------------------------------------------------------------------------------------
+#
+# One statement: the exact SKU/barcode matches UNION ALL the fragment matches, whose LIMIT drops to 0
+# when an exact match exists (SQLite then skips the fragment scan altogether, so an exact lookup stays
+# two index probes). The fragment part sorts on `sku || ''`: sorting on plain sku makes SQLite walk the
+# whole SKU index in order with a table lookup per product, slower than scanning and sorting the few hits.
+
+_EXACT = or_(Product.sku == bindparam("q"), Product.barcode == bindparam("q"))
+
+
+def _find_statement(fragment_match: Any) -> Any:
+    fragment = (
+        select(Product)
+        .where(fragment_match)
+        .order_by(Product.sku.concat(""))
+        .limit(case((exists().where(_EXACT), 0), else_=bindparam("limit")))
+    )
+    return select(Product).from_statement(union_all(select(Product).where(_EXACT), select(fragment.subquery())))
+
+
+# Any backend: name contains the text or SKU starts with it, LIKE with the wildcards escaped. On SQLite
+# LIKE ignores the case of ASCII letters (and only of those).
+_FIND_LIKE = _find_statement(
+    or_(Product.name.like(bindparam("infix"), escape="\\"), Product.sku.like(bindparam("prefix"), escape="\\"))
+)
+# SQLite, text without ASCII letters: there LIKE is plain substring/prefix matching, so the same rows
+# come from instr() (a cheaper per-row test than LIKE ... ESCAPE) and a range on the unique SKU index.
+_FIND_PLAIN = _find_statement(
+    or_(func.instr(Product.name, bindparam("q")) > 0,
+        and_(Product.sku >= bindparam("q"), Product.sku < bindparam("q_end")))
+)
+_ASCII_LETTER = re.compile("[A-Za-z]")
+
+
+def _prefix_end(text: str) -> str | None:
+    """The least string above every string starting with text (code point order = UTF-8 byte order)."""
+    last = ord(text[-1])
+    if last == 0x10FFFF:
+        return None
+    nxt = last + 1 if last + 1 != 0xD800 else 0xE000  # surrogates cannot be encoded
+    return text[:-1] + chr(nxt)
+
+
 async def find_products(session: AsyncSession, query: str, limit: int = 20) -> list[Product]:
     """Exact SKU or barcode first; otherwise SKU prefix or name fragment matches (up to limit)."""
     q = query.strip()
     if not q:
         raise DomainError("EMPTY_QUERY", "请输入要查询的商品", "例如：库存 奶油、库存 SKU001 或扫描条码")
-    exact = list(await session.scalars(select(Product).where(or_(Product.sku == q, Product.barcode == q))))
-    if exact:
-        return exact
-    pattern = f"%{_escape_like(q)}%"
-    stmt = (
-        select(Product)
-        .where(or_(Product.name.like(pattern, escape="\\"), Product.sku.like(f"{_escape_like(q)}%", escape="\\")))
-        .order_by(Product.sku)
-        .limit(limit)
+    end = _prefix_end(q)
+    if end is not None and _is_sqlite(session) and not _ASCII_LETTER.search(q):
+        params: dict[str, Any] = {"q": q, "q_end": end, "limit": limit}
+        return list(await session.scalars(_FIND_PLAIN, params))
+    escaped = _escape_like(q)
+    params = {"q": q, "infix": f"%{escaped}%", "prefix": f"{escaped}%", "limit": limit}
+    return list(await session.scalars(_FIND_LIKE, params))
+
+
+def _is_sqlite(session: AsyncSession) -> bool:
+    bind = session.bind
+    return bind is not None and bind.dialect.name == "sqlite"
+
+
+# --- stock_levels ------------------------------------------------------------------------------------------------
+
+_balances: Any = StockBalance.__table__
+_batches: Any = Batch.__table__
+_warehouses: Any = Warehouse.__table__
+_lines: Any = DocumentLine.__table__
+_documents: Any = Document.__table__
+_moves: Any = StockMove.__table__
+
+# The first warehouse whose code or name is the given text (as the former lookup statement took it).
+_WAREHOUSE_ID = (
+    select(_warehouses.c.id)
+    .where(or_(_warehouses.c.code == bindparam("warehouse"), _warehouses.c.name == bindparam("warehouse")))
+    .limit(1)
+)
+
+# Reserved by open (submitted) sales orders, for the product and warehouse of the outer balance row.
+_RESERVED = (
+    select(func.sum(_lines.c.reserved_qty))
+    .select_from(_lines.join(_documents, _documents.c.id == _lines.c.document_id))
+    .where(_lines.c.product_id == _balances.c.product_id, _lines.c.warehouse_id == _balances.c.warehouse_id,
+           _documents.c.type == "sales_order", _documents.c.status == "submitted")
+    .scalar_subquery()
+)
+
+# rows: (product_id, warehouse_id, on_hand, on_loan, batch code, expiry, warehouse code, warehouse name, reserved)
+_NOW = (
+    select(_balances.c.product_id, _balances.c.warehouse_id, _balances.c.qty, _balances.c.on_loan, _batches.c.code,
+           _batches.c.expiry, _warehouses.c.code, _warehouses.c.name, _RESERVED)
+    .select_from(
+        _balances.join(_batches, _batches.c.id == _balances.c.batch_id)
+        .join(_warehouses, _warehouses.c.id == _balances.c.warehouse_id)
     )
-    return list(await session.scalars(stmt))
+    .where(_balances.c.product_id.in_(bindparam("pids", expanding=True)))
+)
+_NOW_IN_WAREHOUSE = _NOW.where(_balances.c.warehouse_id == _WAREHOUSE_ID.scalar_subquery())
 
 
-async def _warehouse_id(session: AsyncSession, code: str | None) -> int | None:
-    if code is None:
-        return None
-    wid = await session.scalar(select(Warehouse.id).where(or_(Warehouse.code == code, Warehouse.name == code)))
-    if wid is None:
-        raise DomainError("NOT_FOUND", f"找不到仓库「{code}」", "请核对仓库编码或名称", {"warehouse": code})
-    return wid
+def _as_of_statement(in_warehouse: bool) -> Any:
+    """Balances as of a time: the balance_after of the last move per key and bucket at or before it."""
+    last = (
+        select(func.max(_moves.c.id))
+        .where(_moves.c.product_id.in_(bindparam("pids", expanding=True)), _moves.c.posted_at <= bindparam("at"))
+        .group_by(_moves.c.product_id, _moves.c.warehouse_id, _moves.c.batch_id, _moves.c.bucket)
+    )
+    if in_warehouse:
+        last = last.where(_moves.c.warehouse_id == _WAREHOUSE_ID.scalar_subquery())
+    return (
+        select(_moves.c.product_id, _moves.c.warehouse_id, _moves.c.batch_id, _moves.c.bucket, _moves.c.balance_after,
+               _batches.c.code, _batches.c.expiry, _warehouses.c.code, _warehouses.c.name)
+        .select_from(
+            _moves.join(_batches, _batches.c.id == _moves.c.batch_id)
+            .join(_warehouses, _warehouses.c.id == _moves.c.warehouse_id)
+        )
+        .where(_moves.c.id.in_(last.scalar_subquery()))
+    )
+
+
+_AS_OF = _as_of_statement(False)
+_AS_OF_IN_WAREHOUSE = _as_of_statement(True)
 
 
 async def reserved_quantities(session: AsyncSession, product_ids: list[int]) -> dict[tuple[int, int], Decimal]:
@@ -90,61 +195,55 @@ async def reserved_quantities(session: AsyncSession, product_ids: list[int]) -> 
 
 
 async def stock_levels(
-    session: AsyncSession, products: list[Product], warehouse: str | None = None, at: datetime | None = None
+    session: AsyncSession, products: Sequence[Product], warehouse: str | None = None, at: datetime | None = None
 ) -> list[WarehouseStock]:
-    """Per warehouse and batch: on hand, on loan, reserved, available (as of `at` when given)."""
+    """Per warehouse and batch: on hand, on loan, reserved, available (as of `at` when given).
+
+    `warehouse` is a warehouse code or name; an unknown one raises DomainError NOT_FOUND.
+    """
     if not products:
         return []
-    pids = [p.id for p in products]
-    wid = await _warehouse_id(session, warehouse)
-    # rows: (product_id, warehouse_id, batch_id, on_hand, on_loan)
+    params: dict[str, Any] = {"pids": [p.id for p in products]}
+    if warehouse is not None:
+        params["warehouse"] = warehouse
     if at is None:
-        stmt = select(StockBalance.product_id, StockBalance.warehouse_id, StockBalance.batch_id,
-                      StockBalance.qty, StockBalance.on_loan).where(StockBalance.product_id.in_(pids))
-        if wid is not None:
-            stmt = stmt.where(StockBalance.warehouse_id == wid)
-        rows = list((await session.execute(stmt)).all())
-        reserved = await reserved_quantities(session, pids)
+        rows: Sequence[Any] = (await session.execute(_NOW if warehouse is None else _NOW_IN_WAREHOUSE, params)).all()
     else:
-        rows = await _as_of(session, pids, wid, at)
-        reserved = {}
-    batch_ids = {r[2] for r in rows}
-    wh_ids = {r[1] for r in rows}
-    batches = {b.id: b for b in await session.scalars(select(Batch).where(Batch.id.in_(batch_ids)))}
-    whs = {w.id: w for w in await session.scalars(select(Warehouse).where(Warehouse.id.in_(wh_ids)))}
-    grouped: dict[tuple[int, int], list] = defaultdict(list)
+        params["at"] = at
+        rows = _as_of_rows(await session.execute(_AS_OF if warehouse is None else _AS_OF_IN_WAREHOUSE, params))
+    if not rows:
+        if warehouse is not None and await session.scalar(_WAREHOUSE_ID, {"warehouse": warehouse}) is None:
+            raise DomainError("NOT_FOUND", f"找不到仓库「{warehouse}」", "请核对仓库编码或名称",
+                              {"warehouse": warehouse})
+        return []
+    grouped: dict[tuple[int, int], list[Any]] = {}
     for r in rows:
-        grouped[(r[0], r[1])].append(r)
+        grouped.setdefault((r[0], r[1]), []).append(r)
     by_id = {p.id: p for p in products}
     out: list[WarehouseStock] = []
-    for (pid, w), rs in sorted(grouped.items(), key=lambda kv: (by_id[kv[0][0]].sku, whs[kv[0][1]].code)):
-        detail = tuple(
-            BatchStock(batches[b].code, batches[b].expiry, q, loan)
-            for _, _, b, q, loan in sorted(rs, key=lambda r: (batches[r[2]].expiry or date.max, batches[r[2]].code))
-            if q != 0 or loan != 0
-        )
-        on_hand = sum((r[3] for r in rs), ZERO)
-        on_loan = sum((r[4] for r in rs), ZERO)
-        res = reserved.get((pid, w), ZERO)
-        if on_hand == 0 and on_loan == 0 and res == 0:
+    for (pid, _), rs in grouped.items():
+        on_hand = sum((r[2] for r in rs), ZERO)
+        on_loan = sum((r[3] for r in rs), ZERO)
+        first = rs[0]
+        reserved = first[8] or ZERO  # the same for every batch row of the key
+        if on_hand == 0 and on_loan == 0 and reserved == 0:
             continue
+        if len(rs) > 1:
+            rs.sort(key=lambda r: (r[5] or date.max, r[4]))
+        detail = tuple(BatchStock(r[4], r[5], r[2], r[3]) for r in rs if r[2] != 0 or r[3] != 0)
         p = by_id[pid]
-        out.append(WarehouseStock(p.sku, p.name, p.stock_unit, whs[w].code, whs[w].name, on_hand, on_loan, res, detail))
+        out.append(WarehouseStock(p.sku, p.name, p.stock_unit, first[6], first[7], on_hand, on_loan, reserved,
+                                  detail))
+    out.sort(key=lambda s: (s.sku, s.warehouse))
     return out
 
 
-async def _as_of(session: AsyncSession, pids: list[int], wid: int | None, at: datetime) -> list[tuple]:
-    """Balances as of `at`: the balance_after of the last move per key and bucket at or before it."""
-    last = (
-        select(func.max(StockMove.id).label("id"))
-        .where(StockMove.product_id.in_(pids), StockMove.posted_at <= at)
-        .group_by(StockMove.product_id, StockMove.warehouse_id, StockMove.batch_id, StockMove.bucket)
-    )
-    if wid is not None:
-        last = last.where(StockMove.warehouse_id == wid)
-    stmt = select(StockMove.product_id, StockMove.warehouse_id, StockMove.batch_id, StockMove.bucket,
-                  StockMove.balance_after).where(StockMove.id.in_(last.scalar_subquery()))
-    acc: dict[tuple[int, int, int], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
-    for p, w, b, bucket, after in (await session.execute(stmt)).all():
-        acc[(p, w, b)][0 if bucket == ON_HAND else 1] = after
-    return [(p, w, b, v[0], v[1]) for (p, w, b), v in acc.items()]
+def _as_of_rows(result: Any) -> list[list[Any]]:
+    """Move rows (one per bucket) folded into balance-shaped rows, on hand and on loan side by side."""
+    acc: dict[tuple[int, int, int], list[Any]] = {}
+    for p, w, b, bucket, after, bcode, expiry, wcode, wname in result:
+        row = acc.get((p, w, b))
+        if row is None:
+            row = acc[(p, w, b)] = [p, w, ZERO, ZERO, bcode, expiry, wcode, wname, None]
+        row[2 if bucket == ON_HAND else 3] = after
+    return list(acc.values())
