@@ -35,3 +35,41 @@ async def test_write_session_holds_the_write_lock_from_begin(db):
                 other.execute("BEGIN IMMEDIATE")
         finally:
             other.close()
+
+
+async def test_one_hop_driver_keeps_the_dbapi_contract(db):
+    """The one-round-trip cursor still reports rowcount, lastrowid, rows of RETURNING and executemany."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite driver; this run is on PostgreSQL")
+    assert db.engine.dialect.driver == "jxcsqlite"
+    async with db.session() as s:
+        await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)"))
+        res = await s.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": 1}, {"v": 2}, {"v": 3}])
+        assert res.rowcount == 3
+        res = await s.execute(text("INSERT INTO t (v) VALUES (4)"))
+        assert res.lastrowid == 4
+        assert (await s.execute(text("UPDATE t SET v = v + 1 WHERE v >= 3"))).rowcount == 2
+        rows = (await s.execute(text("UPDATE t SET v = 0 WHERE id = 1 RETURNING id, v"))).all()
+        assert [tuple(r) for r in rows] == [(1, 0)]
+        assert (await s.execute(text("SELECT sum(v) FROM t"))).scalar() == 0 + 2 + 4 + 5
+
+
+async def test_concurrent_writers_queue_instead_of_failing(db):
+    """In-process SQLite writers wait for each other: no 'database is locked', no lost update."""
+    import asyncio
+
+    if not db.is_sqlite:
+        pytest.skip("SQLite writer queue; PostgreSQL uses row locks (FOR UPDATE) instead")
+    async with db.session() as s:
+        await s.execute(text("CREATE TABLE c (n INTEGER)"))
+        await s.execute(text("INSERT INTO c VALUES (0)"))
+
+    async def bump() -> None:
+        async with db.session() as s:
+            n = (await s.execute(text("SELECT n FROM c"))).scalar()
+            await asyncio.sleep(0)  # let the other writers try to start meanwhile
+            await s.execute(text("UPDATE c SET n = :n"), {"n": n + 1})
+
+    await asyncio.gather(*(bump() for _ in range(30)))
+    async with db.read() as s:
+        assert (await s.execute(text("SELECT n FROM c"))).scalar() == 30
