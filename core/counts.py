@@ -64,5 +64,4 @@ async def create_discrepancy(session: AsyncSession, settings: Settings, count: D
                 "discrepancy_type": ln.discrepancy_type,
             }
         )
-    await insert_document(session, doc, rows)
-    return doc
+    return await insert_document(session, doc, rows)

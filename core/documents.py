@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -57,10 +57,17 @@ def _dec(value: Decimal | str | int, what: str) -> Decimal:
     return d
 
 
+_DOC_COLUMNS = tuple(Document.__mapper__.column_attrs)
+_BY_CODE: dict[tuple[type, str], Select] = {}
+
+
 async def _one(session: AsyncSession, model: type, field: str, code: str | None, label: str):
     if code is None:
         return None
-    obj = await session.scalar(select(model).where(getattr(model, field) == code))
+    key = (model, field)
+    if key not in _BY_CODE:
+        _BY_CODE[key] = select(model).where(getattr(model, field) == bindparam("code"))
+    obj = await session.scalar(_BY_CODE[key], {"code": code})
     if obj is None:
         raise DomainError("NOT_FOUND", f"找不到{label}「{code}」", f"请核对{label}编码，或先导入{label}档案",
                           {label: code})
@@ -199,18 +206,22 @@ async def create_document(
                 "discrepancy_type": li.discrepancy_type,
             }
         )
-    await insert_document(session, doc, rows)
-    return doc
+    return await insert_document(session, doc, rows)
 
 
-async def insert_document(session: AsyncSession, doc: Document, rows: list[dict]) -> None:
-    """Insert a new document and its lines (one multi-row INSERT … RETURNING for the lines)."""
-    session.add(doc)
-    await session.flush()
+async def insert_document(session: AsyncSession, draft: Document, rows: list[dict]) -> Document:
+    """Insert a new document and its lines (INSERT … RETURNING each, no unit-of-work flush); returns it."""
+    values = {
+        attr.key: getattr(draft, attr.key)
+        for attr in _DOC_COLUMNS
+        if attr.key != "id" and getattr(draft, attr.key) is not None
+    }
+    doc = (await session.scalars(insert(Document).returning(Document), [values])).one()
     for row in rows:
         row["document_id"] = doc.id
     lines = list(await session.scalars(insert(DocumentLine).returning(DocumentLine), rows)) if rows else []
     set_committed_value(doc, "lines", sorted(lines, key=lambda ln: ln.line_no))
+    return doc
 
 
 async def _transition(session: AsyncSession, doc: Document, expected: tuple[str, ...], new: str,

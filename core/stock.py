@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, union_all
+from sqlalchemy import bindparam, case, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
@@ -59,35 +59,68 @@ def _escape_like(text: str) -> str:
 
 
 # --- find_products -----------------------------------------------------------------------------------------------
-#
+
+
+@dataclass(frozen=True, slots=True)
+class ProductMatch:
+    """A product found by find_products: the columns the stock query needs, without ORM loading."""
+
+    id: int
+    sku: str
+    name: str
+    barcode: str | None
+    stock_unit: str
+
+
+class ProductRef(Protocol):
+    """What stock_levels needs of a product: a ProductMatch or an ORM Product."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def sku(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stock_unit(self) -> str: ...
+
+
+_products = Product.__table__.c
+
 # One statement: the exact SKU/barcode matches UNION ALL the fragment matches, whose LIMIT drops to 0
 # when an exact match exists (SQLite then skips the fragment scan altogether, so an exact lookup stays
 # two index probes). The fragment part sorts on `sku || ''`: sorting on plain sku makes SQLite walk the
 # whole SKU index in order with a table lookup per product, slower than scanning and sorting the few hits.
-
-_EXACT = or_(Product.sku == bindparam("q"), Product.barcode == bindparam("q"))
+_EXACT = or_(_products.sku == bindparam("q"), _products.barcode == bindparam("q"))
+_COLUMNS = (_products.id, _products.sku, _products.name, _products.barcode, _products.stock_unit)
 
 
 def _find_statement(fragment_match: Any) -> Any:
     fragment = (
-        select(Product)
+        select(*_COLUMNS)
         .where(fragment_match)
-        .order_by(Product.sku.concat(""))
+        .order_by(_products.sku.concat(""))
         .limit(case((exists().where(_EXACT), 0), else_=bindparam("limit")))
     )
-    return select(Product).from_statement(union_all(select(Product).where(_EXACT), select(fragment.subquery())))
+    return union_all(select(*_COLUMNS).where(_EXACT), select(fragment.subquery()))
 
 
 # Any backend: name contains the text or SKU starts with it, LIKE with the wildcards escaped. On SQLite
 # LIKE ignores the case of ASCII letters (and only of those).
 _FIND_LIKE = _find_statement(
-    or_(Product.name.like(bindparam("infix"), escape="\\"), Product.sku.like(bindparam("prefix"), escape="\\"))
+    or_(_products.name.like(bindparam("infix"), escape="\\"), _products.sku.like(bindparam("prefix"), escape="\\"))
 )
 # SQLite, text without ASCII letters: there LIKE is plain substring/prefix matching, so the same rows
-# come from instr() (a cheaper per-row test than LIKE ... ESCAPE) and a range on the unique SKU index.
+# come from instr() over the name index (a cheaper per-row test than LIKE ... ESCAPE, on narrower pages)
+# and a range on the unique SKU index.
 _FIND_PLAIN = _find_statement(
-    or_(func.instr(Product.name, bindparam("q")) > 0,
-        and_(Product.sku >= bindparam("q"), Product.sku < bindparam("q_end")))
+    _products.id.in_(union_all(
+        select(_products.id).where(func.instr(_products.name, bindparam("q")) > 0),
+        select(_products.id).where(_products.sku >= bindparam("q"), _products.sku < bindparam("q_end")),
+    ))
 )
 _ASCII_LETTER = re.compile("[A-Za-z]")
 
@@ -101,18 +134,18 @@ def _prefix_end(text: str) -> str | None:
     return text[:-1] + chr(nxt)
 
 
-async def find_products(session: AsyncSession, query: str, limit: int = 20) -> list[Product]:
-    """Exact SKU or barcode first; otherwise SKU prefix or name fragment matches (up to limit)."""
+async def find_products(session: AsyncSession, query: str, limit: int = 20) -> list[ProductMatch]:
+    """Exact SKU or barcode first; otherwise SKU prefix or name fragment matches (up to limit, by SKU)."""
     q = query.strip()
     if not q:
         raise DomainError("EMPTY_QUERY", "请输入要查询的商品", "例如：库存 奶油、库存 SKU001 或扫描条码")
     end = _prefix_end(q)
     if end is not None and _is_sqlite(session) and not _ASCII_LETTER.search(q):
-        params: dict[str, Any] = {"q": q, "q_end": end, "limit": limit}
-        return list(await session.scalars(_FIND_PLAIN, params))
-    escaped = _escape_like(q)
-    params = {"q": q, "infix": f"%{escaped}%", "prefix": f"{escaped}%", "limit": limit}
-    return list(await session.scalars(_FIND_LIKE, params))
+        stmt, params = _FIND_PLAIN, {"q": q, "q_end": end, "limit": limit}
+    else:
+        escaped = _escape_like(q)
+        stmt, params = _FIND_LIKE, {"q": q, "infix": f"%{escaped}%", "prefix": f"{escaped}%", "limit": limit}
+    return [ProductMatch(*row) for row in (await session.execute(stmt, params)).all()]
 
 
 def _is_sqlite(session: AsyncSession) -> bool:
@@ -195,7 +228,7 @@ async def reserved_quantities(session: AsyncSession, product_ids: list[int]) -> 
 
 
 async def stock_levels(
-    session: AsyncSession, products: Sequence[Product], warehouse: str | None = None, at: datetime | None = None
+    session: AsyncSession, products: Sequence[ProductRef], warehouse: str | None = None, at: datetime | None = None
 ) -> list[WarehouseStock]:
     """Per warehouse and batch: on hand, on loan, reserved, available (as of `at` when given).
 
