@@ -20,13 +20,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from core.config import Settings
 from core.db import Database
 from core.documents import LineInput, create_document, get_document, post_document, submit_document
-from core.models import Base, Customer, Document, StockMove, Supplier, Warehouse
+from core.migrate import recreate_schema
+from core.models import Customer, Document, StockMove, Supplier, Warehouse
 from core.stock import find_products, stock_levels
 from core.types import SCALE
 
@@ -311,14 +312,6 @@ async def load_moves(ld: SqliteLoader | PgLoader, ledger: Ledger, upto: int, doc
 # Measurements.
 
 
-async def reset_schema(db: Database) -> None:
-    async with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await conn.run_sync(Base.metadata.create_all)
-
-
 async def seed_small_masters(db: Database, ledger: Ledger) -> list[int]:
     """Warehouses, a customer, a supplier and the dummy history documents (through the ORM)."""
     async with db.session() as s:
@@ -577,7 +570,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     ledger = Ledger(opts.products, opts.movements, opts.seed)
     db = Database(opts.url)
     log(t0, f"schema on {db.dialect}")
-    await reset_schema(db)
+    await recreate_schema(db)
     doc_ids = await seed_small_masters(db, ledger)
     await db.dispose()
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+
+from core.db import Database
+from core.models import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,3 +31,12 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
 async def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade to revision from async code (Alembic runs in a worker thread)."""
     await asyncio.to_thread(upgrade_sync, url, revision)
+
+
+async def recreate_schema(db: Database) -> None:
+    """Drop and recreate every table from the models (tests and benchmarks only: PostgreSQL loses schema public)."""
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await conn.run_sync(Base.metadata.create_all)

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from core.config import Settings, load_config
 from core.db import Database
-from core.models import Base
+from core.migrate import recreate_schema
 
 PG_URL = os.environ.get("JXCBOT_TEST_DATABASE_URL", "")
 
@@ -24,13 +23,7 @@ def test_database_url(tmp_path: Path) -> str:
 test_database_url.__test__ = False  # type: ignore[attr-defined]
 
 
-async def reset_schema(db: Database) -> None:
-    """Drop and recreate every table (PostgreSQL is shared between tests)."""
-    async with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await conn.run_sync(Base.metadata.create_all)
+reset_schema = recreate_schema
 
 
 @pytest.fixture
