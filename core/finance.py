@@ -33,10 +33,14 @@ def _entry(kind: str, doc: Document, line, sign: int, now: datetime) -> dict:
     }
 
 
+# RETURNING lets SQLAlchemy send one multi-VALUES INSERT instead of a per-row executemany (asyncpg).
+_INSERT_ENTRIES = insert(FinanceEntry.__table__).returning(FinanceEntry.__table__.c.id)
+
+
 async def _add_entries(session: AsyncSession, rows: list[dict]) -> None:
     """One executemany for all of a document's entries."""
     if rows:
-        await session.execute(insert(FinanceEntry.__table__), rows)
+        await session.execute(_INSERT_ENTRIES, rows)
 
 
 async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None:

@@ -91,7 +91,9 @@ _UPDATE_BAL = (
     .values(qty=bindparam("b_qty"), on_loan=bindparam("b_on_loan"), max_move=bindparam("b_max_move"),
             move_count=bindparam("b_move_count"), updated_at=bindparam("b_updated_at"))
 )
-_INSERT_MOVES = StockMove.__table__.insert()
+# RETURNING makes SQLAlchemy batch the rows into one multi-VALUES INSERT ("insertmanyvalues"); without it
+# asyncpg runs an executemany, one round trip per row.
+_INSERT_MOVES = StockMove.__table__.insert().returning(StockMove.__table__.c.id)
 
 
 async def _lock(session: AsyncSession, stmt: Select, **params: object) -> list:
