@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.documents import LineInput, create_document, post_document, submit_document
 from core.errors import DomainError
-from core.importer.lookup import _CHUNK, _fetch_in
+from core.importer.lookup import _CHUNK, _fetch_by
 from core.importer.parsing import _INVALID, _date, _decimal, _nonneg_dec
 from core.importer.progress import Progress, _tick
 from core.importer.reading import _Row, _Table
@@ -36,8 +36,7 @@ def _unit_column(code: str) -> str:
 async def _check_opening(session: AsyncSession, table: _Table, errors: list[RowError], today: date,
                          progress: Progress) -> list[_OpeningLine]:
     rows = table.rows
-    products = {p.sku: p for p in await _fetch_in(
-        session, lambda c: select(Product).where(Product.sku.in_(c)), (r.values.get("sku") for r in rows))}
+    products = await _fetch_by(session, Product, "sku", (r.values.get("sku") for r in rows))
     all_wh = list(await session.scalars(select(Warehouse)))
     by_code = {w.code: w for w in all_wh}
     by_name: dict[str, Warehouse | None] = {}

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.importer.lookup import _fetch_in
+from core.importer.lookup import _fetch_by, _fetch_in
 from core.importer.parsing import _ABSENT, _INVALID, _Bad, _bool, _decimal, _nonneg_dec, _nonneg_int
 from core.importer.progress import Progress, _tick
 from core.importer.reading import _Table
@@ -31,16 +31,13 @@ async def _check_products(session: AsyncSession, table: _Table, errors: list[Row
     if has_barcode:
         _duplicates(((r, r.values["barcode"]) for r in rows), "barcode", "条码", errors,
                     "条码必须唯一，请核对这些行的条码")
-    existing = {p.sku: p for p in await _fetch_in(session, lambda c: select(Product).where(Product.sku.in_(c)),
-                                                   (s for _, s in skus))}
+    existing = await _fetch_by(session, Product, "sku", (s for _, s in skus))
     holders: dict[str, Product] = {}
     file_barcodes: dict[str, str | None] = {}
     if has_barcode:
         file_barcodes = {r.values.get("sku", ""): (r.values["barcode"] or None) for r in rows}
-        holders = {p.barcode: p for p in await _fetch_in(
-            session, lambda c: select(Product).where(Product.barcode.in_(c)), file_barcodes.values())}
-    purchasers = {u.name: u for u in await _fetch_in(
-        session, lambda c: select(User).where(User.name.in_(c)), (r.values.get("purchaser") for r in rows))}
+        holders = await _fetch_by(session, Product, "barcode", file_barcodes.values())
+    purchasers = await _fetch_by(session, User, "name", (r.values.get("purchaser") for r in rows))
     used = set(await _fetch_in(
         session, lambda c: select(DocumentLine.product_id).where(DocumentLine.product_id.in_(c)).distinct(),
         (p.id for p in existing.values())))
@@ -100,13 +97,7 @@ async def _check_products(session: AsyncSession, table: _Table, errors: list[Row
             "pack_size": (_nonneg_dec, Decimal(1)),
             "auto_replenish": (_bool, False),
         }
-        for key, (fn, default) in defaults.items():
-            value = c.parse(key, fn)
-            if value is _ABSENT:
-                if current is None:
-                    attrs[key] = default
-            else:
-                attrs[key] = default if value is None else value
+        c.fill(attrs, ((key, fn, default) for key, (fn, default) in defaults.items()), is_new=current is None)
         purchaser = c.text("purchaser")
         if purchaser is not None:
             user = purchasers.get(purchaser) if purchaser else None

@@ -50,6 +50,18 @@ class _Cells:
             self.error(key, f"{self.cols[key].zh}{bad.message_zh}", bad.fix_zh)
             return _INVALID
 
+    def fill(self, attrs: dict[str, Any], specs: Iterable[tuple[str, Callable[[str], Any], Any]],
+             is_new: bool) -> None:
+        """Parse each (key, parser, default) into attrs: a blank cell takes the default, and so does a
+        missing column for a new record (an existing record keeps its value)."""
+        for key, fn, default in specs:
+            value = self.parse(key, fn)
+            if value is _ABSENT:
+                if is_new:
+                    attrs[key] = default
+            else:
+                attrs[key] = default if value is None else value
+
 
 def _duplicates(rows: Iterable[tuple[_Row, str]], key: str, what: str, errors: list[RowError], fix: str) -> None:
     """Report every row whose value appears more than once (blank values are ignored)."""

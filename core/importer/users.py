@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.importer.lookup import _fetch_in
+from core.importer.lookup import _fetch_by, _fetch_in
 from core.importer.parsing import _Bad, _nfkc
 from core.importer.progress import Progress, _tick
 from core.importer.reading import _Table
@@ -40,8 +40,7 @@ async def _check_users(session: AsyncSession, table: _Table, errors: list[RowErr
     rows = table.rows
     names = [(r, r.values.get("name", "")) for r in rows]
     _duplicates(names, "name", "姓名", errors, "每个姓名只能出现一次；同名的人请加以区分，如 王芳(仓储)")
-    existing = {u.name: u for u in await _fetch_in(
-        session, lambda c: select(User).where(User.name.in_(c)), (v for _, v in names))}
+    existing = await _fetch_by(session, User, "name", (v for _, v in names))
     id_cols = {"wecom_user_id": ("企业微信ID", User.wecom_user_id),
                "dingtalk_staff_id": ("钉钉ID", User.dingtalk_staff_id)}
     holders: dict[str, dict[str, User]] = {}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.importer.lookup import _fetch_in
-from core.importer.parsing import _ABSENT, _Bad, _bool, _decimal
+from core.importer.lookup import _fetch_by
+from core.importer.parsing import _Bad, _bool, _decimal
 from core.importer.progress import Progress, _tick
 from core.importer.reading import _Table
 from core.importer.results import RowError
@@ -29,8 +28,7 @@ async def _check_warehouses(session: AsyncSession, table: _Table, errors: list[R
     rows = table.rows
     codes = [(r, r.values.get("code", "")) for r in rows]
     _duplicates(codes, "code", "仓库编码", errors, "每个仓库编码只能出现一次，请删除或合并重复的行")
-    existing = {w.code: w for w in await _fetch_in(
-        session, lambda c: select(Warehouse).where(Warehouse.code.in_(c)), (v for _, v in codes))}
+    existing = await _fetch_by(session, Warehouse, "code", (v for _, v in codes))
     plan: list[tuple[Warehouse | None, dict[str, Any]]] = []
     for n, row in enumerate(rows, start=1):
         c = _Cells("warehouses", row, errors)
@@ -38,14 +36,8 @@ async def _check_warehouses(session: AsyncSession, table: _Table, errors: list[R
         code, name = c.text("code") or "", c.text("name") or ""
         current = existing.get(code)
         attrs: dict[str, Any] = {"code": code, "name": name}
-        for key, fn, default in (("allow_negative", _bool, False), ("negative_floor", _floor, Decimal(0)),
-                                 ("ships_to_stores", _bool, True)):
-            value = c.parse(key, fn)
-            if value is _ABSENT:
-                if current is None:
-                    attrs[key] = default
-            else:
-                attrs[key] = default if value is None else value
+        c.fill(attrs, (("allow_negative", _bool, False), ("negative_floor", _floor, Decimal(0)),
+                       ("ships_to_stores", _bool, True)), is_new=current is None)
         allow = attrs.get("allow_negative", current.allow_negative if current else False)
         floor = attrs.get("negative_floor", current.negative_floor if current else Decimal(0))
         if allow is False and isinstance(floor, Decimal) and floor < 0:
