@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
 from core.config import Settings
@@ -519,6 +519,64 @@ def raw_floor_sqlite(path: str, by_doc: dict[int, list[tuple]]) -> tuple[float, 
     return per_doc, bulk
 
 
+class StatementLog:
+    """Records every statement (with its driver parameters) the write engine runs, and each COMMIT."""
+
+    COMMIT = object()
+
+    def __init__(self, db: Database) -> None:
+        self.entries: list[Any] = []
+        self.engine = db.engine.sync_engine
+        self.active = False
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "commit", self._commit)
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+        if self.active:
+            self.entries.append((statement, parameters))
+
+    def _commit(self, _conn: Any) -> None:
+        if self.active:
+            self.entries.append(self.COMMIT)
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "commit", self._commit)
+
+
+def snapshot_sqlite(path: str) -> str:
+    """A consistent copy of the database file (sqlite3 backup API); returns its path."""
+    copy = path + ".replay"
+    src, dst = sqlite3.connect(path), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return copy
+
+
+def replay_sqlite(path: str, entries: list[Any], lines: int) -> float:
+    """Lines/s of the posting run's own statements replayed with plain sqlite3 on the snapshot taken before it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", "synchronous=NORMAL"):
+        conn.execute(f"PRAGMA {pragma}")
+    try:
+        t = time.perf_counter()
+        for entry in entries:
+            if entry is StatementLog.COMMIT:
+                conn.execute("COMMIT")
+            elif isinstance(entry[1], list):  # an executemany (insertmanyvalues batches arrive as one tuple)
+                conn.executemany(entry[0], entry[1])
+            else:
+                conn.execute(entry[0], entry[1]).fetchall()
+        return lines / (time.perf_counter() - t)
+    finally:
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(path + suffix).unlink(missing_ok=True)
+
+
 async def raw_floor_pg(url: str, by_doc: dict[int, list[tuple]]) -> tuple[float, float]:
     """(per-document transactions, one bulk COPY) lines/s of asyncpg copy_records_to_table into a copy table."""
     import asyncpg
@@ -619,10 +677,15 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     db = Database(opts.url)
     try:
         await post_all(db, settings, plans[:warm], 1)
+        snapshot = snapshot_sqlite(make_url(opts.url).database) if db.is_sqlite else None
+        statements = StatementLog(db)
         log(t0, f"posting {opts.docs} documents × {opts.lines} lines, one task")
+        statements.active = True
         t = time.perf_counter()
         seq_ids = await post_all(db, settings, plans[warm:warm + opts.docs], 1)
         seq_seconds = time.perf_counter() - t
+        statements.active = False
+        statements.close()
         log(t0, f"posting {opts.docs} documents × {opts.lines} lines, {opts.concurrency} concurrent tasks")
         t = time.perf_counter()
         await post_all(db, settings, conc_plans, opts.concurrency)
@@ -639,6 +702,11 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     else:
         raw_per_doc, raw_bulk = await raw_floor_pg(opts.url, by_doc)
 
+    replay_rate = None
+    if snapshot is not None:
+        log(t0, "replaying the posting run's statements with plain sqlite3")
+        replay_rate = replay_sqlite(snapshot, statements.entries, posted_lines)
+    statements_per_doc = sum(1 for e in statements.entries if e is not StatementLog.COMMIT) / opts.docs
     post_rate = posted_lines / seq_seconds
     growth = pct(q_last.all_ms, 50) / pct(q_first.all_ms, 50)
     result: dict[str, Any] = {
@@ -652,6 +720,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         "post_concurrent_lines_per_s": round(conc_lines / conc_seconds, 1),
         "post_concurrency": opts.concurrency,
         "post_only_lines_per_s": round(only_lines / only_seconds, 1),
+        "statements_per_doc": round(statements_per_doc, 1),
+        "sql_replay_lines_per_s": None if replay_rate is None else round(replay_rate, 1),
         "post_only_ms_per_doc": round(only_seconds / len(only_plans) * 1000, 3),
         "raw_bulk_lines_per_s": round(raw_bulk, 1),
         "post_ms_per_doc": round(seq_seconds / opts.docs * 1000, 3),
@@ -713,6 +783,9 @@ def render(r: dict[str, Any], url: str) -> str:
         f"  raw floor, {raw:<19}{r['raw_floor_lines_per_s']:>9,.0f} lines/s   "
         "(same rows, one transaction per document)",
         f"  raw bulk, {raw:<20}{r['raw_bulk_lines_per_s']:>9,.0f} lines/s   (same rows, one transaction)",
+        *([f"  SQL replay, sqlite3       {r['sql_replay_lines_per_s']:>12,.0f} lines/s   (the one-task run's own "
+           f"{r['statements_per_doc']:.0f} statements per document, replayed without Python logic)"]
+          if r.get("sql_replay_lines_per_s") else []),
         f"  posting / raw floor          {r['post_to_raw_ratio']:>10.3f}",
         "",
         f"Stock query (find_products + stock_levels in db.read()), {r['queries_per_mode']} queries per mode, in ms",
