@@ -28,7 +28,7 @@ from core.db import Database
 from core.documents import LineInput, create_document, get_document, post_document, submit_document
 from core.migrate import recreate_schema
 from core.models import Customer, Document, StockMove, Supplier, Warehouse
-from core.stock import find_products, stock_levels
+from core.stock import stock_lookup
 from core.types import SCALE
 
 UNIT = 10**SCALE  # one stock unit in the ledger's scaled integers
@@ -349,15 +349,14 @@ class QueryStats:
 
 
 async def measure_queries(url: str, skus: list[str], fragments: list[str]) -> QueryStats:
-    """What the `stock` command does: find_products then stock_levels inside db.read(), timed per query."""
+    """What the `stock` command does: stock_lookup (find + levels) inside db.read(), timed per query."""
     db = Database(url)
     matches, rows = [], []
 
     async def one(q: str) -> float:
         t = time.perf_counter()
         async with db.read() as s:
-            products = await find_products(s, q)
-            levels = await stock_levels(s, products)
+            products, levels = await stock_lookup(s, q)
         elapsed = (time.perf_counter() - t) * 1000
         matches.append(len(products))
         rows.append(len(levels))
@@ -788,7 +787,8 @@ def render(r: dict[str, Any], url: str) -> str:
           if r.get("sql_replay_lines_per_s") else []),
         f"  posting / raw floor          {r['post_to_raw_ratio']:>10.3f}",
         "",
-        f"Stock query (find_products + stock_levels in db.read()), {r['queries_per_mode']} queries per mode, in ms",
+        f"Stock query (stock_lookup in db.read(), as the stock command), {r['queries_per_mode']} queries per mode, "
+        "in ms",
         f"  {'':<22}{'at ' + first + ' movements':>22}{'at ' + last + ' movements':>24}",
         f"  {'':<22}{'median':>11}{'p99':>11}{'median':>13}{'p99':>11}",
     ]

@@ -147,14 +147,13 @@ async def cmd_import(settings: Settings, args: argparse.Namespace, db: Database)
 
 async def cmd_stock(settings: Settings, args: argparse.Namespace, db: Database) -> int:
     """Stock of matching products per warehouse and batch."""
-    from core.stock import find_products, stock_levels
+    from core.stock import stock_lookup
 
     at = parse_at(args.at, settings) if args.at else None
     async with db.read() as s:
-        products = await find_products(s, args.query)
-        if not products:
-            raise DomainError("NO_MATCH", f"没有找到与「{args.query}」匹配的商品", "请换个关键词，或用 SKU/条码查询")
-        levels = await stock_levels(s, products, args.warehouse, at)
+        products, levels = await stock_lookup(s, args.query, args.warehouse, at)
+    if not products:
+        raise DomainError("NO_MATCH", f"没有找到与「{args.query}」匹配的商品", "请换个关键词，或用 SKU/条码查询")
     title = f"库存查询「{args.query}」" + (f" 截至 {at:%Y-%m-%d %H:%M}" if at else "")
     print(render.stock_report(levels, title))
     return EXIT_OK

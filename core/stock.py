@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, union_all
+from sqlalchemy import and_, bindparam, case, exists, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
@@ -103,12 +103,12 @@ _PRODUCT_COLUMNS = (_products.c.id, _products.c.sku, _products.c.name, _products
 
 def _find_statement(fragment_match: Any) -> Any:
     fragment = (
-        select(*_PRODUCT_COLUMNS)
+        select(*_PRODUCT_COLUMNS, literal(1).label("rank"))
         .where(fragment_match)
         .order_by(_products.c.sku.concat(""))
         .limit(case((exists().where(_EXACT), 0), else_=bindparam("limit")))
     )
-    return union_all(select(*_PRODUCT_COLUMNS).where(_EXACT), select(fragment.subquery()))
+    return union_all(select(*_PRODUCT_COLUMNS, literal(0).label("rank")).where(_EXACT), select(fragment.subquery()))
 
 
 # Any backend: the name contains the text or the SKU starts with it; LIKE with its wildcards escaped.
@@ -126,6 +126,7 @@ _FIND_PLAIN = _find_statement(
     ))
 )
 _ASCII_LETTER = re.compile("[A-Za-z]")
+_FIND = {False: _FIND_LIKE, True: _FIND_PLAIN}
 
 
 def _escape_like(text: str) -> str:
@@ -153,17 +154,21 @@ async def _autoflush(session: AsyncSession) -> None:
 
 async def find_products(session: AsyncSession, query: str, limit: int = 20) -> list[ProductMatch]:
     """Exact SKU or barcode matches; if none, SKU prefix or name fragment matches (up to limit, by SKU)."""
+    plain, params = _find_params(session, query, limit)
+    await _autoflush(session)
+    return [ProductMatch(*row[:5]) for row in (await session.execute(_FIND[plain], params)).all()]
+
+
+def _find_params(session: AsyncSession, query: str, limit: int) -> tuple[bool, dict[str, Any]]:
+    """(use the plain-text statement, its parameters) for a query; DomainError when it is empty."""
     q = query.strip()
     if not q:
         raise DomainError("EMPTY_QUERY", "请输入要查询的商品", "例如：库存 奶油、库存 SKU001 或扫描条码")
     end = _prefix_end(q)
     if end is not None and not _ASCII_LETTER.search(q) and _is_sqlite(session):
-        stmt, params = _FIND_PLAIN, {"q": q, "q_end": end, "limit": limit}
-    else:
-        escaped = _escape_like(q)
-        stmt, params = _FIND_LIKE, {"q": q, "infix": f"%{escaped}%", "prefix": f"{escaped}%", "limit": limit}
-    await _autoflush(session)
-    return [ProductMatch(*row) for row in (await session.execute(stmt, params)).all()]
+        return True, {"q": q, "q_end": end, "limit": limit}
+    escaped = _escape_like(q)
+    return False, {"q": q, "infix": f"%{escaped}%", "prefix": f"{escaped}%", "limit": limit}
 
 
 # --- stock_levels ------------------------------------------------------------------------------------------------
@@ -268,10 +273,19 @@ async def stock_levels(
         params["at"] = at
         rows = _as_of_rows(await session.execute(_AS_OF if warehouse is None else _AS_OF_IN_WAREHOUSE, params))
     if not rows:
-        if warehouse is not None and await session.scalar(_WAREHOUSE_ID, {"warehouse": warehouse}) is None:
-            raise DomainError("NOT_FOUND", f"找不到仓库「{warehouse}」", "请核对仓库编码或名称",
-                              {"warehouse": warehouse})
+        await _check_warehouse(session, warehouse)
         return []
+    return _levels(rows, products)
+
+
+async def _check_warehouse(session: AsyncSession, warehouse: str | None) -> None:
+    """DomainError NOT_FOUND when a warehouse code or name was given and no warehouse has it."""
+    if warehouse is not None and await session.scalar(_WAREHOUSE_ID, {"warehouse": warehouse}) is None:
+        raise DomainError("NOT_FOUND", f"找不到仓库「{warehouse}」", "请核对仓库编码或名称", {"warehouse": warehouse})
+
+
+def _levels(rows: Iterable[Sequence[Any]], products: Sequence[ProductRef]) -> list[WarehouseStock]:
+    """Balance-shaped rows grouped per product and warehouse (see stock_levels for the rules)."""
     grouped: dict[tuple[int, int], list[Sequence[Any]]] = {}
     for r in rows:
         grouped.setdefault((r[0], r[1]), []).append(r)
@@ -293,6 +307,67 @@ async def stock_levels(
         )
     out.sort(key=lambda s: (s.sku, s.warehouse))
     return out
+
+
+def _lookup_statement(find: Any, in_warehouse: bool) -> Any:
+    """find's matches (CTE m) LEFT JOIN their balances with batch, warehouse and reserved quantity."""
+    m = find.cte("m")
+    reserved = (
+        select(_lines.c.product_id, _lines.c.warehouse_id, func.sum(_lines.c.reserved_qty).label("qty"))
+        .select_from(_lines.join(_documents, _documents.c.id == _lines.c.document_id))
+        .where(_documents.c.type == "sales_order", _documents.c.status == "submitted",
+               (_lines.c.product_id + 0).in_(select(m.c.id)))  # "+ 0": see _reserved_by_key
+        .group_by(_lines.c.product_id, _lines.c.warehouse_id)
+        .subquery("reserved")
+    )
+    on = _balances.c.product_id == m.c.id
+    if in_warehouse:
+        on = and_(on, _balances.c.warehouse_id == _WAREHOUSE_ID.scalar_subquery())
+    # Flat LEFT JOINs (batch and warehouse always exist for a balance): a parenthesised inner join on the
+    # right of a LEFT JOIN makes SQLite materialise all balances first.
+    stock = (
+        m.outerjoin(_balances, on)
+        .outerjoin(_batches, _batches.c.id == _balances.c.batch_id)
+        .outerjoin(_warehouses, _warehouses.c.id == _balances.c.warehouse_id)
+    )
+    return (
+        select(*(m.c[c.name] for c in _PRODUCT_COLUMNS), _balances.c.warehouse_id, _balances.c.qty,
+               _balances.c.on_loan, _batches.c.code, _batches.c.expiry, _warehouses.c.code, _warehouses.c.name,
+               reserved.c.qty)
+        .select_from(
+            stock.outerjoin(reserved, and_(reserved.c.product_id == _balances.c.product_id,
+                                           reserved.c.warehouse_id == _balances.c.warehouse_id))
+        )
+        .order_by(m.c.rank, m.c.sku)
+    )
+
+
+_LOOKUP = {(plain, in_wh): _lookup_statement(_FIND[plain], in_wh) for plain in (False, True) for in_wh in (False, True)}
+
+
+async def stock_lookup(
+    session: AsyncSession, query: str, warehouse: str | None = None, at: datetime | None = None, limit: int = 20
+) -> tuple[list[ProductMatch], list[WarehouseStock]]:
+    """find_products then stock_levels — for current stock in one statement (what the stock command runs)."""
+    if at is not None:
+        products = await find_products(session, query, limit)
+        return products, await stock_levels(session, products, warehouse, at) if products else []
+    plain, params = _find_params(session, query, limit)
+    if warehouse is not None:
+        params["warehouse"] = warehouse
+    await _autoflush(session)
+    result = (await session.execute(_LOOKUP[(plain, warehouse is not None)], params)).all()
+    products: dict[int, ProductMatch] = {}
+    rows = []
+    for r in result:
+        if r[0] not in products:
+            products[r[0]] = ProductMatch(*r[:5])
+        if r[5] is not None:  # (product, warehouse, on hand, on loan, batch, expiry, wh code, wh name, reserved)
+            rows.append((r[0], *r[5:]))
+    found = list(products.values())
+    if found and not rows:
+        await _check_warehouse(session, warehouse)
+    return found, _levels(rows, found)
 
 
 def _as_of_rows(moves: Iterable[Sequence[Any]]) -> list[list[Any]]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from core.documents import create_document, submit_document
 from core.errors import DomainError
 from core.models import Product
-from core.stock import _prefix_end, find_products, stock_levels
+from core.stock import _prefix_end, find_products, stock_levels, stock_lookup
 from tests.factories import line, post, seed
 
 D = Decimal
@@ -210,3 +210,30 @@ async def test_stock_levels_takes_orm_products_too(db, settings):
         rows = await stock_levels(s, products)
         assert [(r.sku, r.warehouse, r.unit) for r in rows] == [("CREAM", "S02", "kg"), ("CREAM", "WH1", "kg"),
                                                                  ("MILK", "WH1", "瓶")]
+
+
+async def test_one_statement_lookup_equals_find_then_levels(db, settings):
+    """stock_lookup (what the stock command runs) gives exactly find_products + stock_levels, filters included."""
+    async with db.session() as s:
+        await _stocked(s, settings)
+        await add_products(s)
+        await _order(s, settings, "C1", [line("CREAM", 40, "kg"), line("CREAM", 20, "kg", warehouse="S02"),
+                                         line("MILK", 20, "瓶")])
+        await post(s, settings, "sales_issue", [line("MILK", 48, "瓶", batch="B2")], warehouse="WH1", customer="C2")
+    at = datetime.now(UTC) + timedelta(minutes=1)
+    async with db.read() as s:
+        for query in ("CREAM", "MILK", "MIL", "奶", "REA", "ILK", "6900000000100", "100%", "奶_酪", "裱花"):
+            for warehouse in (None, "WH1", "二号门店", "S01"):
+                for when in (None, at):
+                    products = await find_products(s, query)
+                    levels = await stock_levels(s, products, warehouse, when) if products else []
+                    assert await stock_lookup(s, query, warehouse, when) == (products, levels), (query, warehouse)
+        assert (await stock_lookup(s, "奶", limit=2))[0] == (await find_products(s, "奶", limit=2))
+        for when in (None, at):
+            with pytest.raises(DomainError) as e:
+                await stock_lookup(s, "CREAM", "NOPE", when)
+            assert e.value.code == "NOT_FOUND"
+        assert await stock_lookup(s, "ILK", "NOPE") == ([], [])  # nothing found, no warehouse check
+        with pytest.raises(DomainError) as e:
+            await stock_lookup(s, "  ")
+        assert e.value.code == "EMPTY_QUERY"
