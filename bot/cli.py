@@ -150,7 +150,7 @@ async def cmd_stock(settings: Settings, args: argparse.Namespace, db: Database) 
     from core.stock import stock_lookup
 
     at = parse_at(args.at, settings) if args.at else None
-    async with db.read() as s:
+    async with db.read(snapshot=at is not None) as s:  # current stock is one statement
         products, levels = await stock_lookup(s, args.query, args.warehouse, at)
     if not products:
         raise DomainError("NO_MATCH", f"没有找到与「{args.query}」匹配的商品", "请换个关键词，或用 SKU/条码查询")

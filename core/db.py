@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.sqlite_driver import one_hop_url
 
 T = TypeVar("T")
+_SINGLE_STATEMENT = "jxcbot_single_statement"
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
 
@@ -38,7 +39,10 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if immediate:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not conn.get_execution_options().get(_SINGLE_STATEMENT):
+            conn.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -77,9 +81,14 @@ class Database:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session (deferred transaction on SQLite)."""
+    async def read(self, *, snapshot: bool = True) -> AsyncIterator[AsyncSession]:
+        """A read-only session: one snapshot for all its statements (a deferred transaction on SQLite).
+
+        snapshot=False is for a session that runs a single statement (itself atomic): on SQLite it then
+        skips BEGIN and ROLLBACK, two worker round trips."""
         async with self._reader() as session:
+            if not snapshot and self.is_sqlite:
+                await session.connection(execution_options={_SINGLE_STATEMENT: True})
             yield session
 
     @asynccontextmanager

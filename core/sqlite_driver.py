@@ -27,7 +27,7 @@ def _run(conn: Any, operation: str, parameters: Any, many: bool) -> tuple:
             cur.execute(operation, () if parameters is None else parameters)
         desc = cur.description
         rows = cur.fetchall() if desc else None
-        return desc, rows, cur.lastrowid, cur.rowcount
+        return desc, rows, cur.lastrowid, cur.rowcount, conn.in_transaction
     finally:
         cur.close()
 
@@ -40,10 +40,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def _go(self, operation: str, parameters: Any, many: bool) -> None:
         aio = self._connection
         try:
-            desc, rows, lastrowid, rowcount = self.await_(aio._execute(_run, aio._conn, operation, parameters, many))
+            desc, rows, lastrowid, rowcount, in_tx = self.await_(
+                aio._execute(_run, aio._conn, operation, parameters, many)
+            )
         except Exception as error:
+            self._adapt_connection.in_transaction = True  # unknown now: let the rollback go through
             self._adapt_connection._handle_exception(error)
             raise
+        self._adapt_connection.in_transaction = in_tx
         if desc:
             self.description = desc
             self.lastrowid = self.rowcount = -1
@@ -63,9 +67,24 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    """Hands out OneHopCursor for ordinary (buffered) cursors."""
+    """Hands out OneHopCursor for ordinary (buffered) cursors; a rollback with no transaction open is free."""
 
-    __slots__ = ()
+    __slots__ = ("in_transaction",)
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.in_transaction = True  # unknown until a statement reports it
+
+    def rollback(self) -> None:
+        """Roll back, skipping the worker round trip when SQLite has no transaction open."""
+        if self.in_transaction:
+            super().rollback()
+            self.in_transaction = False
+
+    def commit(self) -> None:
+        """Commit; afterwards no transaction is open."""
+        super().commit()
+        self.in_transaction = False
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         """A buffered one-hop cursor, or SQLAlchemy's own server-side cursor."""

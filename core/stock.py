@@ -348,7 +348,9 @@ _LOOKUP = {(plain, in_wh): _lookup_statement(_FIND[plain], in_wh) for plain in (
 async def stock_lookup(
     session: AsyncSession, query: str, warehouse: str | None = None, at: datetime | None = None, limit: int = 20
 ) -> tuple[list[ProductMatch], list[WarehouseStock]]:
-    """find_products then stock_levels — for current stock in one statement (what the stock command runs)."""
+    """find_products then stock_levels — for current stock in one statement (what the stock command runs).
+
+    Current stock needs no snapshot across statements, so callers may use db.read(snapshot=False)."""
     if at is not None:
         products = await find_products(session, query, limit)
         return products, await stock_levels(session, products, warehouse, at) if products else []

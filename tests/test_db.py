@@ -73,3 +73,27 @@ async def test_concurrent_writers_queue_instead_of_failing(db):
     await asyncio.gather(*(bump() for _ in range(30)))
     async with db.read() as s:
         assert (await s.execute(text("SELECT n FROM c"))).scalar() == 30
+
+
+async def test_single_statement_read_skips_begin_and_rollback(db):
+    """read(snapshot=False) sends only its statement; read() keeps one snapshot (BEGIN … ROLLBACK)."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite round trips; PostgreSQL sessions are unchanged")
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    event.listen(db.read_engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    async with db.read(snapshot=False) as s:
+        assert (await s.execute(text("SELECT 1"))).scalar() == 1
+        raw = (await s.connection()).sync_connection.connection.dbapi_connection
+        assert raw.in_transaction is False
+    assert sent == ["SELECT 1"]
+    sent.clear()
+    async with db.read() as s:
+        await s.execute(text("SELECT 1"))
+        raw = (await s.connection()).sync_connection.connection.dbapi_connection
+        assert raw.in_transaction is True
+    assert sent == ["BEGIN", "SELECT 1"]
+    async with db.read(snapshot=False) as s:  # a pooled connection that held a snapshot starts clean
+        await s.execute(text("SELECT 1"))
+        assert (await s.connection()).sync_connection.connection.dbapi_connection.in_transaction is False
