@@ -67,23 +67,21 @@ _OPEN_LINES = (
 )
 
 
-async def _open_lines(session: AsyncSession, plan: Plan) -> list[tuple]:
+async def open_lines(session: AsyncSession, plan: Plan) -> list[tuple]:
     """Lines of other unapproved openings and pending locking documents on the plan's products."""
     if plan.reversal:
         return []
-    if "open_lines" not in plan.cache:
-        params = {"doc_id": plan.doc.id, "pids": sorted({p for p, _ in plan.pairs()})}
-        plan.cache["open_lines"] = list((await session.execute(_OPEN_LINES, params)).all())
-    return plan.cache["open_lines"]
+    params = {"doc_id": plan.doc.id, "pids": sorted({p for p, _ in plan.pairs()})}
+    return list((await session.execute(_OPEN_LINES, params)).all())
 
 
-async def check_opening(session: AsyncSession, plan: Plan) -> list[CheckResult]:
+def check_opening(plan: Plan, lines: list[tuple]) -> list[CheckResult]:
     """An unapproved opening for the product+warehouse blocks postings (it does not count yet)."""
     if plan.doc.type == "opening" or plan.reversal:
         return []
     pairs = set(plan.pairs())
     out = []
-    for pid, wid, _to, number, dtype, _id in await _open_lines(session, plan):
+    for pid, wid, _to, number, dtype, _id in lines:
         if dtype != "opening" or (pid, wid) not in pairs:
             continue
         sku, wh = _names(plan, pid, wid)
@@ -98,7 +96,7 @@ async def check_opening(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     return out
 
 
-async def check_pending(session: AsyncSession, plan: Plan) -> list[CheckResult]:
+def check_pending(plan: Plan, lines: list[tuple]) -> list[CheckResult]:
     """Submitted but unapproved transfer/loss/adjustment documents lock their product+warehouse."""
     if plan.reversal:
         return []
@@ -106,7 +104,7 @@ async def check_pending(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     oldest_first = doc.type in LOCKING_TYPES  # the oldest pending locking document may go first
     pairs = set(plan.pairs())
     out, seen = [], set()
-    for pid, wid, to_wid, number, dtype, other_id in await _open_lines(session, plan):
+    for pid, wid, to_wid, number, dtype, other_id in lines:
         if dtype not in LOCKING_TYPES or (oldest_first and other_id > doc.id):
             continue
         for w in (wid, to_wid):
@@ -299,7 +297,8 @@ async def run_all(session: AsyncSession, settings: Settings, plan: Plan) -> list
     loose = plan.doc.validation_mode == "loose"
     results: list[CheckResult] = []
     results += [] if plan.reversal else check_units(plan)
-    soft = await check_opening(session, plan) + await check_pending(session, plan)
+    lines = await open_lines(session, plan)  # one query serves both checks
+    soft = check_opening(plan, lines) + check_pending(plan, lines)
     results += [
         CheckResult(r.code, r.message_zh, r.fix_zh, r.fields, warning=True) if loose else r for r in soft
     ]

@@ -155,9 +155,10 @@ async def create_document(
                               {"line": i, "sku": li.sku})
         lw = wh
         if li.warehouse:
-            lw = line_wh.get(li.warehouse) or await _one(session, Warehouse, "code", li.warehouse, "仓库")
-            line_wh[li.warehouse] = lw
-            keep_loaded(session, [lw])
+            lw = line_wh.get(li.warehouse)
+            if lw is None:
+                lw = line_wh[li.warehouse] = await _one(session, Warehouse, "code", li.warehouse, "仓库")
+                keep_loaded(session, [lw])
         if lw is None:
             raise DomainError("NO_WAREHOUSE", f"第 {i} 行没有仓库", "请为单据或该行指定仓库", {"line": i})
         qty = _dec(li.qty, "数量")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,24 +67,25 @@ class Bal:
 _BAL = StockBalance.__table__.c
 _BAL_COLS = (_BAL.id, _BAL.product_id, _BAL.warehouse_id, _BAL.batch_id, _BAL.qty, _BAL.on_loan, _BAL.max_move,
              _BAL.move_count, _BAL.updated_at)
-_LOCK_PAIRS = (
-    select(*_BAL_COLS, Batch.__table__.c.expiry)
-    .join(Batch.__table__, Batch.__table__.c.id == _BAL.batch_id)
-    .where(
-        _BAL.product_id.in_(bindparam("pids", expanding=True)),
-        tuple_(_BAL.product_id, _BAL.warehouse_id).in_(bindparam("pairs", expanding=True)),
+
+
+def _lock_statement(*key_columns: Any) -> Select:
+    """Balance rows (with batch expiry) whose key_columns are in the expanding parameter `keys`, in key order.
+
+    The extra product_id IN lets SQLite use the index; a bare row-value IN is a full scan there."""
+    return (
+        select(*_BAL_COLS, Batch.__table__.c.expiry)
+        .join(Batch.__table__, Batch.__table__.c.id == _BAL.batch_id)
+        .where(
+            _BAL.product_id.in_(bindparam("pids", expanding=True)),
+            tuple_(*key_columns).in_(bindparam("keys", expanding=True)),
+        )
+        .order_by(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
     )
-    .order_by(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
-)
-_LOCK_KEYS = (
-    select(*_BAL_COLS, Batch.__table__.c.expiry)
-    .join(Batch.__table__, Batch.__table__.c.id == _BAL.batch_id)
-    .where(
-        _BAL.product_id.in_(bindparam("pids", expanding=True)),
-        tuple_(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id).in_(bindparam("keys", expanding=True)),
-    )
-    .order_by(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
-)
+
+
+_LOCK_PAIRS = _lock_statement(_BAL.product_id, _BAL.warehouse_id)
+_LOCK_KEYS = _lock_statement(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
 _UPDATE_BAL = (
     update(StockBalance.__table__)
     .where(_BAL.id == bindparam("b_id"))
@@ -116,7 +117,6 @@ class Plan:
     now: datetime | None = None
     reversal: bool = False
     unbatched: dict[int, int] = field(default_factory=dict)
-    cache: dict[str, object] = field(default_factory=dict)
 
     def pairs(self) -> list[tuple[int, int]]:
         """Sorted (product_id, warehouse_id) pairs touched."""
@@ -224,7 +224,7 @@ async def lock_balances(session: AsyncSession, plan: Plan) -> None:
     for m in plan.moves:
         keys.add((m.product_id, m.warehouse_id, m.batch_id or plan.unbatched[m.product_id]))
     pairs = plan.pairs()
-    params = {"pids": sorted({p for p, _ in pairs}), "pairs": pairs}
+    params = {"pids": sorted({p for p, _ in pairs}), "keys": pairs}
     rows = await _lock(session, _LOCK_PAIRS, **params)
     if not keys <= {(r[1], r[2], r[3]) for r in rows}:
         # First movement of a key: create its balance row, then lock the pairs again (rare path).

@@ -181,15 +181,18 @@ _WAREHOUSE_ID = (
 )
 
 
-def _reserved_by_key() -> Any:
-    """Reserved by open (submitted) sales orders per product and warehouse, for the products asked about."""
+def _reserved_by_key(product_ids: Any = None) -> Any:
+    """Reserved by open (submitted) sales orders per product and warehouse, for the products asked about
+    (product_ids: a select of ids, or by default the expanding parameter `pids`)."""
+    if product_ids is None:
+        product_ids = bindparam("pids", expanding=True)
     return (
         select(_lines.c.product_id, _lines.c.warehouse_id, func.sum(_lines.c.reserved_qty).label("qty"))
         .select_from(_lines.join(_documents, _documents.c.id == _lines.c.document_id))
         # "+ 0": start from the few open sales orders (type/status index), not every historical line
         # of the products (the product index), so the cost follows open orders, not history.
         .where(_documents.c.type == "sales_order", _documents.c.status == "submitted",
-               (_lines.c.product_id + 0).in_(bindparam("pids", expanding=True)))
+               (_lines.c.product_id + 0).in_(product_ids))
         .group_by(_lines.c.product_id, _lines.c.warehouse_id)
         .subquery("reserved")
     )
@@ -235,18 +238,13 @@ _NOW = _now_statement()
 _NOW_IN_WAREHOUSE = _NOW.where(_balances.c.warehouse_id == _WAREHOUSE_ID.scalar_subquery())
 _AS_OF = _as_of_statement(in_warehouse=False)
 _AS_OF_IN_WAREHOUSE = _as_of_statement(in_warehouse=True)
+_RESERVED = select(_reserved_by_key())
 
 
 async def reserved_quantities(session: AsyncSession, product_ids: list[int]) -> dict[tuple[int, int], Decimal]:
     """Stock reserved by open (submitted) sales orders, per (product, warehouse)."""
-    stmt = (
-        select(DocumentLine.product_id, DocumentLine.warehouse_id, func.sum(DocumentLine.reserved_qty))
-        .join(Document, Document.id == DocumentLine.document_id)
-        .where(Document.type == "sales_order", Document.status == "submitted",
-               DocumentLine.product_id.in_(product_ids))
-        .group_by(DocumentLine.product_id, DocumentLine.warehouse_id)
-    )
-    return {(p, w): s for p, w, s in (await session.execute(stmt)).all()}
+    rows = (await session.execute(_RESERVED, {"pids": product_ids})).all()
+    return {(p, w): qty for p, w, qty in rows}
 
 
 async def stock_levels(
@@ -312,14 +310,7 @@ def _levels(rows: Iterable[Sequence[Any]], products: Sequence[ProductRef]) -> li
 def _lookup_statement(find: Any, in_warehouse: bool) -> Any:
     """find's matches (CTE m) LEFT JOIN their balances with batch, warehouse and reserved quantity."""
     m = find.cte("m")
-    reserved = (
-        select(_lines.c.product_id, _lines.c.warehouse_id, func.sum(_lines.c.reserved_qty).label("qty"))
-        .select_from(_lines.join(_documents, _documents.c.id == _lines.c.document_id))
-        .where(_documents.c.type == "sales_order", _documents.c.status == "submitted",
-               (_lines.c.product_id + 0).in_(select(m.c.id)))  # "+ 0": see _reserved_by_key
-        .group_by(_lines.c.product_id, _lines.c.warehouse_id)
-        .subquery("reserved")
-    )
+    reserved = _reserved_by_key(select(m.c.id))
     on = _balances.c.product_id == m.c.id
     if in_warehouse:
         on = and_(on, _balances.c.warehouse_id == _WAREHOUSE_ID.scalar_subquery())
