@@ -55,11 +55,24 @@ async def test_one_hop_driver_keeps_the_dbapi_contract(db):
 
 
 async def test_concurrent_writers_queue_instead_of_failing(db):
-    """In-process SQLite writers wait for each other: no 'database is locked', no lost update."""
+    """In-process SQLite writers wait for each other instead of meeting SQLite's lock.
+
+    With busy_timeout 0 any writer that reached BEGIN IMMEDIATE while another held the lock would fail
+    with 'database is locked'; the queue in Database.session() makes that impossible (and no update is lost)."""
     import asyncio
+
+    from sqlalchemy import event
 
     if not db.is_sqlite:
         pytest.skip("SQLite writer queue; PostgreSQL uses row locks (FOR UPDATE) instead")
+    await db.engine.dispose()  # new connections get the listener below
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def _no_busy_wait(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=0")
+        cursor.close()
+
     async with db.session() as s:
         await s.execute(text("CREATE TABLE c (n INTEGER)"))
         await s.execute(text("INSERT INTO c VALUES (0)"))
@@ -67,7 +80,7 @@ async def test_concurrent_writers_queue_instead_of_failing(db):
     async def bump() -> None:
         async with db.session() as s:
             n = (await s.execute(text("SELECT n FROM c"))).scalar()
-            await asyncio.sleep(0)  # let the other writers try to start meanwhile
+            await asyncio.sleep(0.001)  # let the other writers try to start meanwhile
             await s.execute(text("UPDATE c SET n = :n"), {"n": n + 1})
 
     await asyncio.gather(*(bump() for _ in range(30)))
