@@ -412,16 +412,20 @@ def plan_documents(ledger: Ledger, count: int, lines_per_doc: int) -> list[DocPl
     return plans
 
 
+async def create_submitted(session: Any, settings: Settings, plan: DocPlan) -> Document:
+    """Create the planned document and submit it (a sales issue to customer C001, a receipt from SUP001)."""
+    extra = {"customer": "C001"} if plan.doc_type == "sales_issue" else {"supplier": "SUP001"}
+    doc = await create_document(session, settings, plan.doc_type, plan.lines, warehouse=plan.warehouse, **extra)
+    return await submit_document(session, settings, doc)
+
+
 async def post_all(db: Database, settings: Settings, plans: list[DocPlan], concurrency: int) -> list[int]:
     """Create + submit + post each document in its own write transaction; returns the document ids."""
     ids: list[int] = []
 
     async def post_one(plan: DocPlan) -> None:
         async def work(session: Any) -> int:
-            extra = {"customer": "C001"} if plan.doc_type == "sales_issue" else {"supplier": "SUP001"}
-            doc = await create_document(session, settings, plan.doc_type, plan.lines, warehouse=plan.warehouse,
-                                        **extra)
-            await submit_document(session, settings, doc)
+            doc = await create_submitted(session, settings, plan)
             result = await post_document(session, settings, doc)
             if result.moves != len(plan.lines):
                 raise AssertionError(f"{doc.number}: {result.moves} moves for {len(plan.lines)} lines")
@@ -442,11 +446,7 @@ async def post_submitted(db: Database, settings: Settings, plans: list[DocPlan])
     numbers: list[str] = []
     for plan in plans:
         async def prepare_one(session: Any, plan: DocPlan = plan) -> str:
-            extra = {"customer": "C001"} if plan.doc_type == "sales_issue" else {"supplier": "SUP001"}
-            doc = await create_document(session, settings, plan.doc_type, plan.lines, warehouse=plan.warehouse,
-                                        **extra)
-            await submit_document(session, settings, doc)
-            return doc.number
+            return (await create_submitted(session, settings, plan)).number
 
         numbers.append(await db.write(prepare_one))
     t = time.perf_counter()
