@@ -525,7 +525,7 @@ class StatementLog:
 
     def __init__(self, db: Database) -> None:
         self.entries: list[Any] = []
-        self.engine = db.engine.sync_engine
+        self.engine = db.write_engine.sync_engine
         self.active = False
         event.listen(self.engine, "before_cursor_execute", self._statement)
         event.listen(self.engine, "commit", self._commit)

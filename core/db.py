@@ -12,7 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.sqlite_driver import one_hop_url
+from core.sqlite_driver import inline_url, one_hop_url
+from core.writer_thread import WriterThread
 
 T = TypeVar("T")
 _SINGLE_STATEMENT = "jxcbot_single_statement"
@@ -20,11 +21,11 @@ _SINGLE_STATEMENT = "jxcbot_single_statement"
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False) -> AsyncEngine:
     # Sessions always end their transaction (commit or rollback) before the connection goes back, so the
     # pool's own reset-on-return ROLLBACK would be a second worker round trip for nothing.
-    engine = create_async_engine(one_hop_url(url), pool_size=8, max_overflow=32, pool_timeout=60,
-                                 pool_reset_on_return=None)
+    engine = create_async_engine(inline_url(url) if inline else one_hop_url(url), pool_size=8, max_overflow=32,
+                                 pool_timeout=60, pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -58,7 +59,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class Database:
-    """One database: a writer engine and (on SQLite) a separate reader engine."""
+    """One database: a writer engine and (on SQLite) a separate reader engine and a writer thread."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -70,15 +71,29 @@ class Database:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=40, pool_timeout=60)
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has one writer at a time; queueing in-process writers here avoids SQLite's busy
-        # handler, which sleeps in steps of up to 100 ms. Other processes still meet busy_timeout.
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # SQLite has one writer at a time. `write` runs each transaction whole in a writer thread (no
+        # worker round trip per statement), queued behind one lock there; `session` holds the same lock,
+        # so in-process writers never meet SQLite's busy handler (it sleeps in steps of up to 100 ms).
+        # Other processes still meet busy_timeout.
+        self._thread: WriterThread | None = None
+        self._thread_sessions: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def is_sqlite(self) -> bool:
         """True when the backend is SQLite."""
         return self.dialect == "sqlite"
+
+    def _writer_thread(self) -> WriterThread:
+        if self._thread is None:
+            self._thread = WriterThread(lambda: _sqlite_engine(self.url, immediate=True, inline=True))
+            self._thread_sessions = async_sessionmaker(self._thread.engine, expire_on_commit=False)
+        return self._thread
+
+    @property
+    def write_engine(self) -> AsyncEngine:
+        """The engine `write` transactions run on (SQLite: the writer thread's; PostgreSQL: `engine`)."""
+        return self._writer_thread().engine if self.is_sqlite else self.engine
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = True) -> AsyncIterator[AsyncSession]:
@@ -93,19 +108,34 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A write session whose transaction begins immediately; commits on success."""
-        if self._write_lock is None:
+        """A write session on the caller's loop whose transaction begins immediately; commits on success."""
+        if not self.is_sqlite:
             async with self._writer() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self._writer() as session, session.begin():
+        async with self._writer_thread().held(), self._writer() as session, session.begin():
             yield session
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 8) -> T:
-        """Run `work` in one write transaction, retrying on lock/serialization errors."""
+        """Run `work` in one write transaction, retrying on lock/serialization errors.
+
+        On SQLite `work` runs on the writer thread's event loop: it may use the session and plain
+        coroutines (asyncio.sleep, asyncio.to_thread), but nothing bound to the caller's loop."""
+        if not self.is_sqlite:
+            return await self._attempts(work, attempts, self._writer, None)
+        thread = self._writer_thread()
+        assert self._thread_sessions is not None
+        return await thread.run(self._attempts(work, attempts, self._thread_sessions, thread.lock))
+
+    @staticmethod
+    async def _attempts(work: Callable[[AsyncSession], Awaitable[T]], attempts: int,
+                        sessions: async_sessionmaker[AsyncSession], lock: asyncio.Lock | None) -> T:
         for attempt in range(attempts):
             try:
-                async with self.session() as session:
+                if lock is None:
+                    async with sessions() as session, session.begin():
+                        return await work(session)
+                async with lock, sessions() as session, session.begin():
                     return await work(session)
             except (OperationalError, DBAPIError) as exc:
                 if not is_retryable(exc) or attempt == attempts - 1:
@@ -114,7 +144,10 @@ class Database:
         raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection and stop the writer thread (a later write starts a new one)."""
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            await thread.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import deque
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util.concurrency import await_only
 
 DRIVER = "jxcsqlite"
+INLINE_DRIVER = "jxcinline"
 
 
 def _run(conn: Any, operation: str, parameters: Any, many: bool) -> tuple:
@@ -123,3 +125,93 @@ def one_hop_url(url: str) -> str:
     """sqlite+aiosqlite://… → sqlite+jxcsqlite://… (other URLs unchanged)."""
     prefix = "sqlite+aiosqlite:"
     return f"sqlite+{DRIVER}:" + url[len(prefix):] if url.startswith(prefix) else url
+
+
+class _InlineSqlite:
+    """The slice of aiosqlite.Connection the adapter uses, run in the calling thread (the writer thread)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def isolation_level(self) -> str | None:
+        """The sqlite3 connection's isolation level."""
+        return self._conn.isolation_level
+
+    async def _execute(self, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    async def commit(self) -> None:
+        """Commit in this thread."""
+        self._conn.commit()
+
+    async def rollback(self) -> None:
+        """Roll back in this thread."""
+        self._conn.rollback()
+
+    async def close(self) -> None:
+        """Close in this thread."""
+        self._conn.close()
+
+    async def create_function(self, *args: Any, **kw: Any) -> None:
+        """Register a SQL function."""
+        self._conn.create_function(*args, **kw)
+
+    async def execute(self, *args: Any, **kw: Any) -> Any:
+        """Execute on the raw connection (SQLAlchemy uses this only for set-up)."""
+        return self._conn.execute(*args, **kw)
+
+    def stop(self) -> None:
+        """Forced close."""
+        self._conn.close()
+
+
+class InlineConnection(OneHopConnection):
+    """A one-hop connection whose 'hop' is a plain call: for an engine that lives in the writer thread."""
+
+    __slots__ = ()
+
+    @property
+    def isolation_level(self) -> str | None:
+        """The sqlite3 connection's isolation level."""
+        return self._connection.isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self._connection._conn.isolation_level = value
+
+    def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
+        """A buffered cursor (server-side cursors are not offered inline)."""
+        return OneHopCursor(self)
+
+
+class InlineDBAPI(OneHopDBAPI):
+    """sqlite3 behind the async adapter, every call made directly in the calling thread."""
+
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        """Open a sqlite3 connection in this thread (sqlite3 refuses use from any other thread)."""
+        kw.pop("async_fallback", None)
+        return InlineConnection(self, _InlineSqlite(sqlite3.connect(*arg, **kw)))
+
+
+class InlineDialect(OneHopDialect):
+    """`sqlite+jxcinline://` — for an async engine driven from one dedicated thread's event loop."""
+
+    driver = INLINE_DRIVER
+    supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> InlineDBAPI:
+        """The inline adapter over sqlite3."""
+        return InlineDBAPI(__import__("aiosqlite"), sqlite3)
+
+
+registry.register(f"sqlite.{INLINE_DRIVER}", __name__, "InlineDialect")
+
+
+def inline_url(url: str) -> str:
+    """sqlite+aiosqlite://… → sqlite+jxcinline://…"""
+    prefix = "sqlite+aiosqlite:"
+    if not url.startswith(prefix):
+        raise ValueError(f"not an aiosqlite URL: {url}")
+    return f"sqlite+{INLINE_DRIVER}:" + url[len(prefix):]
