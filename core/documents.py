@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import Select, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -59,6 +59,7 @@ def _dec(value: Decimal | str | int, what: str) -> Decimal:
 
 _DOC_COLUMNS = tuple(Document.__mapper__.column_attrs)
 _BY_CODE: dict[tuple[type, str], Select] = {}
+_PRODUCTS_BY_SKU = select(Product).where(Product.sku.in_(bindparam("skus", expanding=True)))
 
 
 async def _one(session: AsyncSession, model: type, field: str, code: str | None, label: str):
@@ -128,7 +129,7 @@ async def create_document(
         raise DomainError("RETURN_REF", "销售退货必须关联一张已过账的销售出库单",
                           "请填写原销售出库单号（CK 开头）")
     skus = {ln.sku.strip() for ln in lines}
-    products = {p.sku: p for p in await session.scalars(select(Product).where(Product.sku.in_(skus)))}
+    products = {p.sku: p for p in await session.scalars(_PRODUCTS_BY_SKU, {"skus": sorted(skus)})}
     keep_loaded(session, [*products.values(), *(w for w in (wh, to_wh) if w is not None)])
     doc = Document(
         number=await next_number(session, dt.prefix, now, settings.timezone),
@@ -225,6 +226,22 @@ async def insert_document(session: AsyncSession, draft: Document, rows: list[dic
     return doc
 
 
+_STATUS_UPDATES: dict[tuple[str, ...], Update] = {}
+
+
+def _status_update(keys: tuple[str, ...]) -> Update:
+    """UPDATE documents SET status (and `keys`) WHERE id AND status — built once per set of keys."""
+    stmt = _STATUS_UPDATES.get(keys)
+    if stmt is None:
+        t = Document.__table__
+        stmt = _STATUS_UPDATES[keys] = (
+            update(t)
+            .where(t.c.id == bindparam("t_id"), t.c.status == bindparam("t_old"))
+            .values(status=bindparam("t_new"), **{k: bindparam(f"v_{k}") for k in keys})
+        )
+    return stmt
+
+
 async def _transition(session: AsyncSession, doc: Document, expected: tuple[str, ...], new: str,
                       **values: object) -> None:
     """Compare-and-set the status so a double click or a retried call changes nothing twice."""
@@ -235,9 +252,8 @@ async def _transition(session: AsyncSession, doc: Document, expected: tuple[str,
             "请刷新后查看单据最新状态",
             {"number": doc.number, "status": doc.status},
         )
-    t = Document.__table__
-    stmt = update(t).where(t.c.id == doc.id, t.c.status == doc.status).values(status=new, **values)
-    res = await session.execute(stmt)
+    params = {"t_id": doc.id, "t_old": doc.status, "t_new": new, **{f"v_{k}": v for k, v in values.items()}}
+    res = await session.execute(_status_update(tuple(values)), params)
     if res.rowcount != 1:
         raise DomainError("CONCURRENT", f"单据 {doc.number} 已被他人处理", "请刷新后查看单据最新状态",
                           {"number": doc.number})

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import DocCounter
-
-
-def _counter_upsert(insert: Any) -> Any:
-    t = DocCounter.__table__  # Core, built once: this runs for every document
-    stmt = insert(t).values(prefix=bindparam("prefix"), day=bindparam("day"), last=1)
-    return stmt.on_conflict_do_update(index_elements=[t.c.prefix, t.c.day], set_={"last": t.c.last + 1}).returning(
-        t.c.last
-    )
-
-
-_UPSERT = {"postgresql": _counter_upsert(postgresql.insert), "sqlite": _counter_upsert(sqlite.insert)}
+# The same SQL on SQLite (>= 3.35) and PostgreSQL. Written as text because SQLAlchemy cannot cache the
+# compiled form of an `on_conflict_do_update` construct: it recompiled it for every document (~0.2 ms).
+_UPSERT = text(
+    "INSERT INTO doc_counters (prefix, day, last) VALUES (:prefix, :day, 1) "
+    "ON CONFLICT (prefix, day) DO UPDATE SET last = doc_counters.last + 1 RETURNING last"
+).bindparams(bindparam("prefix"), bindparam("day")).columns(last=Integer)
 
 
 async def next_number(session: AsyncSession, prefix: str, now: datetime, tz: ZoneInfo) -> str:
     """Take the next number for prefix on now's local day; the 1000th gets four digits."""
     day = now.astimezone(tz).strftime("%Y%m%d")
-    stmt = _UPSERT[session.bind.dialect.name]
-    last = (await session.execute(stmt, {"prefix": prefix, "day": day})).scalar_one()
+    last = (await session.execute(_UPSERT, {"prefix": prefix, "day": day})).scalar_one()
     return f"{prefix}{day}{last:03d}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -48,18 +49,37 @@ class WriterThread:
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
-        """Hold the writer lock from another loop (for a write session that runs outside this thread)."""
-        await self.run(self.lock.acquire())
+        """Hold the writer lock from another loop (for a write session that runs outside this thread).
+
+        A holder task on this loop takes the lock and keeps it until `release` is set; the caller sets it
+        when done *or* cancelled, so a lock granted just as the caller gave up is still released."""
+        release = asyncio.Event()  # binds to the writer loop on first wait
+        granted: concurrent.futures.Future[None] = concurrent.futures.Future()
+        asyncio.run_coroutine_threadsafe(self._hold(granted, release), self.loop)
         try:
+            await asyncio.wrap_future(granted)
             yield
         finally:
-            self.loop.call_soon_threadsafe(self.lock.release)
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(release.set)
+
+    async def _hold(self, granted: concurrent.futures.Future[None], release: asyncio.Event) -> None:
+        async with self.lock:
+            try:
+                granted.set_result(None)
+            except concurrent.futures.InvalidStateError:  # the caller was cancelled meanwhile
+                pass
+            await release.wait()
+
+    async def _shutdown(self) -> None:
+        async with self.lock:  # transactions queued or running finish first
+            await self.engine.dispose()
 
     async def close(self) -> None:
         """Dispose of the engine in its thread, then stop the loop and the thread."""
         if not self._thread.is_alive():
             return
-        await self.run(self.engine.dispose())
+        await self.run(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         await asyncio.to_thread(self._thread.join)
         self.loop.close()
