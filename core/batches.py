@@ -10,6 +10,7 @@ from sqlalchemy import Row, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.fastsql import Fast
 from core.models import Batch, StockBalance
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -17,15 +18,15 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 _BT = Batch.__table__.c
 # SQLite plans a bare row-value IN as a full scan; the product_id IN lets it use the index.
-_BATCHES = select(_BT.id, _BT.product_id, _BT.code, _BT.expiry).where(
+_BATCHES = Fast(select(_BT.id, _BT.product_id, _BT.code, _BT.expiry).where(
     _BT.product_id.in_(bindparam("pids", expanding=True)),
     tuple_(_BT.product_id, _BT.code).in_(bindparam("keys", expanding=True)),
-)
+))
 
 
 async def _select_batches(session: AsyncSession, keys: list[tuple[int, str]]) -> dict[tuple[int, str], Row]:
     params = {"pids": sorted({p for p, _ in keys}), "keys": keys}
-    return {(r.product_id, r.code): r for r in (await session.execute(_BATCHES, params)).all()}
+    return {(r.product_id, r.code): r for r in await _BATCHES.all(session, params)}
 
 
 def balance_filter(keys: Iterable[tuple[int, int, int]]) -> tuple:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.doctypes import DOC_TYPES, LOCKING_TYPES
 from core.errors import CheckResult, DomainError
+from core.fastsql import Fast
 from core.models import ON_HAND, Document, DocumentLine, Freeze, StockBalance
 from core.types import fq
 from core.units import to_stock_qty
@@ -53,7 +54,7 @@ _D = Document.__table__.c
 _DL = DocumentLine.__table__.c
 # Open documents first (few, by the type/status index), then their lines; "+ 0" keeps the planner from
 # walking every historical line of the products through the product index instead.
-_OPEN_LINES = (
+_OPEN_LINES = Fast(
     select(_DL.product_id, _DL.warehouse_id, _D.to_warehouse_id, _D.number, _D.type, _D.id)
     .join(Document.__table__, _D.id == _DL.document_id)
     .where(
@@ -72,7 +73,7 @@ async def open_lines(session: AsyncSession, plan: Plan) -> list[tuple]:
     if plan.reversal:
         return []
     params = {"doc_id": plan.doc.id, "pids": sorted({p for p, _ in plan.pairs()})}
-    return list((await session.execute(_OPEN_LINES, params)).all())
+    return await _OPEN_LINES.all(session, params)
 
 
 def check_opening(plan: Plan, lines: list[tuple]) -> list[CheckResult]:
@@ -187,11 +188,11 @@ def check_negative(plan: Plan) -> list[CheckResult]:
 
 
 _F = Freeze.__table__.c
-_ACTIVE_FREEZES = select(_F.id, _F.product_id, _F.warehouse_id, _F.reason).where(
+_ACTIVE_FREEZES = Fast(select(_F.id, _F.product_id, _F.warehouse_id, _F.reason).where(
     _F.active.is_(True),
     _F.product_id.in_(bindparam("pids", expanding=True)),
     tuple_(_F.product_id, _F.warehouse_id).in_(bindparam("pairs", expanding=True)),
-)
+))
 
 
 async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
@@ -199,7 +200,7 @@ async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     pairs = plan.pairs()
     params = {"pids": sorted({p for p, _ in pairs}), "pairs": pairs}
     out = []
-    for fr in (await session.execute(_ACTIVE_FREEZES, params)).all():
+    for fr in await _ACTIVE_FREEZES.all(session, params):
         sku, wh = _names(plan, fr.product_id, fr.warehouse_id)
         out.append(
             CheckResult(
@@ -238,7 +239,7 @@ def check_expired(plan: Plan) -> list[CheckResult]:
 
 
 _B = StockBalance.__table__.c
-_HISTORY = (
+_HISTORY = Fast(
     select(_B.product_id, func.max(_B.max_move), func.sum(_B.move_count))
     .where(_B.product_id.in_(bindparam("pids", expanding=True)))
     .group_by(_B.product_id)
@@ -250,7 +251,7 @@ async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan)
     if plan.reversal:
         return []
     pids = {ln.product_id for ln in plan.doc.lines}
-    rows = (await session.execute(_HISTORY, {"pids": sorted(pids)})).all()
+    rows = await _HISTORY.all(session, {"pids": sorted(pids)})
     history = {p: (mx, n) for p, mx, n in rows}
     out = []
     for ln in plan.doc.lines:

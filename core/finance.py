@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
+from core.fastsql import Fast
 from core.models import Customer, Document, FinanceEntry
 from core.types import q6
 
@@ -33,14 +34,16 @@ def _entry(kind: str, doc: Document, line, sign: int, now: datetime) -> dict:
     }
 
 
-# RETURNING lets SQLAlchemy send one multi-VALUES INSERT instead of a per-row executemany (asyncpg).
-_INSERT_ENTRIES = insert(FinanceEntry.__table__).returning(FinanceEntry.__table__.c.id)
+# RETURNING lets SQLAlchemy send one multi-VALUES INSERT instead of a per-row executemany (asyncpg);
+# SQLite takes a plain executemany.
+_INSERT_ENTRIES = Fast(insert(FinanceEntry.__table__),
+                       fallback=insert(FinanceEntry.__table__).returning(FinanceEntry.__table__.c.id))
 
 
 async def _add_entries(session: AsyncSession, rows: list[dict]) -> None:
     """One executemany for all of a document's entries."""
     if rows:
-        await session.execute(_INSERT_ENTRIES, rows)
+        await _INSERT_ENTRIES.many(session, rows)
 
 
 async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None:

@@ -18,6 +18,7 @@ from core.batches import ensure_balance_rows, ensure_batches
 from core.config import Settings
 from core.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
 from core.errors import CheckResult, DomainError
+from core.fastsql import Fast
 from core.models import (
     ON_HAND,
     ON_LOAN,
@@ -84,23 +85,29 @@ def _lock_statement(*key_columns: Any) -> Select:
     )
 
 
-_LOCK_PAIRS = _lock_statement(_BAL.product_id, _BAL.warehouse_id)
-_LOCK_KEYS = _lock_statement(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
-_UPDATE_BAL = (
+def _lock_pair(*key_columns: Any) -> tuple[Fast, Fast]:
+    """(SQLite, PostgreSQL) forms: SQLite's BEGIN IMMEDIATE already holds the write lock; PostgreSQL locks rows."""
+    stmt = _lock_statement(*key_columns)
+    return Fast(stmt), Fast(stmt.with_for_update(of=StockBalance.__table__))
+
+
+_LOCK_PAIRS = _lock_pair(_BAL.product_id, _BAL.warehouse_id)
+_LOCK_KEYS = _lock_pair(_BAL.product_id, _BAL.warehouse_id, _BAL.batch_id)
+_UPDATE_BAL = Fast(
     update(StockBalance.__table__)
     .where(_BAL.id == bindparam("b_id"))
     .values(qty=bindparam("b_qty"), on_loan=bindparam("b_on_loan"), max_move=bindparam("b_max_move"),
             move_count=bindparam("b_move_count"), updated_at=bindparam("b_updated_at"))
 )
-# RETURNING makes SQLAlchemy batch the rows into one multi-VALUES INSERT ("insertmanyvalues"); without it
-# asyncpg runs an executemany, one round trip per row.
-_INSERT_MOVES = StockMove.__table__.insert().returning(StockMove.__table__.c.id)
+# RETURNING makes SQLAlchemy batch the rows into one multi-VALUES INSERT ("insertmanyvalues") on asyncpg,
+# which would otherwise run an executemany, one round trip per row. SQLite takes a plain executemany.
+_INSERT_MOVES = Fast(StockMove.__table__.insert(),
+                     fallback=StockMove.__table__.insert().returning(StockMove.__table__.c.id))
 
 
-async def _lock(session: AsyncSession, stmt: Select, **params: object) -> list:
-    if session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=StockBalance.__table__)
-    return list((await session.execute(stmt, params)).all())
+async def _lock(session: AsyncSession, forms: tuple[Fast, Fast], **params: object) -> list:
+    pg = session.bind.dialect.name == "postgresql"
+    return await forms[1 if pg else 0].all(session, params)
 
 
 @dataclass
@@ -370,8 +377,8 @@ async def write_moves(session: AsyncSession, plan: Plan, now: datetime) -> int:
     await session.flush()
     rows, touched = _apply(plan, now)
     if rows:
-        await session.execute(_INSERT_MOVES, rows)
-        await session.execute(_UPDATE_BAL, [
+        await _INSERT_MOVES.many(session, rows)
+        await _UPDATE_BAL.many(session, [
             {"b_id": b.id, "b_qty": b.qty, "b_on_loan": b.on_loan, "b_max_move": b.max_move,
              "b_move_count": b.move_count, "b_updated_at": b.updated_at}
             for b in touched

@@ -88,6 +88,12 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         super().commit()
         self.in_transaction = False
 
+    async def run_raw(self, fn: Any, *args: Any) -> Any:
+        """fn(sqlite3_connection, *args) where the connection lives: one worker round trip (inline: a call).
+
+        For core/fastsql.py; the caller's session has begun the transaction on this connection already."""
+        return await self._connection._execute(fn, self._connection._conn, *args)
+
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         """A buffered one-hop cursor, or SQLAlchemy's own server-side cursor."""
         if server_side:
