@@ -15,6 +15,7 @@ from core import finance
 from core.config import Settings
 from core.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
 from core.errors import CheckResult, DomainError
+from core.fastsql import Fast, loaded, with_defaults
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
 from core.numbering import next_number
 from core.posting import keep_loaded, now_or, plan_document, plan_reversal, prepare, write_moves
@@ -211,18 +212,24 @@ async def create_document(
     return await insert_document(session, doc, rows)
 
 
+_DT, _LT = Document.__table__, DocumentLine.__table__
+_INSERT_DOC = Fast(insert(_DT).returning(_DT.c.id))
+# PostgreSQL: RETURNING makes SQLAlchemy send one multi-VALUES INSERT (asyncpg would run one per row).
+_INSERT_LINES = Fast(insert(_LT), fallback=insert(_LT).returning(_LT.c.id))
+_LINE_IDS = Fast(select(_LT.c.line_no, _LT.c.id).where(_LT.c.document_id == bindparam("doc_id")))
+
+
 async def insert_document(session: AsyncSession, draft: Document, rows: list[dict]) -> Document:
-    """Insert a new document and its lines (INSERT … RETURNING each, no unit-of-work flush); returns it."""
-    values = {
-        attr.key: getattr(draft, attr.key)
-        for attr in _DOC_COLUMNS
-        if attr.key != "id" and getattr(draft, attr.key) is not None
-    }
-    doc = (await session.scalars(insert(Document).returning(Document), [values])).one()
-    for row in rows:
-        row["document_id"] = doc.id
-    lines = list(await session.scalars(insert(DocumentLine).returning(DocumentLine), rows)) if rows else []
-    set_committed_value(doc, "lines", sorted(lines, key=lambda ln: ln.line_no))
+    """Insert a new document and its lines (no unit-of-work flush); returns it, persistent, lines loaded."""
+    values = with_defaults(_DT, {a.key: getattr(draft, a.key) for a in _DOC_COLUMNS if a.key != "id"})
+    doc_id = (await _INSERT_DOC.all(session, values))[0][0]
+    rows = [with_defaults(_LT, {**row, "document_id": doc_id}) for row in rows]
+    await _INSERT_LINES.many(session, rows)
+    ids = dict(await _LINE_IDS.all(session, {"doc_id": doc_id})) if rows else {}
+    doc = loaded(session, Document, {**values, "id": doc_id})
+    lines = [loaded(session, DocumentLine, {**r, "id": ids[r["line_no"]]})
+             for r in sorted(rows, key=lambda r: r["line_no"])]
+    set_committed_value(doc, "lines", lines)
     return doc
 
 

@@ -5,20 +5,56 @@ from __future__ import annotations
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Executable
+from sqlalchemy import Executable, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.types import TupleType, TypeEngine
 
 Getter = Callable[[Mapping[str, Any]], Any]
+T = TypeVar("T")
 
 
 def _processor(type_: TypeEngine, dialect: Dialect) -> Callable[[Any], Any]:
     proc = type_.dialect_impl(dialect).bind_processor(dialect)
     return proc if proc is not None else (lambda v: v)
+
+
+def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+    """values plus the Python-side scalar/callable defaults of the columns it leaves out or sets to None."""
+    out = dict(values)
+    for col in table.c:
+        if out.get(col.key) is None and col.default is not None and not col.primary_key:
+            arg = col.default.arg
+            out[col.key] = arg(None) if callable(arg) else arg
+    return out
+
+
+def loaded(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
+    """A persistent ORM object for a row this transaction has just written with `values` (all columns).
+
+    Built the way the ORM's loader builds one (the instance dict filled directly, then given its identity
+    and added to the session), with each value normalised as it would read back (Decimal to 6 places,
+    datetimes in UTC); it saves the ORM's INSERT … RETURNING round trip through the unit of work."""
+    table = model.__table__
+    norms = _NORMALIZERS.get(table)
+    if norms is None:
+        norms = _NORMALIZERS[table] = [(c.key, c.type.normalize) for c in table.c if hasattr(c.type, "normalize")]
+    obj = manager_of_class(model).new_instance()
+    state = obj.__dict__
+    state.update(values)
+    for key, norm in norms:
+        state[key] = norm(state[key])
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+_NORMALIZERS: dict[Any, list[tuple[str, Callable[[Any], Any]]]] = {}
 
 
 def _getter(name: str, index: tuple[int, ...], proc: Callable[[Any], Any]) -> Getter:
@@ -39,8 +75,8 @@ class _Compiled:
     def __init__(self, stmt: Executable, dialect: Dialect, params: Mapping[str, Any]) -> None:
         if any(isinstance(v, list | tuple) for v in params.values()):  # expanding IN lists of these lengths
             compiled = stmt.params(dict(params)).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        else:
-            compiled = stmt.compile(dialect=dialect)
+        else:  # an INSERT names exactly the given columns, as at execution
+            compiled = stmt.compile(dialect=dialect, column_keys=list(params))
         binds = compiled.binds
         getters: list[Getter] = []
         for name in compiled.positiontup or ():
@@ -53,6 +89,8 @@ class _Compiled:
             if base in params:
                 getters.append(_getter(base, index, proc))
             else:  # a literal inside the statement (e.g. status = 'submitted')
+                if bind.required or bind.callable is not None:
+                    raise KeyError(f"no value for bound parameter {base!r}")
                 value = bind.effective_value
                 for i in index:
                     value = value[i]

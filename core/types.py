@@ -34,6 +34,11 @@ class Dec(TypeDecorator[Decimal]):
     impl = BigInteger
     cache_ok = True
 
+    @staticmethod
+    def normalize(value: Any) -> Decimal | None:
+        """The value as it reads back from the database."""
+        return None if value is None else q6(value)
+
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
             return dialect.type_descriptor(Numeric(24, SCALE))
@@ -60,6 +65,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime
     cache_ok = True
+
+    @staticmethod
+    def normalize(value: Any) -> datetime | None:
+        """The value as it reads back from the database."""
+        return None if value is None else value.astimezone(UTC)
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
