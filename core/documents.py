@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import Select, Update, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import finance
@@ -59,8 +58,9 @@ def _dec(value: Decimal | str | int, what: str) -> Decimal:
 
 
 _DOC_COLUMNS = tuple(Document.__mapper__.column_attrs)
-_BY_CODE: dict[tuple[type, str], Select] = {}
-_PRODUCTS_BY_SKU = select(Product).where(Product.sku.in_(bindparam("skus", expanding=True)))
+_DT, _LT = Document.__table__, DocumentLine.__table__
+_BY_CODE: dict[tuple[type, str], Fast] = {}
+_PRODUCTS_BY_SKU = Fast(select(Product.__table__).where(Product.__table__.c.sku.in_(bindparam("skus", expanding=True))))
 
 
 async def _one(session: AsyncSession, model: type, field: str, code: str | None, label: str):
@@ -68,23 +68,32 @@ async def _one(session: AsyncSession, model: type, field: str, code: str | None,
         return None
     key = (model, field)
     if key not in _BY_CODE:
-        _BY_CODE[key] = select(model).where(getattr(model, field) == bindparam("code"))
-    obj = await session.scalar(_BY_CODE[key], {"code": code})
-    if obj is None:
+        t = model.__table__
+        _BY_CODE[key] = Fast(select(t).where(t.c[field] == bindparam("code")))
+    found = await _BY_CODE[key].objects(session, model, {"code": code})
+    if not found:
         raise DomainError("NOT_FOUND", f"找不到{label}「{code}」", f"请核对{label}编码，或先导入{label}档案",
                           {label: code})
-    return obj
+    return found[0]
+
+
+_DOC_BY_NUMBER = select(_DT).where(_DT.c.number == bindparam("number"))
+_GET_DOC = Fast(_DOC_BY_NUMBER)
+_GET_DOC_FOR_UPDATE = Fast(_DOC_BY_NUMBER.with_for_update())
+_LINES_OF = Fast(select(_LT).where(_LT.c.document_id == bindparam("doc_id")).order_by(_LT.c.line_no))
 
 
 async def get_document(session: AsyncSession, number: str, *, lock: bool = False) -> Document:
     """A document by number with its lines; DomainError when unknown."""
-    stmt = select(Document).where(Document.number == number.strip()).options(selectinload(Document.lines))
-    if lock and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Document)
-    doc = await session.scalar(stmt)
-    if doc is None:
+    pg_lock = lock and session.bind.dialect.name == "postgresql"
+    found = await (_GET_DOC_FOR_UPDATE if pg_lock else _GET_DOC).objects(session, Document,
+                                                                         {"number": number.strip()})
+    if not found:
         raise DomainError("DOC_NOT_FOUND", f"找不到单据 {number}", "请核对单据号，格式如 RK20261125001",
                           {"number": number})
+    doc = found[0]
+    if "lines" not in doc.__dict__:
+        set_committed_value(doc, "lines", await _LINES_OF.objects(session, DocumentLine, {"doc_id": doc.id}))
     return doc
 
 
@@ -130,7 +139,7 @@ async def create_document(
         raise DomainError("RETURN_REF", "销售退货必须关联一张已过账的销售出库单",
                           "请填写原销售出库单号（CK 开头）")
     skus = {ln.sku.strip() for ln in lines}
-    products = {p.sku: p for p in await session.scalars(_PRODUCTS_BY_SKU, {"skus": sorted(skus)})}
+    products = {p.sku: p for p in await _PRODUCTS_BY_SKU.objects(session, Product, {"skus": sorted(skus)})}
     keep_loaded(session, [*products.values(), *(w for w in (wh, to_wh) if w is not None)])
     doc = Document(
         number=await next_number(session, dt.prefix, now, settings.timezone),
@@ -212,7 +221,6 @@ async def create_document(
     return await insert_document(session, doc, rows)
 
 
-_DT, _LT = Document.__table__, DocumentLine.__table__
 _INSERT_DOC = Fast(insert(_DT).returning(_DT.c.id))
 # PostgreSQL: RETURNING makes SQLAlchemy send one multi-VALUES INSERT (asyncpg would run one per row).
 _INSERT_LINES = Fast(insert(_LT), fallback=insert(_LT).returning(_LT.c.id))
@@ -233,15 +241,15 @@ async def insert_document(session: AsyncSession, draft: Document, rows: list[dic
     return doc
 
 
-_STATUS_UPDATES: dict[tuple[str, ...], Update] = {}
+_STATUS_UPDATES: dict[tuple[str, ...], Fast] = {}
 
 
-def _status_update(keys: tuple[str, ...]) -> Update:
+def _status_update(keys: tuple[str, ...]) -> Fast:
     """UPDATE documents SET status (and `keys`) WHERE id AND status — built once per set of keys."""
     stmt = _STATUS_UPDATES.get(keys)
     if stmt is None:
         t = Document.__table__
-        stmt = _STATUS_UPDATES[keys] = (
+        stmt = _STATUS_UPDATES[keys] = Fast(
             update(t)
             .where(t.c.id == bindparam("t_id"), t.c.status == bindparam("t_old"))
             .values(status=bindparam("t_new"), **{k: bindparam(f"v_{k}") for k in keys})
@@ -260,8 +268,7 @@ async def _transition(session: AsyncSession, doc: Document, expected: tuple[str,
             {"number": doc.number, "status": doc.status},
         )
     params = {"t_id": doc.id, "t_old": doc.status, "t_new": new, **{f"v_{k}": v for k, v in values.items()}}
-    res = await session.execute(_status_update(tuple(values)), params)
-    if res.rowcount != 1:
+    if await _status_update(tuple(values)).rowcount(session, params) != 1:
         raise DomainError("CONCURRENT", f"单据 {doc.number} 已被他人处理", "请刷新后查看单据最新状态",
                           {"number": doc.number})
     # The row is already updated: record the values as loaded so the unit of work does not write them again.

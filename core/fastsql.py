@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.types import TupleType, TypeEngine
 
 Getter = Callable[[Mapping[str, Any]], Any]
@@ -55,6 +56,20 @@ def loaded(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> 
 
 
 _NORMALIZERS: dict[Any, list[tuple[str, Callable[[Any], Any]]]] = {}
+
+
+def attach(session: AsyncSession, model: type[T], row: Any) -> T:
+    """The session's object for a row just read with every column of model's table (a Fast.objects row).
+
+    An object already in the session wins (as with the ORM's own loading, its state is not overwritten)."""
+    existing = session.sync_session.identity_map.get(identity_key(model, row.id))
+    if existing is not None:
+        return existing
+    obj = manager_of_class(model).new_instance()
+    obj.__dict__.update(row._asdict())
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 def _getter(name: str, index: tuple[int, ...], proc: Callable[[Any], Any]) -> Getter:
@@ -137,6 +152,13 @@ def _run(conn: sqlite3.Connection, sql: str, args: Any, many: bool) -> list[tupl
         raise DBAPIError.instance(sql, args, e, sqlite3.Error) from e
 
 
+def _count(conn: sqlite3.Connection, sql: str, args: Any) -> int:
+    try:
+        return conn.execute(sql, args).rowcount
+    except sqlite3.Error as e:
+        raise DBAPIError.instance(sql, args, e, sqlite3.Error) from e
+
+
 class Fast:
     """A Core statement for the posting path. On SQLite it is compiled once per shape by SQLAlchemy and run
     on the raw sqlite3 connection of the session's transaction (in the writer thread that is a plain call);
@@ -164,6 +186,19 @@ class Fast:
             return list(result.all()) if result.returns_rows else []
         c = self._compiled(session.bind.dialect, params)
         return c.rows(await raw.run_raw(_run, c.sql, c.bind(params), False) or [])
+
+    async def rowcount(self, session: AsyncSession, params: Mapping[str, Any]) -> int:
+        """Execute a DML statement once; the number of rows it matched."""
+        raw = await _raw(session)
+        if raw is None:
+            return (await session.execute(self.fallback, params)).rowcount
+        c = self._compiled(session.bind.dialect, params)
+        return await raw.run_raw(_count, c.sql, c.bind(params))
+
+    async def objects(self, session: AsyncSession, model: type[T], params: Mapping[str, Any] | None = None
+                      ) -> list[T]:
+        """Run a select of every column of model's table; the rows as the session's ORM objects."""
+        return [attach(session, model, r) for r in await self.all(session, params)]
 
     async def many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per parameter set (one executemany on SQLite); returns nothing."""

@@ -139,6 +139,9 @@ async def load_masters(
     return products, warehouses
 
 
+_BY_IDS: dict[type, Fast] = {}
+
+
 async def get_many(session: AsyncSession, model: type[T], ids: set[int]) -> dict[int, T]:
     """Objects by primary key: those already in the session come free, the rest in one SELECT."""
     found: dict[int, T] = {}
@@ -149,7 +152,11 @@ async def get_many(session: AsyncSession, model: type[T], ids: set[int]) -> dict
             found[i] = obj
     missing = ids - found.keys()
     if missing:
-        loaded = list(await session.scalars(select(model).where(model.id.in_(missing))))
+        fast = _BY_IDS.get(model)
+        if fast is None:
+            t = model.__table__
+            fast = _BY_IDS[model] = Fast(select(t).where(t.c.id.in_(bindparam("ids", expanding=True))))
+        loaded = await fast.objects(session, model, {"ids": sorted(missing)})
         found.update({o.id: o for o in loaded})
         keep_loaded(session, loaded)
     return found
