@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
+from weakref import WeakKeyDictionary
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -212,8 +213,19 @@ class Fast:
         await raw.run_raw(_run, c.sql, [c.bind(r) for r in rows], True)
 
 
+_ADAPTERS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+_NONE = object()
+
+
 async def _raw(session: AsyncSession) -> Any:
-    """The session connection's one-hop/inline SQLite adapter (it has run_raw), or None."""
-    conn = await session.connection()
-    adapter = conn.sync_connection.connection.dbapi_connection
-    return adapter if hasattr(adapter, "run_raw") else None
+    """The session connection's one-hop/inline SQLite adapter (it has run_raw), or None.
+
+    Remembered per session transaction: a transaction keeps its connection until it ends."""
+    trans = session.sync_session.get_transaction()
+    adapter = _ADAPTERS.get(trans) if trans is not None else None
+    if adapter is None:
+        conn = await session.connection()
+        found = conn.sync_connection.connection.dbapi_connection
+        adapter = found if hasattr(found, "run_raw") else _NONE
+        _ADAPTERS[session.sync_session.get_transaction()] = adapter
+    return None if adapter is _NONE else adapter
