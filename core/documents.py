@@ -14,9 +14,10 @@ from core import finance
 from core.config import Settings
 from core.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
 from core.errors import CheckResult, DomainError
-from core.fastsql import Fast, loaded, with_defaults
+from core.fastsql import Fast
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
 from core.numbering import next_number
+from core.orm_rows import loaded, with_defaults
 from core.posting import keep_loaded, now_or, plan_document, plan_reversal, prepare, write_moves
 from core.units import to_stock_qty
 

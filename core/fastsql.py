@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from weakref import WeakKeyDictionary
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Executable, Table
+from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.instrumentation import manager_of_class
-from sqlalchemy.orm.util import identity_key
 from sqlalchemy.types import TupleType, TypeEngine
+
+from core.orm_rows import attach
 
 Getter = Callable[[Mapping[str, Any]], Any]
 T = TypeVar("T")
@@ -24,53 +23,6 @@ T = TypeVar("T")
 def _processor(type_: TypeEngine, dialect: Dialect) -> Callable[[Any], Any]:
     proc = type_.dialect_impl(dialect).bind_processor(dialect)
     return proc if proc is not None else (lambda v: v)
-
-
-def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
-    """values plus the Python-side scalar/callable defaults of the columns it leaves out or sets to None."""
-    out = dict(values)
-    for col in table.c:
-        if out.get(col.key) is None and col.default is not None and not col.primary_key:
-            arg = col.default.arg
-            out[col.key] = arg(None) if callable(arg) else arg
-    return out
-
-
-def loaded(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
-    """A persistent ORM object for a row this transaction has just written with `values` (all columns).
-
-    Built the way the ORM's loader builds one (the instance dict filled directly, then given its identity
-    and added to the session), with each value normalised as it would read back (Decimal to 6 places,
-    datetimes in UTC); it saves the ORM's INSERT … RETURNING round trip through the unit of work."""
-    table = model.__table__
-    norms = _NORMALIZERS.get(table)
-    if norms is None:
-        norms = _NORMALIZERS[table] = [(c.key, c.type.normalize) for c in table.c if hasattr(c.type, "normalize")]
-    obj = manager_of_class(model).new_instance()
-    state = obj.__dict__
-    state.update(values)
-    for key, norm in norms:
-        state[key] = norm(state[key])
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
-
-
-_NORMALIZERS: dict[Any, list[tuple[str, Callable[[Any], Any]]]] = {}
-
-
-def attach(session: AsyncSession, model: type[T], row: Any) -> T:
-    """The session's object for a row just read with every column of model's table (a Fast.objects row).
-
-    An object already in the session wins (as with the ORM's own loading, its state is not overwritten)."""
-    existing = session.sync_session.identity_map.get(identity_key(model, row.id))
-    if existing is not None:
-        return existing
-    obj = manager_of_class(model).new_instance()
-    obj.__dict__.update(row._asdict())
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
 
 
 def _getter(name: str, index: tuple[int, ...], proc: Callable[[Any], Any]) -> Getter:
@@ -118,8 +70,8 @@ class _Compiled:
         self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols]
         self.row = namedtuple("Row", [c.key for c in cols], rename=True) if cols else None
 
-    def bind(self, params: Mapping[str, Any]) -> tuple:
-        return tuple(g(params) for g in self.getters)
+    def bind(self, params: Mapping[str, Any]) -> list:
+        return [g(params) for g in self.getters]
 
     def rows(self, raw: list[tuple]) -> list[tuple]:
         make, procs = self.row, self.results
@@ -172,7 +124,9 @@ class Fast:
         self._shapes: dict[tuple, _Compiled] = {}
 
     def _compiled(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
-        key = tuple(sorted((k, len(v) if isinstance(v, list | tuple) else -1) for k, v in params.items()))
+        # The shape: which parameters are given (an INSERT names exactly those columns) and the length of
+        # each list (an expanding IN renders one placeholder per item).
+        key = tuple([len(v) if type(v) is list or type(v) is tuple else k for k, v in params.items()])
         found = self._shapes.get(key)
         if found is None:
             found = self._shapes[key] = _Compiled(self.stmt, dialect, params)
@@ -199,7 +153,7 @@ class Fast:
     async def objects(self, session: AsyncSession, model: type[T], params: Mapping[str, Any] | None = None
                       ) -> list[T]:
         """Run a select of every column of model's table; the rows as the session's ORM objects."""
-        return [attach(session, model, r) for r in await self.all(session, params)]
+        return [attach(session, model, r._asdict()) for r in await self.all(session, params)]
 
     async def many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per parameter set (one executemany on SQLite); returns nothing."""

@@ -1,0 +1,65 @@
+"""ORM objects for rows the posting path wrote or read itself, registered in the session as the loader would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm.util import identity_key
+
+T = TypeVar("T")
+_DEFAULTS: dict[Table, list[tuple[str, Any]]] = {}
+_NORMALIZERS: dict[Table, list[tuple[str, Callable[[Any], Any]]]] = {}
+
+
+def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+    """values plus the Python-side scalar/callable defaults of the columns it leaves out or sets to None."""
+    defaults = _DEFAULTS.get(table)
+    if defaults is None:
+        defaults = _DEFAULTS[table] = [(c.key, c.default.arg) for c in table.c
+                                       if c.default is not None and not c.primary_key]
+    out = dict(values)
+    for key, arg in defaults:
+        if out.get(key) is None:
+            out[key] = arg(None) if callable(arg) else arg
+    return out
+
+
+def _register(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
+    # What the ORM's loader does for a new row: the instance dict filled directly (no attribute events,
+    # so no history), the identity set, the object added to the session as persistent. Attributes left
+    # out (relationships) load lazily, as after a plain query.
+    obj = manager_of_class(model).new_instance()
+    obj.__dict__.update(values)
+    instance_state(obj).key = identity_key(model, values["id"])
+    session.add(obj)
+    return obj
+
+
+def loaded(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
+    """A persistent ORM object for a row this transaction has just written with `values` (every column).
+
+    Each value is normalised as it would read back (Decimal to 6 places, datetimes in UTC); it saves the
+    ORM's INSERT … RETURNING round trip through the unit of work."""
+    table = model.__table__
+    norms = _NORMALIZERS.get(table)
+    if norms is None:
+        norms = _NORMALIZERS[table] = [(c.key, c.type.normalize) for c in table.c if hasattr(c.type, "normalize")]
+    values = dict(values)
+    for key, norm in norms:
+        values[key] = norm(values[key])
+    return _register(session, model, values)
+
+
+def attach(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
+    """The session's object for a row just read with every column of model's table.
+
+    An object already in the session wins (as with the ORM's own loading, its state is not overwritten)."""
+    existing = session.sync_session.identity_map.get(identity_key(model, values["id"]))
+    if existing is not None:
+        return existing
+    return _register(session, model, values)
