@@ -36,6 +36,11 @@ def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False) -> AsyncE
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint every ~40 MB of log instead of SQLite's 4 MB: a posting writes ~50 pages, most of them
+        # the same hot index pages, so rarer checkpoints copy each page back once for many commits (the
+        # average COMMIT went from ~0.9 to ~0.57 ms in bench.ledger). The log is truncated after that.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
+        cursor.execute(f"PRAGMA journal_size_limit={64 * 2**20}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
