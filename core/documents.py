@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import finance
+from core import finance, master_rows
 from core.config import Settings
 from core.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
 from core.errors import CheckResult, DomainError
@@ -18,7 +18,7 @@ from core.fastsql import Fast
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
 from core.numbering import next_number
 from core.orm_rows import loaded, with_defaults
-from core.posting import keep_loaded, now_or, plan_document, plan_reversal, prepare, write_moves
+from core.posting import now_or, plan_document, plan_reversal, prepare, write_moves
 from core.units import to_stock_qty
 
 
@@ -60,18 +60,10 @@ def _dec(value: Decimal | str | int, what: str) -> Decimal:
 
 _DOC_COLUMNS = tuple(Document.__mapper__.column_attrs)
 _DT, _LT = Document.__table__, DocumentLine.__table__
-_BY_CODE: dict[tuple[type, str], Fast] = {}
-_PRODUCTS_BY_SKU = Fast(select(Product.__table__).where(Product.__table__.c.sku.in_(bindparam("skus", expanding=True))))
-
-
 async def _one(session: AsyncSession, model: type, field: str, code: str | None, label: str):
     if code is None:
         return None
-    key = (model, field)
-    if key not in _BY_CODE:
-        t = model.__table__
-        _BY_CODE[key] = Fast(select(t).where(t.c[field] == bindparam("code")))
-    found = await _BY_CODE[key].objects(session, model, {"code": code})
+    found = await master_rows.by_field(session, model, field, [code])
     if not found:
         raise DomainError("NOT_FOUND", f"找不到{label}「{code}」", f"请核对{label}编码，或先导入{label}档案",
                           {label: code})
@@ -140,8 +132,7 @@ async def create_document(
         raise DomainError("RETURN_REF", "销售退货必须关联一张已过账的销售出库单",
                           "请填写原销售出库单号（CK 开头）")
     skus = {ln.sku.strip() for ln in lines}
-    products = {p.sku: p for p in await _PRODUCTS_BY_SKU.objects(session, Product, {"skus": sorted(skus)})}
-    keep_loaded(session, [*products.values(), *(w for w in (wh, to_wh) if w is not None)])
+    products = {p.sku: p for p in await master_rows.by_field(session, Product, "sku", skus)}
     doc = Document(
         number=await next_number(session, dt.prefix, now, settings.timezone),
         type=dt.code,
@@ -170,7 +161,6 @@ async def create_document(
             lw = line_wh.get(li.warehouse)
             if lw is None:
                 lw = line_wh[li.warehouse] = await _one(session, Warehouse, "code", li.warehouse, "仓库")
-                keep_loaded(session, [lw])
         if lw is None:
             raise DomainError("NO_WAREHOUSE", f"第 {i} 行没有仓库", "请为单据或该行指定仓库", {"line": i})
         qty = _dec(li.qty, "数量")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,7 +12,7 @@ from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
-from core import checks
+from core import checks, master_rows
 from core.batches import ensure_balance_rows, ensure_batches
 from core.config import Settings
 from core.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
@@ -133,38 +132,10 @@ class Plan:
 async def load_masters(
     session: AsyncSession, lines: list[DocumentLine]
 ) -> tuple[dict[int, Product], dict[int, Warehouse]]:
-    """Products and warehouses referenced by lines, by id."""
-    products = await get_many(session, Product, {ln.product_id for ln in lines})
-    warehouses = await get_many(session, Warehouse, {ln.warehouse_id for ln in lines})
+    """Products and warehouses referenced by lines, by id (read-only rows; see core/master_rows.py)."""
+    products = await master_rows.by_ids(session, Product, {ln.product_id for ln in lines})
+    warehouses = await master_rows.by_ids(session, Warehouse, {ln.warehouse_id for ln in lines})
     return products, warehouses
-
-
-_BY_IDS: dict[type, Fast] = {}
-
-
-async def get_many(session: AsyncSession, model: type[T], ids: set[int]) -> dict[int, T]:
-    """Objects by primary key: those already in the session come free, the rest in one SELECT."""
-    found: dict[int, T] = {}
-    identity_map = session.sync_session.identity_map
-    for i in ids:
-        obj = identity_map.get(identity_key(model, i))
-        if obj is not None:
-            found[i] = obj
-    missing = ids - found.keys()
-    if missing:
-        fast = _BY_IDS.get(model)
-        if fast is None:
-            t = model.__table__
-            fast = _BY_IDS[model] = Fast(select(t).where(t.c.id.in_(bindparam("ids", expanding=True))))
-        loaded = await fast.objects(session, model, {"ids": sorted(missing)})
-        found.update({o.id: o for o in loaded})
-        keep_loaded(session, loaded)
-    return found
-
-
-def keep_loaded(session: AsyncSession, objects: Iterable[object]) -> None:
-    """Hold master rows for the session's life (its identity map is weak), so later lookups cost nothing."""
-    session.info.setdefault("masters", []).extend(objects)
 
 
 async def plan_document(session: AsyncSession, doc: Document) -> Plan:
@@ -179,7 +150,7 @@ async def plan_document(session: AsyncSession, doc: Document) -> Plan:
         extra_lines = [(ln, to_wh) for ln in lines]
     products, warehouses = await load_masters(session, lines)
     if to_wh is not None and to_wh not in warehouses:
-        warehouses[to_wh] = await session.get_one(Warehouse, to_wh)
+        warehouses.update(await master_rows.by_ids(session, Warehouse, [to_wh]))
     wanted = {(ln.product_id, ln.batch_code, ln.expiry) for ln in lines}
     wanted |= {(ln.product_id, "", None) for ln in lines}
     batches = await ensure_batches(session, wanted)
@@ -219,8 +190,8 @@ async def plan_reversal(session: AsyncSession, doc: Document) -> Plan:
         )
     )
     products, warehouses = await load_masters(session, list(doc.lines))
-    for w in {m.warehouse_id for m in originals} - warehouses.keys():
-        warehouses[w] = await session.get_one(Warehouse, w)
+    others = {m.warehouse_id for m in originals} - warehouses.keys()
+    warehouses.update(await master_rows.by_ids(session, Warehouse, others))
     moves = [
         Move(None, m.product_id, m.warehouse_id, m.batch_id, m.bucket, -m.qty, reversal_of_id=m.id)
         for m in originals
