@@ -28,6 +28,7 @@ from core.db import Database
 from core.documents import LineInput, create_document, get_document, post_document, submit_document
 from core.migrate import recreate_schema
 from core.models import Customer, Document, StockMove, Supplier, Warehouse
+from core.sqlite_driver import OneHopConnection
 from core.stock import stock_lookup
 from core.types import SCALE
 
@@ -519,7 +520,10 @@ def raw_floor_sqlite(path: str, by_doc: dict[int, list[tuple]]) -> tuple[float, 
 
 
 class StatementLog:
-    """Records every statement (with its driver parameters) the write engine runs, and each COMMIT."""
+    """Records every statement (with its driver parameters) the write engine runs, and each COMMIT.
+
+    Statements go two ways: through SQLAlchemy (seen by its before_cursor_execute event) and, on the posting
+    path, straight to the raw connection via core/fastsql.py (seen by wrapping the adapter's run_raw)."""
 
     COMMIT = object()
 
@@ -529,6 +533,16 @@ class StatementLog:
         self.active = False
         event.listen(self.engine, "before_cursor_execute", self._statement)
         event.listen(self.engine, "commit", self._commit)
+        self._run_raw = OneHopConnection.run_raw
+        log = self
+
+        async def run_raw(adapter: Any, fn: Any, *args: Any) -> Any:
+            if log.active:  # fastsql calls fn(conn, sql, params[, many])
+                sql, params, many = args[0], args[1], args[2] if len(args) > 2 else False
+                log.entries.append((sql, [tuple(p) for p in params] if many else tuple(params)))
+            return await log._run_raw(adapter, fn, *args)
+
+        OneHopConnection.run_raw = run_raw  # type: ignore[method-assign]
 
     def _statement(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
         if self.active:
@@ -541,6 +555,7 @@ class StatementLog:
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._statement)
         event.remove(self.engine, "commit", self._commit)
+        OneHopConnection.run_raw = self._run_raw  # type: ignore[method-assign]
 
 
 def snapshot_sqlite(path: str) -> str:
@@ -819,7 +834,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--products", type=int, help="override the number of products")
     p.add_argument("--movements", type=int, help="override the number of historical movements")
     p.add_argument("--queries", type=int, default=500, help="stock queries per mode and size (default 500)")
-    p.add_argument("--docs", type=int, default=300, help="documents posted per posting run (default 300)")
+    p.add_argument("--docs", type=int, default=1000, help="documents posted per posting run (default 1000)")
     p.add_argument("--concurrency", type=int, default=4, help="tasks in the concurrent posting run (default 4)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--keep", action="store_true", help="keep the temporary SQLite database and print its path")

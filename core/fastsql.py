@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -20,9 +21,12 @@ Getter = Callable[[Mapping[str, Any]], Any]
 T = TypeVar("T")
 
 
-def _processor(type_: TypeEngine, dialect: Dialect) -> Callable[[Any], Any]:
-    proc = type_.dialect_impl(dialect).bind_processor(dialect)
-    return proc if proc is not None else (lambda v: v)
+def _processor(type_: TypeEngine, dialect: Dialect) -> Callable[[Any], Any] | None:
+    return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _getter(name: str, index: tuple[int, ...], proc: Callable[[Any], Any]) -> Getter:
@@ -38,7 +42,7 @@ def _getter(name: str, index: tuple[int, ...], proc: Callable[[Any], Any]) -> Ge
 class _Compiled:
     """One statement compiled for SQLite at one shape (the lengths of its expanding lists)."""
 
-    __slots__ = ("getters", "results", "row", "sql")
+    __slots__ = ("getters", "plain", "procs", "results", "row", "sql")
 
     def __init__(self, stmt: Executable, dialect: Dialect, params: Mapping[str, Any]) -> None:
         if any(isinstance(v, list | tuple) for v in params.values()):  # expanding IN lists of these lengths
@@ -46,14 +50,20 @@ class _Compiled:
         else:  # an INSERT names exactly the given columns, as at execution
             compiled = stmt.compile(dialect=dialect, column_keys=list(params))
         binds = compiled.binds
+        names = list(compiled.positiontup or ())
+        # Plain case (INSERT/UPDATE rows, simple selects): every placeholder is a given parameter, so one
+        # C-level itemgetter builds the row and only the typed columns go through a processor.
+        self.plain = itemgetter(*names) if names and all(n in params for n in names) else None
+        self.procs = [(i, p) for i, n in enumerate(names) if (p := _processor(binds[n].type, dialect))] \
+            if self.plain is not None else []
         getters: list[Getter] = []
-        for name in compiled.positiontup or ():
+        for name in names:
             base, index = _split(name, binds)
             bind = binds[base]
             type_ = bind.type
             if index and isinstance(type_, TupleType):
                 type_ = type_.types[index[1]]
-            proc = _processor(type_, dialect)
+            proc = _processor(type_, dialect) or _same
             if base in params:
                 getters.append(_getter(base, index, proc))
             else:  # a literal inside the statement (e.g. status = 'submitted')
@@ -71,7 +81,13 @@ class _Compiled:
         self.row = namedtuple("Row", [c.key for c in cols], rename=True) if cols else None
 
     def bind(self, params: Mapping[str, Any]) -> list:
-        return [g(params) for g in self.getters]
+        if self.plain is None:
+            return [g(params) for g in self.getters]
+        values = self.plain(params)
+        values = [values] if len(self.getters) == 1 else list(values)
+        for i, proc in self.procs:
+            values[i] = proc(values[i])
+        return values
 
     def rows(self, raw: list[tuple]) -> list[tuple]:
         make, procs = self.row, self.results

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.util import identity_key
 
 from core.fastsql import Fast
 
@@ -28,12 +27,14 @@ def _remember(session: AsyncSession, model: type, rows: Iterable[Any]) -> None:
 
 async def by_ids(session: AsyncSession, model: type, ids: Iterable[int]) -> dict[int, Any]:
     """Rows by id with every column as an attribute (read-only named tuples, or the session's ORM object
-    when one is loaded — it may carry changes not yet flushed). Rows once read are kept for the session."""
+    when one is loaded — it may carry changes not yet flushed). Rows once read are kept for the session.
+
+    Master models map one table without inheritance, so an identity key is (model, (id,), None)."""
     found: dict[int, Any] = {}
     cache, identity_map = _cache(session), session.sync_session.identity_map
     missing = []
     for i in ids:
-        obj = identity_map.get(identity_key(model, i)) or cache.get((model, i))
+        obj = identity_map.get((model, (i,), None)) or cache.get((model, i))
         if obj is None:
             missing.append(i)
         else:
@@ -61,4 +62,4 @@ async def by_field(session: AsyncSession, model: type, field: str, values: Itera
     rows = await fast.all(session, {"values": values})
     _remember(session, model, rows)
     identity_map = session.sync_session.identity_map
-    return [identity_map.get(identity_key(model, r.id)) or r for r in rows]
+    return [identity_map.get((model, (r.id,), None)) or r for r in rows]
