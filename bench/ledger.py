@@ -531,6 +531,7 @@ class StatementLog:
         self.entries: list[Any] = []
         self.engine = db.write_engine.sync_engine
         self.active = False
+        event.listen(self.engine, "begin", self._begin)  # core/db.py sends BEGIN IMMEDIATE on the cursor itself
         event.listen(self.engine, "before_cursor_execute", self._statement)
         event.listen(self.engine, "commit", self._commit)
         self._run_raw = OneHopConnection.run_raw
@@ -548,11 +549,16 @@ class StatementLog:
         if self.active:
             self.entries.append((statement, parameters))
 
+    def _begin(self, _conn: Any) -> None:
+        if self.active:
+            self.entries.append(("BEGIN IMMEDIATE", ()))
+
     def _commit(self, _conn: Any) -> None:
         if self.active:
             self.entries.append(self.COMMIT)
 
     def close(self) -> None:
+        event.remove(self.engine, "begin", self._begin)
         event.remove(self.engine, "before_cursor_execute", self._statement)
         event.remove(self.engine, "commit", self._commit)
         OneHopConnection.run_raw = self._run_raw  # type: ignore[method-assign]

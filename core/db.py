@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -19,6 +20,17 @@ T = TypeVar("T")
 _SINGLE_STATEMENT = "jxcbot_single_statement"
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def _begin(conn: Any, sql: str) -> None:
+    """Send BEGIN on the driver cursor: no execution context, no statement events (this runs per transaction)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+    except sqlite3.Error as e:  # as SQLAlchemy would raise it, so `write` can retry "database is locked"
+        raise DBAPIError.instance(sql, (), e, sqlite3.Error) from e
+    finally:
+        cursor.close()
 
 
 def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False) -> AsyncEngine:
@@ -46,9 +58,9 @@ def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False) -> AsyncE
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         if immediate:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin(conn, "BEGIN IMMEDIATE")
         elif not conn.get_execution_options().get(_SINGLE_STATEMENT):
-            conn.exec_driver_sql("BEGIN")
+            _begin(conn, "BEGIN")
 
     return engine
 

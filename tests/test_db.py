@@ -88,14 +88,21 @@ async def test_concurrent_writers_queue_instead_of_failing(db):
         assert (await s.execute(text("SELECT n FROM c"))).scalar() == 30
 
 
-async def test_single_statement_read_skips_begin_and_rollback(db):
+async def test_single_statement_read_skips_begin_and_rollback(db, monkeypatch):
     """read(snapshot=False) sends only its statement; read() keeps one snapshot (BEGIN … ROLLBACK)."""
     if not db.is_sqlite:
         pytest.skip("SQLite round trips; PostgreSQL sessions are unchanged")
-    from sqlalchemy import event
+    from core import sqlite_driver
 
     sent: list[str] = []
-    event.listen(db.read_engine.sync_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    run = sqlite_driver._run
+
+    def recording(conn, operation, parameters, many):  # what reaches sqlite3, BEGIN included
+        if not operation.startswith("PRAGMA"):  # a new connection's set-up
+            sent.append(operation)
+        return run(conn, operation, parameters, many)
+
+    monkeypatch.setattr(sqlite_driver, "_run", recording)
     async with db.read(snapshot=False) as s:
         assert (await s.execute(text("SELECT 1"))).scalar() == 1
         raw = (await s.connection()).sync_connection.connection.dbapi_connection
