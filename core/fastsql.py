@@ -13,6 +13,7 @@ from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.types import TupleType, TypeEngine
 
 from core.orm_rows import attach
@@ -39,46 +40,83 @@ def _getter(name: str, index: tuple[int, ...], proc: Callable[[Any], Any]) -> Ge
     return lambda p: proc(p[name][i][j])
 
 
+class _Marker:
+    """A stand-in parameter value: compiling with markers tells which placeholder takes which value."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, name: str, index: tuple[int, ...]) -> None:
+        self.name, self.index = name, index
+
+
+def _markers(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if _is_list(v):
+            out[k] = [tuple(_Marker(k, (i, j)) for j in range(len(item))) if isinstance(item, tuple)
+                      else _Marker(k, (i,)) for i, item in enumerate(v)]
+        else:
+            out[k] = _Marker(k, ())
+    return out
+
+
+def _is_list(v: Any) -> bool:
+    return type(v) is list or type(v) is tuple
+
+
 class _Compiled:
-    """One statement compiled for SQLite at one shape (the lengths of its expanding lists)."""
+    """One statement compiled for SQLite at one shape (given parameters, lengths of their lists)."""
 
     __slots__ = ("getters", "plain", "procs", "results", "row", "sql")
 
     def __init__(self, stmt: Executable, dialect: Dialect, params: Mapping[str, Any]) -> None:
-        if any(isinstance(v, list | tuple) for v in params.values()):  # expanding IN lists of these lengths
-            compiled = stmt.params(dict(params)).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        else:  # an INSERT names exactly the given columns, as at execution
+        if isinstance(stmt, UpdateBase):
+            # An INSERT names exactly the given columns, as at execution. DML cannot take .params(), so
+            # an expanding IN inside it is not offered here (session.execute handles it).
+            if any(_is_list(v) for v in params.values()):
+                raise NotImplementedError("Fast: an INSERT/UPDATE/DELETE with a list parameter is not supported; "
+                                          "use session.execute for it")
             compiled = stmt.compile(dialect=dialect, column_keys=list(params))
-        binds = compiled.binds
+            placed = {name: _Marker(name, ()) for name in params}
+            values = {name: placed.get(name, bind.effective_value) for name, bind in compiled.binds.items()}
+        else:
+            # Compile with markers as the values and lists expanded (render_postcompile): each placeholder's
+            # value is then the marker of the parameter and item it takes, or a literal of the statement.
+            # No guessing from SQLAlchemy's names for expanded items.
+            compiled = stmt.params(_markers(params)).compile(dialect=dialect,
+                                                             compile_kwargs={"render_postcompile": True})
+            values = compiled.construct_params(_check=False)
+        if "__[POSTCOMPILE_" in compiled.string:
+            raise NotImplementedError("Fast: a literal IN list inside an INSERT/UPDATE/DELETE is not supported")
         names = list(compiled.positiontup or ())
-        # Plain case (INSERT/UPDATE rows, simple selects): every placeholder is a given parameter, so one
-        # C-level itemgetter builds the row and only the typed columns go through a processor.
-        self.plain = itemgetter(*names) if names and all(n in params for n in names) else None
-        self.procs = [(i, p) for i, n in enumerate(names) if (p := _processor(binds[n].type, dialect))] \
-            if self.plain is not None else []
+        types = _placeholder_types(compiled, names)
         getters: list[Getter] = []
         for name in names:
-            base, index = _split(name, binds)
-            bind = binds[base]
-            type_ = bind.type
-            if index and isinstance(type_, TupleType):
-                type_ = type_.types[index[1]]
-            proc = _processor(type_, dialect) or _same
-            if base in params:
-                getters.append(_getter(base, index, proc))
-            else:  # a literal inside the statement (e.g. status = 'submitted')
-                if bind.required or bind.callable is not None:
-                    raise KeyError(f"no value for bound parameter {base!r}")
-                value = bind.effective_value
-                for i in index:
-                    value = value[i]
-                value = proc(value)
-                getters.append(lambda _p, value=value: value)
+            value = values.get(name)
+            proc = _processor(types[name], dialect) if types[name] is not None else None
+            if isinstance(value, _Marker):
+                getters.append(_getter(value.name, value.index, proc or _same))
+            else:  # a literal of the statement (e.g. status = 'submitted'), or a parameter nobody gave
+                bind = compiled.binds.get(name)
+                if bind is not None and bind.required and name not in params:
+                    raise KeyError(f"no value for bound parameter {name!r}")
+                literal = proc(value) if proc is not None else value
+                getters.append(lambda _p, literal=literal: literal)
+        # Plain case (INSERT/UPDATE rows, simple selects): every placeholder is a whole given parameter, so
+        # one C-level itemgetter builds the row and only the typed columns go through a processor.
+        plain = bool(names) and all(isinstance(values.get(n), _Marker) and not values[n].index and
+                                    values[n].name == n for n in names)
+        self.plain = itemgetter(*names) if plain else None
+        self.procs = [(i, p) for i, n in enumerate(names)
+                      if types[n] is not None and (p := _processor(types[n], dialect))] if plain else []
         self.sql = compiled.string
         self.getters = getters
+        result_columns = getattr(compiled, "_result_columns", None) or []
         cols = list(getattr(stmt, "exported_columns", None) or ())
         self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols]
-        self.row = namedtuple("Row", [c.key for c in cols], rename=True) if cols else None
+        # Field names as SQLAlchemy's Row has them (max_1, id_1 …) when the compiler reports them.
+        keys = [rc.keyname for rc in result_columns] if len(result_columns) == len(cols) else [c.key for c in cols]
+        self.row = namedtuple("Row", keys, rename=True) if cols else None
 
     def bind(self, params: Mapping[str, Any]) -> list:
         if self.plain is None:
@@ -98,17 +136,36 @@ class _Compiled:
         return [make._make([v if p is None else p(v) for p, v in zip(procs, r, strict=True)]) for r in raw]
 
 
-def _split(name: str, binds: Mapping[str, Any]) -> tuple[str, tuple[int, ...]]:
-    """'pids_3' → ('pids', (2,)); 'keys_2_1' → ('keys', (1, 0)); a plain bind name → (name, ())."""
-    if name in binds:
-        return name, ()
+def _placeholder_types(compiled: Any, names: list[str]) -> dict[str, TypeEngine | None]:
+    """The SQL type behind each placeholder: its bind's, or for an expanded item its list bind's (element)."""
+    binds = compiled.binds
+    out: dict[str, TypeEngine | None] = {}
+    for name in names:
+        if name in binds:
+            out[name] = binds[name].type
+            continue
+        base, index = _split(name, binds)
+        if base is None:
+            out[name] = None
+            continue
+        type_ = binds[base].type
+        if len(index) == 2 and isinstance(type_, TupleType):
+            type_ = type_.types[index[1]]
+        out[name] = type_
+    return out
+
+
+def _split(name: str, binds: Mapping[str, Any]) -> tuple[str | None, tuple[int, ...]]:
+    """'pids_3' → ('pids', (2,)); 'keys_2_1' → ('keys', (1, 0)); (None, ()) when it maps to no bind."""
     base, _, i = name.rpartition("_")
-    if base in binds:
+    base = base.rstrip("_")
+    if base in binds and i.isdigit():
         return base, (int(i) - 1,)
     base2, _, j = base.rpartition("_")
-    if base2 in binds:
+    base2 = base2.rstrip("_")
+    if base2 in binds and i.isdigit() and j.isdigit():
         return base2, (int(j) - 1, int(i) - 1)
-    raise KeyError(f"cannot map bound parameter {name!r}")
+    return None, ()
 
 
 def _run(conn: sqlite3.Connection, sql: str, args: Any, many: bool) -> list[tuple] | None:
@@ -138,6 +195,24 @@ class Fast:
         self.stmt = stmt
         self.fallback = stmt if fallback is None else fallback  # what other backends execute
         self._shapes: dict[tuple, _Compiled] = {}
+        # An INSERT's Python-side column defaults, run for the columns a row leaves out (as SQLAlchemy's
+        # execution context does; the raw path has none).
+        self._defaults = [(c.key, c.default.arg) for c in stmt.table.c if c.default is not None] \
+            if isinstance(stmt, Insert) else []
+
+    def _fill(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+        """Rows with the defaults of the columns the first row leaves out (an executemany has one column
+        list: a later row missing a column the first one has is an error, as with SQLAlchemy)."""
+        missing = [(k, arg) for k, arg in self._defaults if k not in rows[0]]
+        if not missing:
+            return rows
+        filled = []
+        for row in rows:
+            out = dict(row)
+            for k, arg in missing:
+                out[k] = arg(None) if callable(arg) else arg
+            filled.append(out)
+        return filled
 
     def _compiled(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         # The shape: which parameters are given (an INSERT names exactly those columns) and the length of
@@ -151,10 +226,13 @@ class Fast:
     async def all(self, session: AsyncSession, params: Mapping[str, Any] | None = None) -> list[tuple]:
         """Execute once; the result rows (an empty list for a statement without rows)."""
         params = params or {}
+        if any(type(v) is set or type(v) is frozenset for v in params.values()):  # any iterable, as SQLAlchemy
+            params = {k: list(v) if type(v) is set or type(v) is frozenset else v for k, v in params.items()}
         raw = await _raw(session)
         if raw is None:
             result = await session.execute(self.fallback, params)
             return list(result.all()) if result.returns_rows else []
+        params = self._fill([params])[0] if self._defaults else params
         c = self._compiled(session.bind.dialect, params)
         return c.rows(await raw.run_raw(_run, c.sql, c.bind(params), False) or [])
 
@@ -179,6 +257,8 @@ class Fast:
         if raw is None:
             await session.execute(self.fallback, list(rows))
             return
+        if self._defaults:
+            rows = self._fill(rows)
         c = self._compiled(session.bind.dialect, rows[0])
         await raw.run_raw(_run, c.sql, [c.bind(r) for r in rows], True)
 

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 
@@ -58,8 +58,13 @@ def loaded(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> 
 def attach(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
     """The session's object for a row just read with every column of model's table.
 
-    An object already in the session wins (as with the ORM's own loading, its state is not overwritten)."""
+    An object already in the session wins (as with the ORM's own loading, its loaded state is not
+    overwritten); attributes it had expired are filled from the row."""
     existing = session.sync_session.identity_map.get(identity_key(model, values["id"]))
-    if existing is not None:
-        return existing
-    return _register(session, model, values)
+    if existing is None:
+        return _register(session, model, values)
+    expired = instance_state(existing).expired_attributes
+    for key in list(expired):  # as the loader does: expired attributes take the row's values
+        if key in values:
+            set_committed_value(existing, key, values[key])
+    return existing

@@ -36,8 +36,11 @@ class Dec(TypeDecorator[Decimal]):
 
     @staticmethod
     def normalize(value: Any) -> Decimal | None:
-        """The value as it reads back from the database."""
-        return None if value is None else q6(value)
+        """The value as it reads back from the database (a zero has no sign there)."""
+        if value is None:
+            return None
+        d = q6(value)
+        return d.copy_abs() if d.is_zero() else d
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
