@@ -1,0 +1,70 @@
+"""Where a message goes and how a platform client reports a failed send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cards.model import Message
+
+TARGET_KINDS = ("user", "group", "robot", "session")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A destination on one platform.
+
+    kind "user": one person by platform user id (WeCom app message / DingTalk oToMessages);
+    "group": a conversation the app is in (DingTalk openConversationId);
+    "robot": a configured group robot by its name in [wecom.robots] / [dingtalk.robots];
+    "session": a DingTalk sessionWebhook URL (valid until `expires_at`, epoch ms).
+    For platform "console" the address is a demo user name or a channel name."""
+
+    platform: str
+    kind: str
+    address: str
+    expires_at: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"unknown target kind {self.kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (the outbox stores this)."""
+        out: dict[str, Any] = {"platform": self.platform, "kind": self.kind, "address": self.address}
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Target:
+        """The inverse of to_json."""
+        return cls(data["platform"], data["kind"], data["address"], data.get("expires_at"))
+
+    @property
+    def rate_key(self) -> str:
+        """The key rate limits are counted under (one robot, one user of the app …)."""
+        return f"{self.platform}:{self.kind}:{self.address}"
+
+
+class SendError(Exception):
+    """A send failed. retryable: worth trying again later (-1, 45009, 45033, 130101, 5xx, timeouts);
+    otherwise permanent (bad key, bad msgtype, content too long …). code: the platform's errcode or HTTP
+    status; retry_after: seconds the platform asked us to wait (e.g. DingTalk robot's 10-minute block)."""
+
+    def __init__(self, message: str, *, retryable: bool, code: int | str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+        self.retry_after = retry_after
+
+
+class Transport(Protocol):
+    """A platform client the outbox sender uses; raises SendError on failure."""
+
+    platform: str
+
+    async def send(self, target: Target, message: Message) -> None:
+        """Deliver one message (splitting over-long text itself); SendError when it cannot."""
+        ...

@@ -1,0 +1,65 @@
+"""The neutral message model: what handlers say, before any platform renders it."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("text", "markdown", "image", "card")
+
+
+@dataclass(frozen=True)
+class Button:
+    """A card button: its label and the key that routes the click (e.g. "approval:12:1:approve")."""
+
+    label: str
+    key: str
+    style: str = "default"  # "default" | "primary" | "danger"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One thing to say. kind "text": text; "markdown": title + text (markdown); "image": png (+ title as
+    caption); "card": title + text + buttons, optionally card_id to update a card already sent."""
+
+    kind: str
+    text: str = ""
+    title: str = ""
+    png: bytes | None = field(default=None, repr=False)
+    buttons: tuple[Button, ...] = ()
+    card_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown message kind {self.kind!r}")
+        if self.kind == "image" and not self.png:
+            raise ValueError("an image message needs png bytes")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (the outbox stores this)."""
+        out: dict[str, Any] = {"kind": self.kind, "text": self.text, "title": self.title}
+        if self.png is not None:
+            out["png"] = base64.b64encode(self.png).decode("ascii")
+        if self.buttons:
+            out["buttons"] = [{"label": b.label, "key": b.key, "style": b.style} for b in self.buttons]
+        if self.card_id is not None:
+            out["card_id"] = self.card_id
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Message:
+        """The inverse of to_json."""
+        return cls(
+            kind=data["kind"],
+            text=data.get("text", ""),
+            title=data.get("title", ""),
+            png=base64.b64decode(data["png"]) if data.get("png") else None,
+            buttons=tuple(Button(b["label"], b["key"], b.get("style", "default")) for b in data.get("buttons", ())),
+            card_id=data.get("card_id"),
+        )
+
+
+def text(body: str) -> Message:
+    """A plain text message."""
+    return Message("text", text=body)
