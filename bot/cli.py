@@ -1,4 +1,4 @@
-"""The `jxcbot` command line: init, demo, template, import, stock, doc, diagnose."""
+"""The `jxcbot` command line: init, demo, serve, template, import, stock, doc, diagnose."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="配置文件（默认 ./jxcbot.toml，不存在则用内置默认值）")
     sub = p.add_subparsers(dest="command", required=True, metavar="命令")
     sub.add_parser("init", help="创建或升级数据库结构")
-    demo = sub.add_parser("demo", help="用内置演示数据（烘焙连锁）新建演示库并打印库存概览")
+    demo = sub.add_parser("demo", help="用内置演示数据（烘焙连锁）新建演示库，打印库存概览并启动本地控制台")
     demo.add_argument("--db", default="jxcbot-demo.db", help="演示库 SQLite 文件（每次重建），默认 jxcbot-demo.db")
+    demo.add_argument("--no-serve", action="store_true", help="只建演示库并打印概览，不启动服务")
+    sub.add_parser("serve", help="启动机器人服务：企业微信/钉钉回调、本地控制台 /console、健康检查 /healthz")
     t = sub.add_parser("template", help="生成导入模板（.xlsx 或 .csv）")
     t.add_argument("kind", choices=KINDS)
     t.add_argument("out", type=Path)
@@ -105,6 +107,43 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await db.dispose()
     print(f"\n演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={url} jxcbot stock 奶油")
+    if args.no_serve:
+        return EXIT_OK
+    return await serve(demo_settings, Database(url))
+
+
+async def cmd_serve(settings: Settings, _args: argparse.Namespace, db: Database) -> int:
+    """Run the bot server until Ctrl-C / SIGTERM."""
+    return await serve(settings, db)
+
+
+async def serve(settings: Settings, db: Database) -> int:
+    """Start the aiohttp server, print the console URL, stop gracefully on SIGINT/SIGTERM."""
+    import signal
+
+    from aiohttp import web
+
+    from bot.server import build_app
+
+    runner = web.AppRunner(build_app(settings, db), handle_signals=False)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, settings.server_host, settings.server_port).start()
+        except OSError as e:
+            raise DomainError("PORT_BUSY", f"无法监听 {settings.server_host}:{settings.server_port}（{e.strerror}）",
+                              "端口可能已被占用：换一个端口（[server] port 或 JXCBOT_SERVER_PORT）后重试") from None
+        print(f"jxcbot 已启动。本地控制台：http://{settings.server_host}:{settings.server_port}/console"
+              "（按 Ctrl-C 停止）", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("正在停止：等待处理中的消息完成…", file=sys.stderr)
+    finally:
+        await runner.cleanup()
+        await db.dispose()
     return EXIT_OK
 
 
@@ -219,7 +258,8 @@ async def run(argv: Sequence[str] | None = None) -> int:
             return await handlers[args.command](settings, args)
         db = Database(settings.database_url)
         try:
-            commands = {"import": cmd_import, "stock": cmd_stock, "doc": cmd_doc, "diagnose": cmd_diagnose}
+            commands = {"import": cmd_import, "stock": cmd_stock, "doc": cmd_doc, "diagnose": cmd_diagnose,
+                        "serve": cmd_serve}
             return await commands[args.command](settings, args, db)
         finally:
             await db.dispose()

@@ -1,0 +1,127 @@
+"""The dispatcher: store an inbound event once, then (tracked, in the background) find its sender,
+run the command and queue the replies in the outbox — the replies in the same transaction as the mark."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+import handlers  # noqa: F401  (registers the commands)
+from bot.inbound import Inbound
+from bot.tasks import TaskTracker
+from bot.transport import Target
+from cards.model import Message, text
+from core import inbound_events, outbox
+from core.errors import DomainError
+from core.models import User
+from handlers.registry import Context, Sender, find
+
+log = logging.getLogger(__name__)
+
+UNREGISTERED = ("你还没有在 jxcbot 登记，暂时不能使用。请把这条消息转给管理员：管理员在用户表中填写你的{field}"
+                "「{user_id}」后用 `jxcbot import users 用户表.xlsx` 导入即可。")
+_ID_FIELD = {"wecom": ("wecom_user_id", "企业微信账号"), "dingtalk": ("dingtalk_staff_id", "钉钉员工 ID"),
+             "console": ("name", "姓名")}
+
+
+class Dispatcher:
+    """Accepts inbound events (deduplicated, stored before the platform is answered) and handles them."""
+
+    def __init__(self, db: Any, settings: Any, tracker: TaskTracker,
+                 on_enqueued: Callable[[], None] = lambda: None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db, self.settings, self.tracker = db, settings, tracker
+        self.on_enqueued, self.clock = on_enqueued, clock
+
+    async def accept(self, event: Inbound) -> bool:
+        """Store the event under its dedupe_key and start handling it; False for a platform retry."""
+
+        async def store(session: Any) -> bool:
+            return await inbound_events.record_inbound(
+                session, platform=event.platform, user_id=event.user_id, dedupe_key=event.dedupe_key,
+                chat_id=event.chat_id, payload=_payload(event), received_at=event.received_at)
+
+        if not await self.db.write(store):
+            log.info("duplicate inbound %s ignored", event.dedupe_key)
+            return False
+        self.tracker.spawn(self.handle(event), name=f"handle {event.dedupe_key}")
+        return True
+
+    async def handle(self, event: Inbound) -> None:
+        """Run the event's command and queue the replies; a failure is answered and recorded, never lost."""
+        error: str | None = None
+        try:
+            replies = await self._replies(event)
+        except DomainError as e:
+            replies = [text(f"{e.message_zh}\n处理办法：{e.fix_zh}" if e.fix_zh else e.message_zh)]
+        except Exception as e:  # the sender still gets an answer; the event is marked failed with the reason
+            log.exception("handling %s failed", event.dedupe_key)
+            error = f"{type(e).__name__}: {e}"
+            replies = [text("抱歉，处理这条消息时出错了，已记录，请稍后再试或联系管理员。")]
+        target = reply_target(event)
+        now = self.clock()
+
+        async def finish(session: Any) -> None:
+            for i, message in enumerate(replies):
+                await outbox.enqueue(session, f"reply:{event.dedupe_key}:{i}", target.to_json(), message.to_json(),
+                                     now)
+            if error is None:
+                await inbound_events.mark_handled(session, event.dedupe_key, now)
+            else:
+                await inbound_events.mark_failed(session, event.dedupe_key, error, now)
+
+        await self.db.write(finish)
+        self.on_enqueued()
+
+    async def _replies(self, event: Inbound) -> list[Message]:
+        sender = await self.sender(event)
+        if sender is None:
+            label = _ID_FIELD[event.platform][1]
+            return [text(UNREGISTERED.format(field=label, user_id=event.user_id))]
+        if event.action is not None:
+            return [text("这个按钮对应的审批功能还未开放，请稍后再试。")]
+        ctx = Context(sender=sender, platform=event.platform, now=self.clock(), db=self.db, settings=self.settings)
+        found = find(event.text or "")
+        if found is None:
+            return [text(f"没有看懂「{_short(event.text or '')}」。发送「帮助」查看可用的命令，例如：库存 奶油")]
+        cmd, args = found
+        if not cmd.allowed(sender):
+            return [text(f"「{cmd.names[0]}」需要以下角色之一：{'、'.join(sorted(cmd.roles))}。"
+                         "如需开通请联系管理员。")]
+        return await cmd.run(ctx, args)
+
+    async def sender(self, event: Inbound) -> Sender | None:
+        """The registered jxcbot user behind the event's platform id, or None."""
+        column = getattr(User, _ID_FIELD[event.platform][0])
+        async with self.db.read(snapshot=False) as s:
+            user = (await s.execute(select(User.id, User.name, User.roles, User.department)
+                                    .where(column == event.user_id))).first()
+        if user is None:
+            return None
+        roles = frozenset(r.strip() for r in (user.roles or "").split(",") if r.strip())
+        return Sender(user.id, user.name, roles, user.department or "")
+
+
+def reply_target(event: Inbound) -> Target:
+    """Where the answer goes: the DingTalk session webhook while valid, else the group, else the sender."""
+    if event.platform == "dingtalk":
+        hook, expires = event.reply.get("session_webhook"), event.reply.get("session_webhook_expires")
+        if hook and expires:
+            return Target("dingtalk", "session", str(hook), int(expires))
+        if event.chat_id:
+            return Target("dingtalk", "group", event.chat_id)
+    return Target(event.platform, "user", event.user_id)
+
+
+def _payload(event: Inbound) -> dict[str, Any]:
+    return {"platform": event.platform, "user_id": event.user_id, "dedupe_key": event.dedupe_key,
+            "received_at": event.received_at.isoformat(), "chat_id": event.chat_id, "text": event.text,
+            "action": event.action, "reply": dict(event.reply)}
+
+
+def _short(s: str, limit: int = 20) -> str:
+    return s if len(s) <= limit else s[:limit] + "…"

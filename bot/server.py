@@ -1,0 +1,75 @@
+"""The aiohttp application: platform callbacks, the local console, health, and the background workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+
+from bot import console
+from bot.dispatch import Dispatcher
+from bot.outbox_sender import OutboxSender
+from bot.tasks import TaskTracker
+from bot.transport import Transport
+from core import outbox
+from core.config import Settings
+from core.db import Database
+
+log = logging.getLogger(__name__)
+
+DB = web.AppKey("db", Database)
+SETTINGS = web.AppKey("settings", Settings)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+SENDER = web.AppKey("sender", OutboxSender)
+CONSOLE_LOG = web.AppKey("console_log", console.ConsoleLog)
+TRACKER = web.AppKey("tracker", TaskTracker)
+
+MAX_BODY = 64 * 1024  # callbacks are small; anything larger is refused with 413 before it is read
+
+
+def build_app(settings: Settings, db: Database, *, transports: dict[str, Transport] | None = None,
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
+    """The application; `transports` adds/overrides platform clients (tests pass fakes' clients)."""
+    app = web.Application(client_max_size=MAX_BODY)
+    console_log = console.ConsoleLog()
+    tracker = TaskTracker()
+    sender = OutboxSender(db, {"console": console.ConsoleTransport(console_log), **(transports or {})})
+    dispatcher = Dispatcher(db, settings, tracker, on_enqueued=sender.wake, clock=clock)
+    app[DB], app[SETTINGS], app[DISPATCHER], app[SENDER] = db, settings, dispatcher, sender
+    app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
+    app.add_routes(console.routes(console_log, db, dispatcher.accept))
+    app.router.add_get("/healthz", healthz)
+    app.cleanup_ctx.append(_workers)
+    return app
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
+    """Start the outbox sender; on shutdown let handler tasks finish, then stop the sender after them."""
+    sender = app[SENDER]
+    await sender.start()
+    yield
+    await app[TRACKER].close()
+    await sender.stop()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Database reachable, outbox backlog, last job run (200 when the database answers, else 503)."""
+    db = request.app[DB]
+    body: dict[str, Any] = {"database": "ok", "outbox": None, "last_job_run": None,
+                            "handlers_running": len(request.app[TRACKER])}
+    try:
+        async with db.read(snapshot=False) as s:
+            await s.execute(text("SELECT 1"))
+        async with db.read() as s:
+            backlog = await outbox.backlog(s)
+        body["outbox"] = {**asdict(backlog), "next_due": backlog.next_due.isoformat() if backlog.next_due else None}
+    except Exception as e:  # reported, not raised: this endpoint is for monitors
+        log.warning("healthz: database check failed: %s", type(e).__name__)
+        body["database"] = f"error: {type(e).__name__}"
+        return web.json_response(body, status=503)
+    return web.json_response(body)

@@ -1,0 +1,113 @@
+"""The local console end to end through the app: dispatcher, commands, outbox, console transport."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.server import CONSOLE_LOG, build_app
+from core.models import User
+from tests.factories import line, post, seed
+
+
+@pytest.fixture
+async def client(db, settings):
+    async def setup(s) -> None:
+        await seed(s)
+        s.add(User(name="李经理", department="管理部", roles="manager"))
+        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+
+    await db.write(setup)
+    app = build_app(settings, db)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+async def _say(client: TestClient, user: str, text: str) -> list[dict[str, Any]]:
+    """Send as user and wait for the bot's replies to that user (the console's own polling API)."""
+    before = (await (await client.get("/console/api/messages")).json())["last"]
+    r = await client.post("/console/api/send", json={"user": user, "text": text})
+    assert r.status == 202, await r.text()
+    for _ in range(200):
+        data = await (await client.get(f"/console/api/messages?after={before}")).json()
+        bot = [m for m in data["messages"] if m["direction"] == "bot" and m["target"]["address"] == user]
+        if bot:
+            return bot
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no reply to {text!r}")
+
+
+async def test_page_and_users(client):
+    page = await client.get("/console")
+    assert page.status == 200 and "jxcbot 本地控制台" in await page.text()
+    users = await (await client.get("/console/api/users")).json()
+    assert {"name": "张库管", "roles": "warehouse", "department": "仓储部"} in users
+
+
+async def test_stock_query_reply(client):
+    [reply] = await _say(client, "张库管", "库存 奶油")
+    body = reply["message"]["text"]
+    assert reply["message"]["kind"] == "markdown"
+    assert "淡奶油" in body and "CREAM" in body and "WH1" in body and "12" in body
+
+
+async def test_help_lists_commands(client):
+    [reply] = await _say(client, "张库管", "帮助")
+    assert "库存" in reply["message"]["text"] and "帮助" in reply["message"]["text"]
+
+
+async def test_unknown_command_and_no_match_say_how_to_fix(client):
+    [reply] = await _say(client, "张库管", "你好")
+    assert "帮助" in reply["message"]["text"]
+    [reply] = await _say(client, "张库管", "库存 不存在的东西")
+    assert "没有找到" in reply["message"]["text"] and "处理办法" in reply["message"]["text"]
+
+
+async def test_unregistered_user_is_told_how_to_register_and_nothing_else(client, db):
+    [reply] = await _say(client, "陌生人", "库存 奶油")
+    assert "登记" in reply["message"]["text"] and "陌生人" in reply["message"]["text"]
+    assert "淡奶油" not in reply["message"]["text"]
+
+
+async def test_bad_requests_are_4xx_not_500(client):
+    assert (await client.post("/console/api/send", data=b"not json")).status == 400
+    assert (await client.post("/console/api/send", json={"user": "张库管"})).status == 400
+    assert (await client.post("/console/api/send", json={"user": "", "text": "帮助"})).status == 400
+    assert (await client.post("/console/api/send", json={"user": "张库管", "text": "x" * 3000})).status == 400
+    assert (await client.get("/console/api/messages?after=abc")).status == 400
+    assert (await client.post("/console/api/send", data=b"x" * 70_000)).status == 413
+
+
+async def test_healthz(client):
+    r = await client.get("/healthz")
+    body = await r.json()
+    assert r.status == 200 and body["database"] == "ok" and body["outbox"] is not None
+
+
+async def test_same_event_twice_is_handled_once(client, db):
+    """A platform retry (same dedupe_key) is acknowledged and has no second effect."""
+    from datetime import UTC, datetime
+
+    from bot.inbound import Inbound
+    from bot.server import DISPATCHER
+
+    dispatcher = client.server.app[DISPATCHER]
+    event = Inbound("console", "张库管", "console:fixed-key", datetime.now(UTC), text="帮助")
+    assert await dispatcher.accept(event) is True
+    assert await dispatcher.accept(event) is False
+    assert await dispatcher.accept(event) is False
+    log = client.server.app[CONSOLE_LOG]
+    for _ in range(200):
+        if any(m["direction"] == "bot" for m in log.entries):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert sum(1 for m in log.entries if m["direction"] == "bot") == 1
+    async with db.read() as s:
+        from core.models import OutboxMessage as Outbox
+
+        assert (await s.execute(select(func.count()).select_from(Outbox))).scalar_one() == 1
