@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from bot import console
+from bot import console, platforms
 from bot.dispatch import Dispatcher
 from bot.outbox_sender import OutboxSender
 from bot.tasks import TaskTracker
@@ -44,6 +44,16 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
     app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
     app.add_routes(console.routes(console_log, db, dispatcher.accept))
     app.router.add_get("/healthz", healthz)
+    wecom, dingtalk = platforms.wecom_config(settings.raw), platforms.dingtalk_config(settings.raw)
+    if wecom is not None:
+        app.add_routes(platforms.wecom_routes(wecom, dispatcher.accept))
+    if dingtalk is not None:
+        app.add_routes(platforms.dingtalk_routes(dingtalk, dispatcher.accept))
+    if wecom is not None or dingtalk is not None:
+        def register(name: str, transport: Transport) -> None:
+            sender.transports.setdefault(name, transport)  # a transport passed in (tests) wins
+
+        app.cleanup_ctx.append(platforms.transports_ctx(wecom, dingtalk, register))
     app.cleanup_ctx.append(_workers)
     return app
 

@@ -1,0 +1,185 @@
+"""WeCom and DingTalk wiring: their config sections, callback routes, and outbox transports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.dingtalk import callback as dt_callback
+from bot.dingtalk.client import DingTalkClient, DingTalkRobotClient
+from bot.dingtalk.sign import CallbackRejected as DingTalkRejected
+from bot.dingtalk.sign import verify_shared_token
+from bot.inbound import Inbound
+from bot.wecom.callback import parse_inbound
+from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
+from bot.wecom.crypto import CallbackCrypto
+from bot.wecom.crypto import CallbackRejected as WeComRejected
+from core.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+Accept = Callable[[Inbound], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class WeComConfig:
+    """[wecom]: the self-built app (secrets from JXCBOT_WECOM_* environment variables) and [wecom.robots]."""
+
+    corp_id: str
+    agent_id: int
+    secret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    api_base: str = "https://qyapi.weixin.qq.com"
+    robots: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class DingTalkConfig:
+    """[dingtalk]: the enterprise app robot and [dingtalk.robots] (custom group robots)."""
+
+    app_key: str
+    app_secret: str = field(repr=False)
+    robot_code: str = ""
+    api_base: str = "https://api.dingtalk.com"
+    oapi_base: str = "https://oapi.dingtalk.com"
+    card_template_id: str | None = None
+    card_callback_token: str | None = field(default=None, repr=False)
+    robots: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+
+
+def _str(section: str, table: Mapping[str, Any], key: str, required: bool = True) -> str:
+    value = table.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            env = f"JXCBOT_{section.upper()}_{key.upper()}"
+            raise ConfigError(f"[{section}] {key}", f"缺少该项（密钥请用环境变量 {env} 提供）")
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ConfigError(f"[{section}] {key}", "必须是字符串")
+    return str(value).strip()
+
+
+def wecom_config(raw: Mapping[str, Any]) -> WeComConfig | None:
+    """The [wecom] section, or None when WeCom is not configured (no corp_id)."""
+    table = raw.get("wecom")
+    if not isinstance(table, Mapping) or not table.get("corp_id"):
+        return None
+    agent = _str("wecom", table, "agent_id")
+    if not agent.isdigit():
+        raise ConfigError("[wecom] agent_id", "必须是数字（应用详情页的 AgentId）")
+    aes = _str("wecom", table, "encoding_aes_key")
+    if len(aes) != 43:
+        raise ConfigError("[wecom] encoding_aes_key", "必须是 43 个字符（接收消息设置页的 EncodingAESKey）")
+    robots = table.get("robots") or {}
+    if not isinstance(robots, Mapping) or not all(isinstance(v, str) and v for v in robots.values()):
+        raise ConfigError("[wecom.robots]", '每个群机器人写成 名称 = "webhook key"')
+    return WeComConfig(_str("wecom", table, "corp_id"), int(agent), _str("wecom", table, "secret"),
+                       _str("wecom", table, "token"), aes,
+                       _str("wecom", table, "api_base", False) or WeComConfig.api_base, dict(robots))
+
+
+def dingtalk_config(raw: Mapping[str, Any]) -> DingTalkConfig | None:
+    """The [dingtalk] section, or None when DingTalk is not configured (no app_key)."""
+    table = raw.get("dingtalk")
+    if not isinstance(table, Mapping) or not table.get("app_key"):
+        return None
+    robots = table.get("robots") or {}
+    if not isinstance(robots, Mapping) or not all(isinstance(v, Mapping) and v.get("access_token")
+                                                  for v in robots.values()):
+        raise ConfigError("[dingtalk.robots]", "每个群机器人写成 名称 = { access_token = \"…\", secret = \"SEC…\" }")
+    return DingTalkConfig(
+        _str("dingtalk", table, "app_key"), _str("dingtalk", table, "app_secret"),
+        _str("dingtalk", table, "robot_code", False),
+        _str("dingtalk", table, "api_base", False) or DingTalkConfig.api_base,
+        _str("dingtalk", table, "oapi_base", False) or DingTalkConfig.oapi_base,
+        _str("dingtalk", table, "card_template_id", False) or None,
+        _str("dingtalk", table, "card_callback_token", False) or None,
+        {k: dict(v) for k, v in robots.items()})
+
+
+def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
+    """GET (URL check, plaintext within 1 s) and POST (encrypted messages and card clicks) /wecom/callback."""
+    crypto = CallbackCrypto(cfg.token, cfg.encoding_aes_key, cfg.corp_id)
+
+    async def check(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            plain = crypto.verify_url(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""),
+                                      q.get("echostr", ""))
+        except WeComRejected as e:
+            log.warning("wecom URL check rejected from %s: %s", request.remote, e.reason)
+            return web.Response(status=403, text="rejected")
+        return web.Response(text=plain)
+
+    async def event(request: web.Request) -> web.Response:
+        q = request.query
+        body = await request.read()
+        try:
+            xml = crypto.decrypt_post(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""), body)
+            inbound = parse_inbound(xml)
+        except WeComRejected as e:
+            log.warning("wecom callback rejected from %s: %s", request.remote, e.reason)
+            return web.Response(status=403 if "signature" in e.reason else 400, text="rejected")
+        if inbound is not None:
+            await accept(inbound)  # stored before we answer; a duplicate is answered the same way
+        return web.Response(text="")
+
+    return [web.get("/wecom/callback", check), web.post("/wecom/callback", event)]
+
+
+def dingtalk_routes(cfg: DingTalkConfig, accept: Accept) -> list[web.RouteDef]:
+    """POST /dingtalk/callback (signed robot messages) and /dingtalk/card-callback (card button clicks)."""
+
+    async def message(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            inbound = dt_callback.read_message_callback(request.headers, body, cfg.app_secret,
+                                                        robot_code=cfg.robot_code or None)
+        except DingTalkRejected as e:
+            log.warning("dingtalk callback rejected from %s: %s", request.remote, e.reason)
+            return web.json_response({"error": "rejected"}, status=403 if "sign" in e.reason else 400)
+        if inbound is not None:
+            await accept(inbound)
+        return web.json_response({})
+
+    async def card(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            if cfg.card_callback_token is None:
+                raise DingTalkRejected("card callbacks are not configured ([dingtalk] card_callback_token)")
+            verify_shared_token(request.query.get("token"), cfg.card_callback_token)
+            inbound = dt_callback.read_card_callback(body)
+        except DingTalkRejected as e:
+            log.warning("dingtalk card callback rejected from %s: %s", request.remote, e.reason)
+            return web.json_response({"error": "rejected"}, status=403)
+        if inbound is not None:
+            await accept(inbound)
+        return web.json_response({})
+
+    return [web.post("/dingtalk/callback", message), web.post("/dingtalk/card-callback", card)]
+
+
+def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
+                   register: Callable[[str, Any], None]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx: one aiohttp ClientSession for the platform clients, registered as outbox transports."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            if wecom is not None:
+                register("wecom", WeComTransport(
+                    WeComClient(session, wecom.corp_id, wecom.agent_id, wecom.secret, wecom.api_base),
+                    WeComRobotClient(session, wecom.robots, wecom.api_base) if wecom.robots else None))
+            if dingtalk is not None:
+                robots = DingTalkRobotClient(session, dingtalk.robots, dingtalk.oapi_base) if dingtalk.robots else None
+                register("dingtalk", DingTalkClient(session, dingtalk.app_key, dingtalk.app_secret,
+                                                    dingtalk.robot_code, dingtalk.api_base, dingtalk.oapi_base,
+                                                    card_template_id=dingtalk.card_template_id, robots=robots))
+            yield
+
+    return ctx

@@ -1,0 +1,133 @@
+"""WeCom and DingTalk callbacks through the whole server against the local fakes: verify, dedupe, reply."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.server import build_app
+from core.models import User
+from tests.factories import line, post, seed
+from tests.fakes.dingtalk import FakeDingTalk, signed_callback
+from tests.fakes.wecom import CallbackDriver, FakeWeCom
+
+TOKEN = "jxcbotTestToken"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
+
+
+async def _seed(db, settings) -> None:
+    async def setup(s) -> None:
+        await seed(s)  # 张库管 has wecom_user_id "zhang"
+        s.add(User(name="王经理", dingtalk_staff_id="manager01", roles="manager"))
+        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+
+    await db.write(setup)
+
+
+async def _until(predicate, what: str) -> None:
+    for _ in range(300):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def wecom(db, settings):
+    await _seed(db, settings)
+    async with FakeWeCom() as fake:
+        raw = {"wecom": {"corp_id": fake.corp_id, "agent_id": fake.agent_id, "secret": fake.secret,
+                         "token": TOKEN, "encoding_aes_key": AES_KEY, "api_base": fake.base_url}}
+        app = build_app(replace(settings, raw=MappingProxyType(raw)), db)
+        async with TestClient(TestServer(app)) as client:
+            yield client, fake, CallbackDriver(TOKEN, AES_KEY, fake.corp_id, fake.agent_id)
+
+
+async def test_wecom_url_check_answers_the_plaintext(wecom):
+    client, _fake, driver = wecom
+    params, echo = driver.url_check()
+    r = await client.get("/wecom/callback", params=params)
+    assert r.status == 200 and await r.text() == echo
+
+
+async def test_wecom_stock_query_is_answered_once_despite_retries(wecom):
+    client, fake, driver = wecom
+    xml = driver.text_xml("zhang", "库存 奶油", msg_id=7001)
+    for _ in range(3):  # WeCom retries the same callback (same MsgId) when it thinks we were slow
+        params, body = driver.post(xml)
+        r = await client.post("/wecom/callback", params=params, data=body)
+        assert r.status == 200
+    await _until(lambda: fake.messages, "the reply at the fake WeCom")
+    await asyncio.sleep(0.2)
+    assert len(fake.messages) == 1
+    sent = fake.messages[0]
+    assert sent["touser"] == "zhang"
+    assert "淡奶油" in str(sent) and "WH1" in str(sent)
+
+
+@pytest.mark.parametrize("tamper", ["signature", "corp_id", "base64"])
+async def test_wecom_forged_callbacks_get_4xx_and_change_nothing(wecom, tamper):
+    client, fake, driver = wecom
+    params, body = driver.post(driver.text_xml("zhang", "库存 奶油", msg_id=7002), tamper=tamper)
+    r = await client.post("/wecom/callback", params=params, data=body)
+    assert 400 <= r.status < 500
+    await asyncio.sleep(0.2)
+    assert fake.messages == []
+
+
+async def test_wecom_malformed_and_oversized_bodies_are_4xx(wecom):
+    client, _fake, driver = wecom
+    params, _body = driver.post(driver.text_xml("zhang", "帮助", msg_id=7003))
+    assert (await client.post("/wecom/callback", params=params, data=b"<xml><oops")).status in (400, 403)
+    assert (await client.post("/wecom/callback", params=params, data=b"x" * 70_000)).status == 413
+    assert (await client.get("/wecom/callback", params={"echostr": "abc"})).status == 403
+
+
+@pytest.fixture
+async def dingtalk(db, settings):
+    await _seed(db, settings)
+    async with FakeDingTalk() as fake:
+        raw = {"dingtalk": {"app_key": fake.app_key, "app_secret": fake.app_secret, "robot_code": fake.robot_code,
+                            "api_base": fake.url, "oapi_base": fake.url, "card_callback_token": "card-secret"}}
+        app = build_app(replace(settings, raw=MappingProxyType(raw)), db)
+        async with TestClient(TestServer(app)) as client:
+            yield client, fake
+
+
+async def test_dingtalk_stock_query_answered_through_the_session_webhook_once(dingtalk):
+    client, fake = dingtalk
+    payload = fake.text_message("库存 奶油", staff_id="manager01", msg_id="dmsg-1")
+    for _ in range(3):
+        headers, body = signed_callback(payload, fake.app_secret)
+        r = await client.post("/dingtalk/callback", headers=headers, data=body)
+        assert r.status == 200
+    await _until(lambda: fake.sent, "the reply at the fake DingTalk")
+    await asyncio.sleep(0.2)
+    assert len(fake.sent) == 1
+    assert fake.sent[0].channel == "session" and "淡奶油" in str(fake.sent[0].payload)
+
+
+async def test_dingtalk_unregistered_sender_is_told_how_to_register(dingtalk):
+    client, fake = dingtalk
+    headers, body = signed_callback(fake.text_message("库存 奶油", staff_id="nobody", msg_id="dmsg-2"),
+                                    fake.app_secret)
+    assert (await client.post("/dingtalk/callback", headers=headers, data=body)).status == 200
+    await _until(lambda: fake.sent, "the reply")
+    assert "登记" in str(fake.sent[0].payload) and "淡奶油" not in str(fake.sent[0].payload)
+
+
+async def test_dingtalk_forged_and_malformed_callbacks_are_4xx(dingtalk):
+    client, fake = dingtalk
+    payload = fake.text_message("库存 奶油", staff_id="manager01", msg_id="dmsg-3")
+    headers, body = signed_callback(payload, "not-the-secret")
+    assert (await client.post("/dingtalk/callback", headers=headers, data=body)).status == 403
+    headers, _ = signed_callback(payload, fake.app_secret)
+    assert (await client.post("/dingtalk/callback", headers=headers, data=b"{not json")).status == 400
+    assert (await client.post("/dingtalk/callback", data=b"{}")).status in (400, 403)
+    assert (await client.post("/dingtalk/card-callback?token=wrong", json={})).status == 403
+    await asyncio.sleep(0.2)
+    assert fake.sent == []
