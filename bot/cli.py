@@ -266,6 +266,9 @@ async def run(argv: Sequence[str] | None = None) -> int:
     except DomainError as e:
         print(render.error_text(e), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ConfigError as e:  # a [wecom]/[dingtalk]/[outbox] section read when the server starts
+        print(str(e), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (OperationalError, ProgrammingError) as e:
         if "no such table" in str(e) or "does not exist" in str(e):
             print("错误：数据库尚未初始化。\n处理办法：先运行 jxcbot init", file=sys.stderr)

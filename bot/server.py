@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from bot import console, platforms
 from bot.dispatch import Dispatcher
-from bot.outbox_sender import OutboxSender
+from bot.outbox_sender import OutboxSender, parse_outbox_config
 from bot.tasks import TaskTracker
 from bot.transport import Transport
 from core import outbox
@@ -38,7 +38,9 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
     app = web.Application(client_max_size=MAX_BODY)
     console_log = console.ConsoleLog()
     tracker = TaskTracker()
-    sender = OutboxSender(db, {"console": console.ConsoleTransport(console_log), **(transports or {})})
+    outbox_cfg = parse_outbox_config(settings.raw)
+    sender = OutboxSender(db, {"console": console.ConsoleTransport(console_log), **(transports or {})},
+                          outbox_cfg.limits, outbox_cfg.settings, admin_targets=outbox_cfg.admin_targets)
     dispatcher = Dispatcher(db, settings, tracker, on_enqueued=sender.wake, clock=clock)
     app[DB], app[SETTINGS], app[DISPATCHER], app[SENDER] = db, settings, dispatcher, sender
     app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
