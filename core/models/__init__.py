@@ -5,6 +5,7 @@ from core.models.documents import DocCounter, Document, DocumentLine
 from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
 from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
 from core.models.masters import ROLES, Batch, Customer, Product, Supplier, User, Warehouse
+from core.models.messaging import InboundEvent, OutboxMessage
 
 __all__ = [
     "ON_HAND",
@@ -19,6 +20,8 @@ __all__ = [
     "FinanceEntry",
     "Freeze",
     "FreezeEvent",
+    "InboundEvent",
+    "OutboxMessage",
     "Product",
     "StockBalance",
     "StockMove",

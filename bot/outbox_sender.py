@@ -1,0 +1,321 @@
+"""The outbox sender: a tracked background loop that delivers queued messages, rate-limited, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
+from bot.transport import SendError, Target, Transport
+from cards.model import Message
+from core import outbox
+from core.config import ConfigError
+from core.db import Database
+from core.models.base import utcnow
+
+log = logging.getLogger(__name__)
+
+ALERT_PREFIX = "outbox-dead:"  # dedupe_key prefix of the admin alert about a dead letter
+# Webhook keys, tokens and session ids travel in URLs, and URLs end up in exception texts.
+_SECRET_PARAM = re.compile(r"\b((?:key|access_token|token|sign|secret|session)=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """The text with URL parameters that carry credentials masked (it is stored, logged and sent to admins)."""
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    """How the sender works (all times in seconds).
+
+    batch_size: rows claimed per transaction; lease_seconds: how long a claim lasts before another
+    sender may take the row (must cover batch_size sends of send_timeout each); max_attempts: failed
+    sends before a message is dead; base_delay/max_delay: backoff cap base·2^(n-1) up to max_delay, full
+    jitter; poll_interval: idle wait between looks at the outbox (wake() cuts it short)."""
+
+    batch_size: int = 10
+    lease_seconds: float = 300.0
+    send_timeout: float = 20.0
+    max_attempts: int = 16
+    base_delay: float = 5.0
+    max_delay: float = 1800.0
+    poll_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_attempts < 1:
+            raise ValueError("batch_size and max_attempts must be at least 1")
+        if min(self.send_timeout, self.base_delay, self.max_delay, self.poll_interval) <= 0:
+            raise ValueError("times must be positive")
+        if self.lease_seconds < self.batch_size * self.send_timeout + 10:
+            raise ValueError("lease_seconds must exceed batch_size × send_timeout (+10 s)")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """The [outbox] section of the configuration, parsed."""
+
+    settings: SenderSettings = field(default_factory=SenderSettings)
+    limits: Mapping[str, tuple[RateLimit, ...]] = field(default_factory=lambda: DEFAULT_LIMITS)
+    admin_targets: tuple[Target, ...] = ()
+
+
+def parse_target(text: str) -> Target:
+    """"platform:kind:address" (e.g. "wecom:robot:admins") as a Target."""
+    parts = text.strip().split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"not platform:kind:address: {text!r}")
+    return Target(*parts)
+
+
+_LIMIT_HINT = '必须写成 "次数/秒数"，例如 "20/60" 或 "30/60, 1000/3600"'
+_TARGETS_HINT = '必须是 "平台:类型:地址" 的列表，例如 ["wecom:robot:admins"]'
+_INTEGERS = ("batch_size", "max_attempts")
+
+
+def _parse_limits(spec: object) -> tuple[RateLimit, ...]:
+    windows = [w.split("/") for w in str(spec).replace(" ", "").split(",") if w]
+    return tuple(RateLimit(int(count), float(seconds)) for count, seconds in windows)
+
+
+def parse_outbox_config(raw: Mapping[str, Any]) -> OutboxConfig:
+    """Read `[outbox]` (settings keys, admin_targets, and an `[outbox.limits]` table) from Settings.raw.
+
+    admin_targets: a list or comma-separated string of "platform:kind:address"; limits: "platform:kind" =
+    "count/seconds[, count/seconds …]" (replaces that kind's default; "" removes it). ConfigError if bad."""
+    section = dict(raw.get("outbox", {}))
+    limits = dict(DEFAULT_LIMITS)
+    for kind, spec in dict(section.pop("limits", {})).items():
+        try:
+            limits[kind] = _parse_limits(spec)
+        except ValueError:
+            raise ConfigError(f"[outbox.limits] {kind}", _LIMIT_HINT) from None
+    targets = section.pop("admin_targets", ())
+    if isinstance(targets, str):
+        targets = [t for t in targets.split(",") if t.strip()]
+    try:
+        admin_targets = tuple(parse_target(t) for t in targets)
+    except (ValueError, AttributeError):
+        raise ConfigError("[outbox] admin_targets", _TARGETS_HINT) from None
+    names = SenderSettings.__dataclass_fields__
+    kwargs: dict[str, Any] = {}
+    for name, value in section.items():
+        if name not in names:
+            raise ConfigError(f"[outbox] {name}", f"未知的配置项，允许：{'、'.join(names)}、admin_targets、limits")
+        try:
+            kwargs[name] = int(value) if name in _INTEGERS else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"[outbox] {name}", "必须是数字") from None
+    try:
+        settings = SenderSettings(**kwargs)
+    except ValueError as exc:
+        raise ConfigError("[outbox]", str(exc)) from None
+    return OutboxConfig(settings, limits, admin_targets)
+
+
+async def enqueue_message(session: AsyncSession, dedupe_key: str, target: Target, message: Message,
+                          now: datetime) -> bool:
+    """core.outbox.enqueue for typed values (in the caller's transaction); False for a duplicate key."""
+    return await outbox.enqueue(session, dedupe_key, target.to_json(), message.to_json(), now)
+
+
+class OutboxSender:
+    """Claims due outbox rows in short transactions and sends them through the platform's Transport.
+
+    No transaction is open during a send. Sends to one target go one after another (rate limited);
+    different targets go concurrently. A claim is a lease: rows of a sender that died come back after it.
+    clock/sleep/rng are injectable so tests run in simulated time."""
+
+    def __init__(self, db: Database, transports: Mapping[str, Transport],
+                 limits: Mapping[str, Sequence[RateLimit]] = DEFAULT_LIMITS,
+                 settings: SenderSettings | None = None, *, admin_targets: Iterable[Target] = (),
+                 clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.transports = dict(transports)
+        self.settings = settings or SenderSettings()
+        self.admin_targets = tuple(admin_targets)
+        self.limiter = RateLimiter(limits)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Seed the rate limits with recent deliveries, then run the loop as a tracked task."""
+        if self._task is not None:
+            raise RuntimeError("the outbox sender is already running")
+        await self.seed_limits()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="jxcbot-outbox-sender")
+
+    async def stop(self) -> None:
+        """Let the send in flight finish, give back rows claimed but not yet sent, and return."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        try:
+            await task
+        finally:
+            self._stopping = False
+
+    def wake(self) -> None:
+        """Look at the outbox now (call after a commit that enqueued something)."""
+        self._wake.set()
+
+    async def seed_limits(self) -> None:
+        """Count deliveries of the last window (by any earlier run) against the rate limits."""
+        window = self.limiter.longest_window
+        if window <= 0:
+            return
+        async with self.db.read() as session:
+            sends = await outbox.recent_sends(session, self._clock() - timedelta(seconds=window))
+        for target, at in sends:
+            try:
+                self.limiter.record(Target.from_json(target), at)
+            except (KeyError, TypeError, ValueError):  # an unreadable row: it went dead, it was not sent
+                continue
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self.run_once()
+                failures = 0
+            except Exception:  # database down: keep the loop alive, back off
+                failures += 1
+                log.exception("outbox sender: cycle failed (%d in a row)", failures)
+                claimed = 0
+            if claimed < self.settings.batch_size and not self._stopping:
+                await self._idle(min(30.0, self.settings.poll_interval * 2 ** min(failures, 5)))
+
+    async def _idle(self, seconds: float) -> None:
+        if self._wake.is_set():
+            return
+        waits = [asyncio.ensure_future(self._sleep(seconds)), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    # -- one cycle ---------------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim one batch of due rows and send them; returns how many rows were claimed."""
+        now, s = self._clock(), self.settings
+        items = await self.db.write(lambda session: outbox.claim_due(session, now, s.batch_size, s.lease_seconds))
+        groups: dict[str, list[outbox.Claimed]] = {}
+        for item in items:
+            groups.setdefault(_rate_key(item.target), []).append(item)
+        results = await asyncio.gather(*(self._send_group(g) for g in groups.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("outbox sender: a send group failed", exc_info=result)
+        return len(items)
+
+    async def _send_group(self, items: list[outbox.Claimed]) -> None:
+        """Send one target's rows in order; on a rate limit or a platform block give the rest back."""
+        for n, item in enumerate(items):
+            if self._stopping:
+                await self._release(items[n:], self._clock())
+                return
+            if item.attempts > self.settings.max_attempts:  # claimed again and again, never reported: a crash loop
+                await self._failed(item, "abandoned: every claim ended without a result", retryable=False)
+                continue
+            try:
+                target, message = Target.from_json(item.target), Message.from_json(item.message)
+            except (KeyError, TypeError, ValueError) as exc:
+                await self._failed(item, f"unreadable outbox row: {exc!r}", retryable=False)
+                continue
+            transport = self.transports.get(target.platform)
+            if transport is None:
+                await self._failed(item, f"no transport for platform {target.platform!r}", retryable=False)
+                continue
+            now = self._clock()
+            if target.kind == "session" and target.expires_at and now.timestamp() * 1000 >= target.expires_at:
+                await self._failed(item, "session webhook expired", retryable=False)
+                continue
+            later = self.limiter.reserve(target, now)
+            if later is not None:
+                await self._release(items[n:], later)
+                return
+            try:
+                async with asyncio.timeout(self.settings.send_timeout):
+                    await transport.send(target, message)
+            except SendError as exc:
+                if exc.retry_after:
+                    self.limiter.block(target, now + timedelta(seconds=exc.retry_after))
+                await self._failed(item, f"{exc.code}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after)
+                if exc.retry_after:
+                    await self._release(items[n + 1:], now + timedelta(seconds=exc.retry_after))
+                    return
+            except TimeoutError:
+                await self._failed(item, f"timeout after {self.settings.send_timeout:g} s", retryable=True)
+            except Exception as exc:  # a transport bug or an unwrapped network error: retry, keep the loop
+                log.debug("outbox sender: traceback of %s", item.dedupe_key, exc_info=True)
+                await self._failed(item, f"unexpected {type(exc).__name__}: {exc}", retryable=True)
+            else:
+                await self._sent(item)
+
+    # -- bookkeeping (one short transaction each) ----------------------------------------------------
+
+    async def _sent(self, item: outbox.Claimed) -> None:
+        now = self._clock()
+        if not await self.db.write(lambda session: outbox.mark_sent(session, item, now)):
+            log.warning("outbox sender: %s was sent after its claim expired", item.dedupe_key)
+
+    async def _release(self, items: list[outbox.Claimed], until: datetime) -> None:
+        if items:
+            await self.db.write(lambda session: outbox.release(session, items, until))
+
+    async def _failed(self, item: outbox.Claimed, error: str, *, retryable: bool,
+                      retry_after: float | None = None) -> None:
+        now, s, error = self._clock(), self.settings, redact(error)
+        alerts = self._alerts(item, error)
+
+        async def work(session: AsyncSession) -> str:
+            status = await outbox.mark_failed(session, item, error, retryable=retryable, retry_after=retry_after,
+                                              now=now, max_attempts=s.max_attempts, base_delay=s.base_delay,
+                                              max_delay=s.max_delay, rng=self._rng)
+            if status == "dead":
+                for key, target, message in alerts:
+                    await outbox.enqueue(session, key, target, message, now)
+            return status
+
+        status = await self.db.write(work)
+        level = logging.ERROR if status == "dead" else logging.WARNING
+        log.log(level, "outbox sender: %s attempt %d failed (%s) -> %s", item.dedupe_key, item.attempts, error,
+                status or "claim lost")
+        if status == "dead" and alerts:
+            self.wake()
+
+    def _alerts(self, item: outbox.Claimed, error: str) -> list[tuple[str, dict, dict]]:
+        """The admin alerts for a dead letter (none about an alert itself, so a broken admin target cannot loop)."""
+        if item.dedupe_key.startswith(ALERT_PREFIX):
+            return []
+        where = _rate_key(item.target) if item.target.get("kind") != "session" else "dingtalk:session"
+        body = (f"【消息发送失败】已放弃发送一条消息（尝试 {item.attempts} 次）。\n"
+                f"目标：{where}\n标识：{item.dedupe_key}\n原因：{error[:300]}")
+        message = Message("text", text=body).to_json()
+        return [(f"{ALERT_PREFIX}{item.id}:{n}", t.to_json(), message) for n, t in enumerate(self.admin_targets)]
+
+
+def _rate_key(target: dict[str, Any]) -> str:
+    return f"{target.get('platform')}:{target.get('kind')}:{target.get('address')}"

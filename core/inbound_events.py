@@ -1,0 +1,55 @@
+"""Inbound de-duplication: record each platform event once by its key, then mark it handled or failed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.models.messaging import InboundEvent, fit_key
+
+_ERROR_CHARS = 4000
+
+
+async def record_inbound(session: AsyncSession, *, platform: str, user_id: str, dedupe_key: str,
+                         received_at: datetime, chat_id: str | None = None,
+                         payload: Mapping[str, Any] | None = None) -> bool:
+    """Record one accepted event; False when its key was seen before (a platform retry).
+
+    A duplicate is not an error: the statement is INSERT … ON CONFLICT DO NOTHING (SQLite ≥ 3.35,
+    PostgreSQL), so the surrounding transaction stays usable. payload must be JSON-able (other values,
+    such as datetimes, are written as their str())."""
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(InboundEvent).values(
+        dedupe_key=fit_key(dedupe_key), platform=platform, user_id=user_id, chat_id=chat_id,
+        payload=json.dumps(dict(payload or {}), ensure_ascii=False, sort_keys=True, default=str),
+        received_at=received_at, status="new",
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(InboundEvent.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def mark_handled(session: AsyncSession, dedupe_key: str, now: datetime) -> bool:
+    """Mark an event done (best in the handler's own transaction); False when no such event is recorded."""
+    stmt = (update(InboundEvent).where(InboundEvent.dedupe_key == fit_key(dedupe_key))
+            .values(status="done", handled_at=now, error=None))
+    return (await session.execute(stmt)).rowcount == 1
+
+
+async def mark_failed(session: AsyncSession, dedupe_key: str, error: str, now: datetime) -> bool:
+    """Mark an event failed with the reason (the handler raised); False when no such event is recorded."""
+    stmt = (update(InboundEvent).where(InboundEvent.dedupe_key == fit_key(dedupe_key))
+            .values(status="failed", handled_at=now, error=error[:_ERROR_CHARS]))
+    return (await session.execute(stmt)).rowcount == 1
+
+
+async def purge_inbound(session: AsyncSession, received_before: datetime) -> int:
+    """Delete events received before a time (platform retries come within minutes); returns the count."""
+    stmt = delete(InboundEvent).where(InboundEvent.received_at < received_before)
+    return (await session.execute(stmt)).rowcount
