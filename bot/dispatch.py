@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +51,20 @@ class Dispatcher:
             return False
         self.tracker.spawn(self.handle(event), name=f"handle {event.dedupe_key}")
         return True
+
+    async def resume(self) -> int:
+        """Handle again the events a crash left stored but unhandled; returns how many (replies are keyed by
+        the event, so one already queued before the crash is not queued twice)."""
+        async with self.db.read() as s:
+            pending = await inbound_events.unhandled(s)
+        for data in pending:
+            try:
+                event = _event(data)
+            except (KeyError, TypeError, ValueError):
+                log.error("stored inbound event %s cannot be read back; left unhandled", data.get("dedupe_key"))
+                continue
+            self.tracker.spawn(self.handle(event), name=f"resume {event.dedupe_key}")
+        return len(pending)
 
     async def handle(self, event: Inbound) -> None:
         """Run the event's command and queue the replies; a failure is answered and recorded, never lost."""
@@ -121,6 +136,12 @@ def _payload(event: Inbound) -> dict[str, Any]:
     return {"platform": event.platform, "user_id": event.user_id, "dedupe_key": event.dedupe_key,
             "received_at": event.received_at.isoformat(), "chat_id": event.chat_id, "text": event.text,
             "action": event.action, "reply": dict(event.reply)}
+
+
+def _event(data: dict[str, Any]) -> Inbound:
+    return Inbound(data["platform"], data["user_id"], data["dedupe_key"],
+                   datetime.fromisoformat(data["received_at"]), chat_id=data.get("chat_id"),
+                   text=data.get("text"), action=data.get("action"), reply=MappingProxyType(data.get("reply") or {}))
 
 
 def _short(s: str, limit: int = 20) -> str:

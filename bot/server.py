@@ -64,6 +64,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     """Start the outbox sender; on shutdown let handler tasks finish, then stop the sender after them."""
     sender = app[SENDER]
     await sender.start()
+    resumed = await app[DISPATCHER].resume()
+    if resumed:
+        log.warning("resuming %d inbound events left unhandled by the last run", resumed)
     yield
     await app[TRACKER].close()
     await sender.stop()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +47,13 @@ async def mark_failed(session: AsyncSession, dedupe_key: str, error: str, now: d
     stmt = (update(InboundEvent).where(InboundEvent.dedupe_key == fit_key(dedupe_key))
             .values(status="failed", handled_at=now, error=error[:_ERROR_CHARS]))
     return (await session.execute(stmt)).rowcount == 1
+
+
+async def unhandled(session: AsyncSession, limit: int = 1000) -> list[dict[str, Any]]:
+    """Payloads of events recorded but never marked handled or failed (a crash in between), oldest first."""
+    stmt = (select(InboundEvent.payload).where(InboundEvent.status == "new")
+            .order_by(InboundEvent.received_at, InboundEvent.id).limit(limit))
+    return [json.loads(p) for p in (await session.scalars(stmt))]
 
 
 async def purge_inbound(session: AsyncSession, received_before: datetime) -> int:

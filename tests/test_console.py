@@ -111,3 +111,29 @@ async def test_same_event_twice_is_handled_once(client, db):
         from core.models import OutboxMessage as Outbox
 
         assert (await s.execute(select(func.count()).select_from(Outbox))).scalar_one() == 1
+
+
+async def test_events_left_unhandled_by_a_crash_are_handled_on_start(db, settings):
+    """An event stored (and acknowledged) just before the process died is answered after the restart."""
+    from datetime import UTC, datetime
+
+    from core.inbound_events import record_inbound
+
+    async def setup(s) -> None:
+        await seed(s)
+        await record_inbound(s, platform="console", user_id="张库管", dedupe_key="console:before-crash",
+                             received_at=datetime.now(UTC),
+                             payload={"platform": "console", "user_id": "张库管", "dedupe_key": "console:before-crash",
+                                      "received_at": datetime.now(UTC).isoformat(), "chat_id": None, "text": "帮助",
+                                      "action": None, "reply": {}})
+
+    await db.write(setup)
+    app = build_app(settings, db)
+    async with TestClient(TestServer(app)) as c:
+        log = c.server.app[CONSOLE_LOG]
+        for _ in range(200):
+            if log.entries:
+                break
+            await asyncio.sleep(0.02)
+        assert [m["target"]["address"] for m in log.entries] == ["张库管"]
+        assert "库存" in log.entries[0]["message"]["text"]
