@@ -1,0 +1,130 @@
+"""The server process killed with SIGKILL while WeCom is down: after a restart the backlog is delivered, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from core.db import Database
+from core.migrate import recreate_schema
+from core.models import OutboxMessage
+from tests.conftest import PG_URL
+from tests.factories import line, post, seed
+from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault
+
+TOKEN = "jxcbotRestartToken"
+AES_KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg"
+USERS = ("u1", "u2", "u3", "u4", "u5")
+
+pytestmark = pytest.mark.skipif(bool(PG_URL), reason="runs the server as a separate process on its own SQLite file")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _start(config: Path, port: int) -> asyncio.subprocess.Process:
+    main = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", main, "--config", str(config), "serve",
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            if proc.returncode is not None:
+                raise AssertionError((await proc.stderr.read()).decode())
+            await asyncio.sleep(0.05)
+    raise AssertionError("server did not start")
+
+
+async def _pending(db: Database) -> int:
+    from sqlalchemy import func, select
+
+    async with db.read() as s:
+        return (await s.execute(select(func.count()).select_from(OutboxMessage)
+                                .where(OutboxMessage.status == "pending"))).scalar_one()
+
+
+async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, settings):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    db = Database(url)
+    await recreate_schema(db)
+
+    async def setup(s) -> None:
+        await seed(s)
+        from core.models import User
+
+        s.add_all([User(name=f"用户{u}", wecom_user_id=u, roles="warehouse") for u in USERS])
+        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+
+    await db.write(setup)
+    port = _free_port()
+    async with FakeWeCom() as fake:
+        fake.inject(PATH_SEND, *[Fault(status=502)] * 10_000)  # WeCom is down
+        config = tmp_path / "jxcbot.toml"
+        config.write_text(f"""
+[database]
+url = "{url}"
+[server]
+port = {port}
+[wecom]
+corp_id = "{fake.corp_id}"
+agent_id = {fake.agent_id}
+secret = "{fake.secret}"
+token = "{TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+api_base = "{fake.base_url}"
+[outbox]
+base_delay = 0.2
+max_delay = 0.5
+send_timeout = 2
+batch_size = 1
+lease_seconds = 12
+poll_interval = 0.1
+""", encoding="utf-8")
+        env_guard = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("JXCBOT_") and k != "JXCBOT_TEST"}
+        try:
+            proc = await _start(config, port)
+            driver = CallbackDriver(TOKEN, AES_KEY, fake.corp_id, fake.agent_id)
+            async with aiohttp.ClientSession() as http:
+                for i, user in enumerate(USERS):
+                    params, body = driver.post(driver.text_xml(user, "库存 奶油", msg_id=9000 + i))
+                    async with http.post(f"http://127.0.0.1:{port}/wecom/callback", params=params, data=body) as r:
+                        assert r.status == 200
+            for _ in range(300):  # every reply queued and at least one send tried (and failed)
+                if await _pending(db) == len(USERS) and fake.calls(PATH_SEND) >= len(USERS):
+                    break
+                await asyncio.sleep(0.05)
+            assert fake.messages == []
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+
+            fake._faults.clear()  # WeCom is back (drop the faults still queued)
+            proc = await _start(config, port)
+            try:
+                for _ in range(600):
+                    if len(fake.messages) >= len(USERS):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)
+                assert sorted(m["touser"] for m in fake.messages) == sorted(USERS)
+                assert all("淡奶油" in str(m) for m in fake.messages)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            os.environ.update(env_guard)
+            await db.dispose()
