@@ -1,0 +1,371 @@
+"""Callback benchmark: encrypted WeCom stock-query callbacks through the whole bot, against a bare aiohttp handler."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import yarl
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.server import build_app
+from core.config import Settings
+from core.db import Database
+from core.migrate import recreate_schema
+from core.models import User
+
+# The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
+from tests.factories import line, post, seed
+from tests.fakes.wecom import CallbackDriver, FakeWeCom
+
+TARGET_ACK_P99 = 100.0  # ms
+TARGET_RATIO = 0.40  # callbacks/s of the bot ÷ callbacks/s of the bare handler
+TARGET_REPLY_P99 = 300.0  # ms from sending the callback to the reply reaching the fake WeCom
+BARE_ROUNDS = 3  # the bare handler gets through the callbacks in well under a second: take the median of 3
+TOKEN = "jxcbotBenchToken"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
+QUERY = "库存 奶油"
+PATH = "/wecom/callback"
+HEADERS = {"Content-Type": "text/xml"}
+
+
+def log(start: float, message: str) -> None:
+    """Progress on stderr with the seconds since start."""
+    print(f"[{time.perf_counter() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def pct(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile, rounded to 0.01 (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 2)
+
+
+def cell(value: float | None, width: int = 9) -> str:
+    """A right-aligned figure with one decimal, or a dash for none."""
+    return f"{value:>{width}.1f}" if value is not None else f"{'—':>{width}}"
+
+
+def within(value: float | None, limit: float) -> bool:
+    """value <= limit (False when there is no value)."""
+    return value is not None and value <= limit
+
+
+class StampedList(list):  # type: ignore[type-arg]
+    """A list that notes time.perf_counter() of every append: the fake's `messages`, stamped on acceptance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    def append(self, item: Any) -> None:
+        self.at.append(time.perf_counter())
+        super().append(item)
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One prepared callback: the WeCom user it comes from, its percent-encoded query string and body."""
+
+    user: str
+    query: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One POST: who sent it, perf_counter at request start and at the full response, HTTP status (0 = failed)."""
+
+    user: str
+    sent: float
+    acked: float
+    status: int
+
+    @property
+    def ack_ms(self) -> float:
+        return (self.acked - self.sent) * 1000
+
+
+def prepare(driver: CallbackDriver, users: Sequence[str], first_msg_id: int) -> list[Shot]:
+    """Encrypted, signed text callbacks `库存 奶油`, one per user, with distinct MsgIds (blocking: CPU only)."""
+    shots = []
+    for n, user in enumerate(users):
+        params, body = driver.post(driver.text_xml(user, QUERY, msg_id=first_msg_id + n))
+        shots.append(Shot(user, "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items()), body))
+    return shots
+
+
+async def fire(session: aiohttp.ClientSession, url: yarl.URL, shot: Shot) -> Sample:
+    """POST one callback; the ack is the whole response (status and body) having arrived."""
+    sent = time.perf_counter()
+    try:
+        async with session.post(url, data=shot.body, headers=HEADERS) as r:
+            await r.read()
+            status = r.status
+    except (TimeoutError, aiohttp.ClientError):
+        status = 0
+    return Sample(shot.user, sent, time.perf_counter(), status)
+
+
+async def load(session: aiohttp.ClientSession, base: str, shots: Sequence[Shot], senders: int) -> tuple[
+        list[Sample], float]:
+    """`senders` concurrent tasks, each posting the next unsent callback as soon as its previous one is
+    answered; returns the samples and the seconds from the first request to the last answer."""
+    urls = [yarl.URL(f"{base}{PATH}?{s.query}", encoded=True) for s in shots]
+    work = iter(zip(urls, shots, strict=True))
+    samples: list[Sample] = []
+
+    async def sender() -> None:
+        for url, shot in work:  # one shared iterator: every callback is sent exactly once
+            samples.append(await fire(session, url, shot))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return samples, time.perf_counter() - start
+
+
+def client_session(senders: int) -> aiohttp.ClientSession:
+    """One keep-alive connection per sender; WeCom's 5 s deadline as the request timeout."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=senders),
+                                 timeout=aiohttp.ClientTimeout(total=5.0))
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Run an app on 127.0.0.1 on a free port, as `jxcbot serve` does; returns the runner and base URL."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+def bare_app() -> web.Application:
+    """The ceiling: one POST handler answering 200 "" at once."""
+
+    async def ok(_request: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    app = web.Application()
+    app.router.add_post(PATH, ok)
+    return app
+
+
+async def seed_db(db: Database, settings: Settings, users: Sequence[str]) -> None:
+    """The test bakery, 12 kg of cream received into WH1, and one registered WeCom user per name."""
+
+    async def work(s: AsyncSession) -> None:
+        await seed(s)
+        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+        s.add_all(User(name=f"压测{u}", wecom_user_id=u, department="仓储部", roles="warehouse") for u in users)
+
+    await db.write(work)
+
+
+async def wait_replies(fake: FakeWeCom, want: int, seconds: float) -> bool:
+    """Poll until the fake holds `want` messages (the timestamps come from StampedList, not from here)."""
+    deadline = time.perf_counter() + seconds
+    while len(fake.messages) < want:
+        if time.perf_counter() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run."""
+
+    url: str
+    callbacks: int
+    senders: int
+    warmup: int
+    reply_timeout: float
+
+
+async def run(opts: Options, t0: float) -> dict[str, Any]:
+    """Both phases; the figures as a dict."""
+    fake = FakeWeCom(messages=StampedList(), per_user_per_minute=10**9)  # its 30/min/user drop would interfere
+    driver = CallbackDriver(TOKEN, AES_KEY, fake.corp_id, fake.agent_id)
+    warm_users = [f"warm{i:05d}" for i in range(opts.warmup)]
+    users = [f"user{i:05d}" for i in range(opts.callbacks)]  # one user per callback: replies pair exactly
+    log(t0, f"encrypting {opts.warmup + opts.callbacks} callbacks")
+    warm_shots = await asyncio.to_thread(prepare, driver, warm_users, 7_000_000_000_000_000_000)
+    shots = await asyncio.to_thread(prepare, driver, users, 7_100_000_000_000_000_000)
+
+    db = Database(opts.url)
+    runner: web.AppRunner | None = None
+    try:
+        await recreate_schema(db)
+        settings = Settings(database_url=opts.url)  # defaults; a jxcbot.toml in the working directory is ignored
+        log(t0, f"seeding {len(warm_users) + len(users)} users, products and stock")
+        await seed_db(db, settings, warm_users + users)
+        await fake.start()
+        raw = {"wecom": {"corp_id": fake.corp_id, "agent_id": fake.agent_id, "secret": fake.secret, "token": TOKEN,
+                         "encoding_aes_key": AES_KEY, "api_base": fake.base_url}}
+        runner, base = await serve(build_app(replace(settings, raw=MappingProxyType(raw)), db))
+        async with client_session(opts.senders) as session:
+            log(t0, f"warm-up: {opts.warmup} callbacks to the bot at {base}")
+            await load(session, base, warm_shots, opts.senders)
+            if not await wait_replies(fake, opts.warmup, opts.reply_timeout):
+                raise RuntimeError(f"warm-up: only {len(fake.messages)} of {opts.warmup} replies arrived")
+            skip = len(fake.messages)
+            log(t0, f"bot: {opts.callbacks} callbacks from {opts.senders} concurrent senders")
+            samples, seconds = await load(session, base, shots, opts.senders)
+            log(t0, f"bot: acked in {seconds:.2f} s; waiting for the replies")
+            ok = sum(1 for s in samples if s.status == 200)
+            complete = await wait_replies(fake, skip + ok, opts.reply_timeout)
+    finally:
+        log(t0, "stopping the bot (handlers and outbox sender finish first)")
+        if runner is not None:
+            await runner.cleanup()
+        await fake.close()
+        await db.dispose()
+
+    stamps: dict[str, float] = {}
+    assert isinstance(fake.messages, StampedList)
+    for msg, at in zip(fake.messages[skip:], fake.messages.at[skip:], strict=True):
+        stamps.setdefault(str(msg.get("touser")), at)
+    replies = [(stamps[s.user] - s.sent) * 1000 for s in samples if s.status == 200 and s.user in stamps]
+    wrong = [m for m in fake.messages[skip:] if "淡奶油" not in json.dumps(m, ensure_ascii=False)]
+    last_ack = max(s.acked for s in samples)
+
+    bare_runner, bare_base = await serve(bare_app())
+    try:
+        async with client_session(opts.senders) as session:
+            log(t0, f"bare handler: warm-up, then {BARE_ROUNDS} × {opts.callbacks} callbacks at {bare_base}")
+            await load(session, bare_base, warm_shots, opts.senders)
+            bare_runs = [await load(session, bare_base, shots, opts.senders) for _ in range(BARE_ROUNDS)]
+    finally:
+        await bare_runner.cleanup()
+
+    acks = [s.ack_ms for s in samples if s.status == 200]
+    bare_samples = [s for run_samples, _ in bare_runs for s in run_samples]
+    bare_acks = [s.ack_ms for s in bare_samples if s.status == 200]
+    bare_rates = sorted(sum(1 for s in ss if s.status == 200) / secs for ss, secs in bare_runs)
+    rate = ok / seconds
+    bare_rate = bare_rates[len(bare_rates) // 2]  # the median round: one round of the bare handler is short
+    result: dict[str, Any] = {
+        "ack_ms_p50": pct(acks, 50),
+        "ack_ms_p99": pct(acks, 99),
+        "callbacks_per_s": round(rate, 1),
+        "bare_per_s": round(bare_rate, 1),
+        "ratio": round(rate / bare_rate, 3) if bare_rate else None,
+        "reply_ms_p99": pct(replies, 99),
+        "ack_ms_max": pct(acks, 100),
+        "reply_ms_p50": pct(replies, 50),
+        "reply_ms_max": pct(replies, 100),
+        "reply_drain_ms": round((max(stamps.values()) - last_ack) * 1000, 1) if stamps else None,
+        "bare_ack_ms_p50": pct(bare_acks, 50),
+        "bare_ack_ms_p99": pct(bare_acks, 99),
+        "senders": opts.senders,
+        "callbacks": opts.callbacks,
+        "warmup_callbacks": opts.warmup,
+        "seconds": round(seconds, 3),
+        "bare_rounds_per_s": [round(r, 1) for r in bare_rates],
+        "errors": sum(1 for s in samples if s.status == 0),
+        "non_200": sum(1 for s in samples if s.status not in (0, 200)),
+        "bare_errors": sum(1 for s in bare_samples if s.status == 0),
+        "bare_non_200": sum(1 for s in bare_samples if s.status not in (0, 200)),
+        "replies": len(replies),
+        "replies_missing": ok - len(replies),
+        "replies_complete": complete,
+        "replies_without_stock": len(wrong),
+        "dropped_at_fake": len(fake.dropped),
+        "users": len(users) + len(warm_users),
+        "database": opts.url,
+        "database_note": "fresh SQLite file in a temporary directory, removed after the run",
+    }
+    result["targets_met"] = {
+        "ack_ms_p99": within(result["ack_ms_p99"], TARGET_ACK_P99),
+        "ratio": result["ratio"] is not None and result["ratio"] >= TARGET_RATIO,
+        "reply_ms_p99": within(result["reply_ms_p99"], TARGET_REPLY_P99) and result["replies_missing"] == 0,
+    }
+    return result
+
+
+def render(r: dict[str, Any]) -> str:
+    """The human-readable report."""
+    ok = r["targets_met"]
+
+    def mark(key: str) -> str:
+        return "met" if ok[key] else "MISSED"
+
+    problems = [f"{r[k]} {label}" for k, label in (
+        ("errors", "failed requests"), ("non_200", "non-200 answers"), ("replies_missing", "replies missing"),
+        ("replies_without_stock", "replies without the stock"), ("dropped_at_fake", "dropped at the fake"),
+        ("bare_errors", "bare failed requests"), ("bare_non_200", "bare non-200 answers")) if r[k]]
+    return "\n".join([
+        f"jxcbot callback benchmark: {r['callbacks']:,} encrypted WeCom text callbacks 「{QUERY}」, "
+        f"{r['senders']} concurrent senders, loopback",
+        f"  (after {r['warmup_callbacks']} warm-up callbacks; one registered user per callback; "
+        "client, bot, fake WeCom in one process)",
+        "",
+        f"  {'':<28}{'p50':>9}{'p99':>9}{'max':>9}",
+        f"  {'ack latency, ms':<28}{cell(r['ack_ms_p50'])}{cell(r['ack_ms_p99'])}{cell(r['ack_ms_max'])}"
+        f"   target p99 <= {TARGET_ACK_P99:g}: {mark('ack_ms_p99')}",
+        f"  {'reply at the fake, ms':<28}{cell(r['reply_ms_p50'])}{cell(r['reply_ms_p99'])}{cell(r['reply_ms_max'])}"
+        f"   target p99 <= {TARGET_REPLY_P99:g}: {mark('reply_ms_p99')}",
+        f"  {'bare handler ack, ms':<28}{cell(r['bare_ack_ms_p50'])}{cell(r['bare_ack_ms_p99'])}",
+        "",
+        f"  bot            {r['callbacks_per_s']:>9,.0f} callbacks/s   ({r['seconds']:.2f} s)",
+        f"  bare handler   {r['bare_per_s']:>9,.0f} callbacks/s   (median of "
+        f"{', '.join(f'{x:,.0f}' for x in r['bare_rounds_per_s'])})",
+        f"  ratio          {r['ratio'] or 0:>9.3f}                 target >= {TARGET_RATIO:g}: {mark('ratio')}",
+        f"  replies: {r['replies']:,} received, the last {cell(r['reply_drain_ms'], 0)} ms after the last ack",
+        "  problems: " + ("; ".join(problems) if problems else "none"),
+        f"targets_met: {all(ok.values())}",
+    ])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.callback", description=__doc__)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (the table goes to stderr)")
+    p.add_argument("--callbacks", type=int, default=2000, help="measured callbacks (default 2000)")
+    p.add_argument("--senders", type=int, default=100, help="concurrent senders (default 100)")
+    p.add_argument("--warmup", type=int, help="warm-up callbacks before measuring (default: one per sender)")
+    p.add_argument("--reply-timeout", type=float, default=30.0,
+                   help="seconds to wait for the replies after the last ack (default 30)")
+    args = p.parse_args(argv)
+    if args.callbacks < 1 or args.senders < 1 or (args.warmup is not None and args.warmup < 0):
+        p.error("--callbacks and --senders must be at least 1, --warmup at least 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    tmpdir = tempfile.mkdtemp(prefix="jxcbench-")
+    opts = Options(f"sqlite+aiosqlite:///{Path(tmpdir) / 'callback.db'}", args.callbacks, args.senders,
+                   args.senders if args.warmup is None else args.warmup, args.reply_timeout)
+    try:
+        result = asyncio.run(run(opts, t0))
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
+    table = render(result) + f"\nTotal wall time {result['elapsed_seconds']:.1f} s"
+    if args.json:
+        print(table, file=sys.stderr)
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
