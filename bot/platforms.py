@@ -124,10 +124,18 @@ def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
             xml = crypto.decrypt_post(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""), body)
             inbound = parse_inbound(xml)
         except WeComRejected as e:
+            if e.reason == "replayed nonce":  # WeCom's own retry of a request already stored: acknowledge it
+                return web.Response(text="")
             log.warning("wecom callback rejected from %s: %s", request.remote, e.reason)
             return web.Response(status=403 if "signature" in e.reason else 400, text="rejected")
         if inbound is not None:
-            await accept(inbound)  # stored before we answer; a duplicate is answered the same way
+            try:
+                await accept(inbound)  # stored before we answer; a duplicate is answered the same way
+            except Exception:
+                # Not stored: let WeCom's retry of this very request through the replay guard, and say so.
+                crypto.release(int(q.get("timestamp", "0")), q.get("nonce", ""))
+                log.exception("wecom callback could not be stored")
+                return web.Response(status=503, text="try again")
         return web.Response(text="")
 
     return [web.get("/wecom/callback", check), web.post("/wecom/callback", event)]

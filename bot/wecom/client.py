@@ -1,0 +1,464 @@
+"""WeCom API clients over aiohttp: the self-built app (text, markdown, image, template cards) and group robots."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json as jsonlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot.transport import SendError, Target
+from cards.model import Message
+
+__all__ = [
+    "DEFAULT_API_BASE",
+    "CardReceipt",
+    "WeComClient",
+    "WeComRobotClient",
+    "WeComTransport",
+    "is_retryable",
+    "split_utf8",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
+
+# errcodes meaning "the access token is bad": refresh once and retry once.
+TOKEN_ERRORS = frozenset({40014, 41001, 42001})
+# errcodes worth retrying later: system busy, API frequency / minute-interval / concurrency limits.
+RETRYABLE_ERRORS = frozenset({-1, 45009, 45011, 45033})
+
+TEXT_LIMIT = 2048  # bytes, app and robot text
+APP_MARKDOWN_LIMIT = 2048  # bytes, app message/send markdown (protocols/wecom.md §3.2)
+ROBOT_MARKDOWN_LIMIT = 4096  # bytes, group robot markdown (§4)
+APP_IMAGE_LIMIT = 10 * 1024 * 1024  # bytes, media/upload image
+ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024  # bytes, robot inline image (raw, before base64)
+MIN_MEDIA = 6  # media/upload wants every file > 5 bytes
+MAX_BUTTONS = 6
+BUTTON_KEY_LIMIT = 1024  # bytes
+BUTTON_TEXT_LIMIT = 10  # characters
+CARD_TITLE_LIMIT = 36  # characters (suggested)
+CARD_SUBTITLE_LIMIT = 160  # characters
+REPLACE_NAME_LIMIT = 20  # characters of the greyed-out button text after an update
+# Button.style → template_card button style (1..4; 1 is WeCom's default, emphasised look).
+BUTTON_STYLES = {"primary": 1, "default": 2, "danger": 3}
+
+
+def split_utf8(text: str, limit: int) -> list[str]:
+    """Split text into pieces of at most `limit` UTF-8 bytes, never inside a character, preferring to end a
+    piece just after a newline. ''.join(result) == text; text that fits is returned as [text]."""
+    if limit < 4:
+        raise ValueError("limit must be at least 4 bytes (one UTF-8 character)")
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return [text]
+    parts: list[str] = []
+    start = 0
+    while len(data) - start > limit:
+        cut = start + limit
+        while data[cut] & 0xC0 == 0x80:  # continuation byte: step back to the start of the character
+            cut -= 1
+        newline = data.rfind(b"\n", start, cut)  # 0x0A never occurs inside a multi-byte character
+        if newline >= start:
+            cut = newline + 1
+        parts.append(data[start:cut].decode("utf-8"))
+        start = cut
+    parts.append(data[start:].decode("utf-8"))
+    return parts
+
+
+def is_retryable(code: int | str | None) -> bool:
+    """Whether a WeCom errcode (int) is worth retrying later; every other documented code is permanent."""
+    return code in RETRYABLE_ERRORS
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _with_title(message: Message, bold: bool) -> str:
+    if not message.title:
+        return message.text
+    head = f"**{message.title}**" if bold else message.title
+    return f"{head}\n{message.text}" if message.text else head
+
+
+def _image_type(data: bytes) -> tuple[str, str]:
+    if data.startswith(b"\xff\xd8"):
+        return "image.jpg", "image/jpeg"
+    return "image.png", "image/png"
+
+
+def _errcode(where: str, payload: dict[str, Any]) -> int:
+    try:
+        return int(payload.get("errcode", 0))
+    except (TypeError, ValueError):
+        raise SendError(f"wecom {where}: malformed errcode", retryable=True, code="bad_response") from None
+
+
+def _fail(where: str, code: int, payload: Mapping[str, Any]) -> SendError:
+    retryable = is_retryable(code)
+    errmsg = str(payload.get("errmsg", ""))[:200]
+    log.warning("wecom %s failed: errcode=%s retryable=%s", where, code, retryable)
+    return SendError(f"wecom {where}: errcode {code} {errmsg}".rstrip(), retryable=retryable, code=code)
+
+
+@dataclass(frozen=True)
+class CardReceipt:
+    """What message/send returns for an interactive card: the task_id we gave it, WeCom's msgid (for
+    recall) and the response_code (usable once, within 72 h, to update the card without a click)."""
+
+    task_id: str
+    msgid: str | None
+    response_code: str | None
+
+
+class _Api:
+    """The HTTP plumbing both clients share: one request, transport failures and HTTP status mapped to
+    SendError, JSON decoded. Never puts URLs (which carry the token, secret or robot key) into errors/logs."""
+
+    def __init__(self, session: aiohttp.ClientSession, api_base: str, timeout: float) -> None:
+        self._session = session
+        self.api_base = api_base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def _request(self, method: str, path: str, where: str, *, params: Mapping[str, str],
+                       json: Any = None, form: Callable[[], aiohttp.FormData] | None = None) -> dict[str, Any]:
+        try:
+            async with self._session.request(
+                method, self.api_base + path, params=params, json=json,
+                data=form() if form is not None else None, timeout=self._timeout,
+            ) as resp:
+                status = resp.status
+                body = await resp.read()
+        except TimeoutError:
+            log.warning("wecom %s: timed out", where)
+            raise SendError(f"wecom {where}: timed out", retryable=True, code="timeout") from None
+        except aiohttp.ClientError as exc:
+            log.warning("wecom %s: %s", where, type(exc).__name__)
+            raise SendError(f"wecom {where}: {type(exc).__name__}", retryable=True, code="connection") from None
+        if status != 200:
+            retryable = status >= 500 or status == 429
+            log.warning("wecom %s: HTTP %s", where, status)
+            raise SendError(f"wecom {where}: HTTP {status}", retryable=retryable, code=status)
+        try:
+            payload = jsonlib.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise SendError(f"wecom {where}: response is not a JSON object", retryable=True, code="bad_response")
+        return payload
+
+
+class WeComClient(_Api):
+    """The self-built app's API: access token cached and refreshed under a lock, message/send for text,
+    markdown, image and template_card (button_interaction), update_template_card, media/upload.
+
+    Implements the Transport protocol for Target(kind="user") via send(); raises SendError(retryable=…)."""
+
+    platform = "wecom"
+
+    def __init__(self, session: aiohttp.ClientSession, corp_id: str, agent_id: int, secret: str,
+                 api_base: str = DEFAULT_API_BASE, *, timeout: float = 10.0, refresh_margin: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(session, api_base, timeout)
+        self.corp_id = corp_id
+        self.agent_id = int(agent_id)
+        self._secret = secret
+        self._refresh_margin = refresh_margin
+        self._clock = clock
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:  # never show the secret or token
+        return f"WeComClient(corp_id={self.corp_id!r}, agent_id={self.agent_id})"
+
+    # -- access token ------------------------------------------------------------------------------------
+
+    def _valid_token(self) -> str | None:
+        if self._token is not None and self._clock() < self._token_expires:
+            return self._token
+        return None
+
+    async def access_token(self) -> str:
+        """The cached access token, fetched with gettoken when missing or about to expire (one fetch at a
+        time: concurrent callers wait on the lock and reuse the result)."""
+        token = self._valid_token()
+        if token is not None:
+            return token
+        async with self._lock:
+            token = self._valid_token()
+            if token is not None:
+                return token
+            payload = await self._request("GET", "/cgi-bin/gettoken", "gettoken",
+                                          params={"corpid": self.corp_id, "corpsecret": self._secret})
+            code = _errcode("gettoken", payload)
+            if code != 0:
+                raise _fail("gettoken", code, payload)
+            token = payload.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise SendError("wecom gettoken: no access_token", retryable=True, code="bad_response")
+            try:
+                expires_in = float(payload.get("expires_in", 7200))
+            except (TypeError, ValueError):
+                expires_in = 7200.0
+            self._token = token
+            self._token_expires = self._clock() + max(0.0, expires_in - self._refresh_margin)
+            log.info("wecom: access token refreshed (expires in %.0f s)", expires_in)
+            return token
+
+    def _invalidate(self, token: str) -> None:
+        # Only drop the token that failed: a concurrent caller may already have fetched a new one.
+        if self._token == token:
+            self._token = None
+
+    async def _api(self, where: str, path: str, *, json: Any = None,
+                   form: Callable[[], aiohttp.FormData] | None = None,
+                   params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """One authenticated call. On 40014/41001/42001 the token is refreshed once and the call retried
+        once; a second token error is a (retryable) SendError — never a loop."""
+        for attempt in (1, 2):
+            token = await self.access_token()
+            payload = await self._request("POST", path, where, params={**(params or {}), "access_token": token},
+                                          json=json, form=form)
+            code = _errcode(where, payload)
+            if code in TOKEN_ERRORS:
+                self._invalidate(token)
+                if attempt == 1:
+                    log.info("wecom %s: access token rejected (errcode %s), refreshing once", where, code)
+                    continue
+                log.warning("wecom %s: access token rejected again after a refresh (errcode %s)", where, code)
+                raise SendError(f"wecom {where}: access token rejected after refresh (errcode {code})",
+                                retryable=True, code=code)
+            if code != 0:
+                raise _fail(where, code, payload)
+            return payload
+        raise AssertionError("unreachable")
+
+    # -- Transport ---------------------------------------------------------------------------------------
+
+    async def send(self, target: Target, message: Message) -> None:
+        """Deliver one neutral message to one app user (target.kind "user"). Over-long text/markdown goes
+        as several messages; an image's title goes first as a text; a card without buttons goes as
+        markdown; a card with card_id (a response_code) updates that card in place, and when WeCom refuses
+        the update for good (code used or older than 72 h) the card is sent afresh instead."""
+        if target.platform != "wecom" or target.kind != "user" or not target.address:
+            raise SendError(f"wecom app cannot send to {target.kind!r}", retryable=False, code="bad_target")
+        user = target.address
+        if message.kind == "text":
+            await self.send_text(user, _with_title(message, bold=False))
+        elif message.kind == "markdown":
+            await self.send_markdown(user, _with_title(message, bold=True))
+        elif message.kind == "image":
+            if message.title:
+                await self.send_text(user, message.title)
+            await self.send_image(user, message.png or b"")
+        elif message.card_id and await self._try_update(user, message.card_id, message):
+            return
+        elif message.buttons:
+            await self.send_card(user, message)
+        else:
+            await self.send_markdown(user, _with_title(message, bold=True))
+
+    async def _try_update(self, user: str, response_code: str, message: Message) -> bool:
+        """Update the card in place; False (send a new one) when WeCom refuses it permanently."""
+        try:
+            await self.update_card(user, response_code, message)
+        except SendError as exc:
+            if exc.retryable:
+                raise
+            log.info("wecom update_template_card refused (code %s): sending the card afresh", exc.code)
+            return False
+        return True
+
+    # -- message kinds -----------------------------------------------------------------------------------
+
+    async def _message(self, user: str, msgtype: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = {"touser": user, "msgtype": msgtype, "agentid": self.agent_id, msgtype: body}
+        payload = await self._api(f"message/send {msgtype}", "/cgi-bin/message/send", json=data)
+        for field in ("invaliduser", "unlicenseduser"):
+            listed = payload.get(field)
+            if isinstance(listed, str) and user.lower() in listed.lower().split("|"):
+                log.warning("wecom message/send: recipient listed in %s", field)
+                raise SendError(f"wecom message/send: recipient is in {field}", retryable=False, code=field)
+        return payload
+
+    async def send_text(self, user: str, content: str) -> None:
+        """A text message, split on UTF-8 boundaries into pieces of ≤ 2048 bytes."""
+        if not content.strip():
+            raise SendError("wecom text: empty content", retryable=False, code=44004)
+        for part in split_utf8(content, TEXT_LIMIT):
+            await self._message(user, "text", {"content": part})
+
+    async def send_markdown(self, user: str, content: str) -> None:
+        """A markdown message, split into pieces of ≤ 2048 bytes (the app limit; robots allow 4096)."""
+        if not content.strip():
+            raise SendError("wecom markdown: empty content", retryable=False, code=44004)
+        for part in split_utf8(content, APP_MARKDOWN_LIMIT):
+            await self._message(user, "markdown", {"content": part})
+
+    async def upload_image(self, data: bytes) -> str:
+        """media/upload type=image (multipart part `media`); returns the media_id (valid 3 days)."""
+        if len(data) < MIN_MEDIA or len(data) > APP_IMAGE_LIMIT:
+            raise SendError(f"wecom media/upload: image of {len(data)} bytes", retryable=False, code=40006)
+        filename, content_type = _image_type(data)
+
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData()
+            fd.add_field("media", data, filename=filename, content_type=content_type)
+            return fd
+
+        payload = await self._api("media/upload", "/cgi-bin/media/upload", form=form, params={"type": "image"})
+        media_id = payload.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise SendError("wecom media/upload: no media_id", retryable=True, code="bad_response")
+        return media_id
+
+    async def send_image(self, user: str, data: bytes) -> None:
+        """Upload the PNG/JPG, then send it as an image message."""
+        media_id = await self.upload_image(data)
+        await self._message(user, "image", {"media_id": media_id})
+
+    def template_card(self, message: Message, task_id: str) -> dict[str, Any]:
+        """The `template_card` of card_type button_interaction for a neutral card with buttons."""
+        if not message.buttons or len(message.buttons) > MAX_BUTTONS:
+            raise SendError(f"wecom card: {len(message.buttons)} buttons (1..{MAX_BUTTONS})",
+                            retryable=False, code="bad_card")
+        keys = [b.key for b in message.buttons]
+        if len(set(keys)) != len(keys) or any(not k or len(k.encode()) > BUTTON_KEY_LIMIT for k in keys):
+            raise SendError("wecom card: button keys must be unique, non-empty, ≤ 1024 bytes",
+                            retryable=False, code="bad_card")
+        title = message.title or _first_line(message.text) or "-"
+        card: dict[str, Any] = {
+            "card_type": "button_interaction",
+            "main_title": {"title": _truncate(title, CARD_TITLE_LIMIT)},
+            "task_id": task_id,
+            "button_list": [
+                {"type": 0, "text": _truncate(b.label, BUTTON_TEXT_LIMIT), "style": BUTTON_STYLES.get(b.style, 1),
+                 "key": b.key}
+                for b in message.buttons
+            ],
+        }
+        if message.text:
+            card["sub_title_text"] = _truncate(message.text, CARD_SUBTITLE_LIMIT)
+        return card
+
+    async def send_card(self, user: str, message: Message) -> CardReceipt:
+        """Send a button_interaction template card with a fresh task_id; the receipt carries WeCom's
+        response_code (one update without a click)."""
+        task_id = f"jxc_{uuid.uuid4().hex}"
+        payload = await self._message(user, "template_card", self.template_card(message, task_id))
+        msgid, code = payload.get("msgid"), payload.get("response_code")
+        return CardReceipt(task_id, str(msgid) if msgid else None, str(code) if code else None)
+
+    async def update_card(self, user: str, response_code: str, message: Message) -> None:
+        """update_template_card with a response_code (single use, 72 h) for this user's card. With buttons
+        the whole card is replaced (a new task_id); without, its buttons are greyed out and relabelled
+        with the title (or the first line of the text)."""
+        data: dict[str, Any] = {"userids": [user], "agentid": self.agent_id, "response_code": response_code}
+        if message.buttons:
+            data["template_card"] = self.template_card(message, f"jxc_{uuid.uuid4().hex}")
+        else:
+            label = message.title or _first_line(message.text) or "已处理"
+            data["button"] = {"replace_name": _truncate(label, REPLACE_NAME_LIMIT)}
+        await self._api("update_template_card", "/cgi-bin/message/update_template_card", json=data)
+
+
+class WeComRobotClient(_Api):
+    """Group robots (群机器人) by configured name → webhook key: text (2048 B), markdown (4096 B), image as
+    base64 + md5 (≤ 2 MB raw), news. Cards become markdown (robots cannot carry callback buttons)."""
+
+    platform = "wecom"
+
+    def __init__(self, session: aiohttp.ClientSession, robots: Mapping[str, str],
+                 api_base: str = DEFAULT_API_BASE, *, timeout: float = 10.0) -> None:
+        super().__init__(session, api_base, timeout)
+        self._robots = dict(robots)
+
+    def __repr__(self) -> str:  # never show the keys
+        return f"WeComRobotClient(robots={sorted(self._robots)!r})"
+
+    async def send(self, target: Target, message: Message) -> None:
+        """Deliver one neutral message to the robot named target.address."""
+        if target.platform != "wecom" or target.kind != "robot":
+            raise SendError(f"wecom robot cannot send to {target.kind!r}", retryable=False, code="bad_target")
+        name = target.address
+        if name not in self._robots:
+            raise SendError(f"wecom robot {name!r} is not configured", retryable=False, code="unknown_robot")
+        if message.kind == "text":
+            await self.send_text(name, _with_title(message, bold=False))
+        elif message.kind == "image":
+            if message.title:
+                await self.send_text(name, message.title)
+            await self.send_image(name, message.png or b"")
+        else:  # markdown, and cards (no callback buttons on robots: the app sends approval cards)
+            await self.send_markdown(name, _with_title(message, bold=True))
+
+    async def _post(self, name: str, payload: dict[str, Any]) -> None:
+        where = f"webhook/send {payload['msgtype']}"
+        result = await self._request("POST", "/cgi-bin/webhook/send", where, params={"key": self._robots[name]},
+                                     json=payload)
+        code = _errcode(where, result)
+        if code != 0:
+            raise _fail(where, code, result)
+
+    async def send_text(self, name: str, content: str) -> None:
+        """A text message, split into pieces of ≤ 2048 bytes."""
+        if not content.strip():
+            raise SendError("wecom robot text: empty content", retryable=False, code=44004)
+        for part in split_utf8(content, TEXT_LIMIT):
+            await self._post(name, {"msgtype": "text", "text": {"content": part}})
+
+    async def send_markdown(self, name: str, content: str) -> None:
+        """A markdown message, split into pieces of ≤ 4096 bytes."""
+        if not content.strip():
+            raise SendError("wecom robot markdown: empty content", retryable=False, code=44004)
+        for part in split_utf8(content, ROBOT_MARKDOWN_LIMIT):
+            await self._post(name, {"msgtype": "markdown", "markdown": {"content": part}})
+
+    async def send_image(self, name: str, data: bytes) -> None:
+        """An inline image: base64 of the raw bytes and the hex md5 of the raw bytes (≤ 2 MB raw)."""
+        if not data or len(data) > ROBOT_IMAGE_LIMIT:
+            raise SendError(f"wecom robot image: {len(data)} bytes (max {ROBOT_IMAGE_LIMIT})",
+                            retryable=False, code=40009)
+        await self._post(name, {"msgtype": "image", "image": {
+            "base64": base64.b64encode(data).decode("ascii"), "md5": hashlib.md5(data).hexdigest()}})
+
+    async def send_news(self, name: str, articles: list[Mapping[str, str]]) -> None:
+        """A news message: 1..8 articles of {title, description, url, picurl}."""
+        if not 1 <= len(articles) <= 8:
+            raise SendError("wecom robot news: 1..8 articles", retryable=False, code="bad_news")
+        await self._post(name, {"msgtype": "news", "news": {"articles": [dict(a) for a in articles]}})
+
+
+class WeComTransport:
+    """The Transport for platform "wecom": kind "user" → the app client, kind "robot" → the robot client."""
+
+    platform = "wecom"
+
+    def __init__(self, app: WeComClient | None, robots: WeComRobotClient | None) -> None:
+        self.app = app
+        self.robots = robots
+
+    async def send(self, target: Target, message: Message) -> None:
+        """Route by target.kind; SendError(permanent) for kinds WeCom is not configured for."""
+        if target.kind == "user" and self.app is not None:
+            await self.app.send(target, message)
+        elif target.kind == "robot" and self.robots is not None:
+            await self.robots.send(target, message)
+        else:
+            raise SendError(f"wecom cannot send to {target.kind!r}", retryable=False, code="bad_target")

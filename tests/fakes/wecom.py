@@ -1,0 +1,604 @@
+"""A real local aiohttp server standing in for WeCom (protocols/wecom.md §6) and a driver for encrypted callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import itertools
+import json
+import random
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import xmltodict
+import yarl
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from wechatpy.enterprise.crypto import WeChatCrypto
+
+__all__ = ["CallbackDriver", "Delivery", "FakeWeCom", "Fault"]
+
+TEXT_LIMIT = 2048
+APP_MARKDOWN_LIMIT = 2048
+ROBOT_MARKDOWN_LIMIT = 4096
+APP_IMAGE_LIMIT = 10 * 1024 * 1024
+ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024
+MEDIA_TTL = 3 * 24 * 3600.0
+RESPONSE_CODE_TTL = 72 * 3600.0
+TASK_ID_RE = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
+APP_MSGTYPES = frozenset({"text", "markdown", "image", "voice", "video", "file", "textcard", "news", "mpnews",
+                          "miniprogram_notice", "template_card"})
+
+PATH_GETTOKEN = "/cgi-bin/gettoken"
+PATH_SEND = "/cgi-bin/message/send"
+PATH_UPDATE = "/cgi-bin/message/update_template_card"
+PATH_UPLOAD = "/cgi-bin/media/upload"
+PATH_ROBOT = "/cgi-bin/webhook/send"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected misbehaviour for the next request to a path: an errcode answer (HTTP 200), an HTTP
+    status, a hang of `hang` seconds before answering normally, or `drop`: answer ok, deliver nothing."""
+
+    errcode: int | None = None
+    status: int | None = None
+    hang: float | None = None
+    drop: bool = False
+
+
+@dataclass
+class Media:
+    """An uploaded file."""
+
+    type: str
+    data: bytes
+    filename: str
+    content_type: str
+    expires: float
+
+
+@dataclass
+class ResponseCode:
+    """A card's response_code: single use, valid 72 h."""
+
+    users: tuple[str, ...]
+    task_id: str
+    expires: float
+    used: bool = False
+
+
+@dataclass
+class FakeWeCom:
+    """WeCom's server side for one corp, one self-built app and some group robots.
+
+    Records every accepted app message (`messages`), silently dropped ones (`dropped`), card updates
+    (`updates`), uploads (`media`) and robot messages (`robot_messages`: (key, payload)); `log` holds
+    (path, errcode or HTTP status) for every answered request. Knobs: `inject(path, Fault…)`
+    (path "*" = any), `expire_tokens()` (→ 42001 once, then the client refreshes),
+    `always_invalid_token` (every API call → 40014), `advance(seconds)` for the fake clock, `users`
+    (None = everyone exists), per-user 30/min silent drop, per-robot 20/min → 45009."""
+
+    corp_id: str = "wwfakecorp0001"
+    secret: str = "fake-app-secret-DO-NOT-LOG"
+    agent_id: int = 1000002
+    robots: dict[str, str] = field(default_factory=lambda: {"warehouse": "robot-key-0001"})
+    users: set[str] | None = None
+    token_ttl: int = 7200
+    per_user_per_minute: int = 30
+    robot_per_minute: int = 20
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    media: dict[str, Media] = field(default_factory=dict)
+    robot_messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    log: list[tuple[str, int]] = field(default_factory=list)
+    response_codes: dict[str, ResponseCode] = field(default_factory=dict)
+    task_ids: set[str] = field(default_factory=set)
+    tokens: dict[str, float] = field(default_factory=dict)
+    gettoken_calls: int = 0
+    always_invalid_token: bool = False
+
+    def __post_init__(self) -> None:
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._offset = 0.0
+        self._ids = itertools.count(1)
+        self._sent_at: dict[str, deque[float]] = defaultdict(deque)
+        self._robot_at: dict[str, deque[float]] = defaultdict(deque)
+        self._closing = asyncio.Event()
+        self._server: TestServer | None = None
+        self.base_url = ""
+
+    # -- knobs -------------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The fake's clock (monotonic + advance())."""
+        return time.monotonic() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock forward (token/media/response_code expiry, rate windows)."""
+        self._offset += seconds
+
+    def inject(self, path: str, *faults: Fault) -> None:
+        """Queue faults for the next requests to `path` (e.g. "/cgi-bin/message/send"; "*" = any path)."""
+        self._faults[path].extend(faults)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is expired (→ 42001); the next gettoken issues a new one."""
+        for token in self.tokens:
+            self.tokens[token] = self.now() - 1
+
+    def robot_key(self, name: str) -> str:
+        """The webhook key of a configured robot."""
+        return self.robots[name]
+
+    def click(self, user: str, task_id: str) -> str:
+        """A user clicks a button of a card: WeCom mints a fresh ResponseCode for the callback."""
+        code = f"rc{next(self._ids)}x{random.getrandbits(48):012x}"
+        self.response_codes[code] = ResponseCode((user,), task_id, self.now() + RESPONSE_CODE_TTL)
+        return code
+
+    def calls(self, path: str) -> int:
+        """How many requests to `path` were answered."""
+        return sum(1 for p, _ in self.log if p == path)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application (routes of §6)."""
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_get(PATH_GETTOKEN, self._gettoken)
+        app.router.add_post(PATH_SEND, self._message_send)
+        app.router.add_post(PATH_UPDATE, self._update_card)
+        app.router.add_post(PATH_UPLOAD, self._upload)
+        app.router.add_post(PATH_ROBOT, self._robot_send)
+        return app
+
+    async def start(self) -> str:
+        """Listen on 127.0.0.1 at a random port; returns the base URL (use it as api_base)."""
+        self._server = TestServer(self.make_app(), host="127.0.0.1", access_log=None)  # URLs carry tokens
+        await self._server.start_server()
+        self.base_url = str(self._server.make_url("")).rstrip("/")
+        return self.base_url
+
+    async def close(self) -> None:
+        """Release hung handlers and stop the server."""
+        self._closing.set()
+        if self._server is not None:
+            await self._server.close()
+
+    async def __aenter__(self) -> FakeWeCom:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    def _answer(self, path: str, errcode: int, errmsg: str = "ok", **extra: Any) -> web.Response:
+        self.log.append((path, errcode))
+        if errcode != 0 and errmsg == "ok":
+            errmsg = "error"
+        if errcode != 0:  # real errmsg tails: hint, from ip, devtool link (match errcode, never errmsg)
+            errmsg = (f"{errmsg}, hint: [{int(time.time())}_{random.getrandbits(32):08x}], from ip: 127.0.0.1, "
+                      f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}")
+        return web.json_response({"errcode": errcode, "errmsg": errmsg, **extra})
+
+    async def _fault(self, path: str) -> web.Response | Fault | None:
+        """Apply the next injected fault for path: a response to return, a drop marker, or None."""
+        queue = self._faults.get(path) or self._faults.get("*")
+        if not queue:
+            return None
+        fault = queue.popleft()
+        if fault.hang is not None:
+            try:
+                await asyncio.wait_for(self._closing.wait(), fault.hang)
+            except TimeoutError:
+                pass
+            if self._closing.is_set():
+                self.log.append((path, 503))
+                return web.Response(status=503)
+        if fault.status is not None:
+            self.log.append((path, fault.status))
+            return web.Response(status=fault.status, text="<html>bad gateway</html>")
+        if fault.errcode is not None:
+            return self._answer(path, fault.errcode, "injected")
+        return fault if fault.drop else None
+
+    def _check_token(self, request: web.Request, path: str) -> web.Response | None:
+        token = request.query.get("access_token")
+        if not token:
+            return self._answer(path, 41001, "access_token missing")
+        if self.always_invalid_token or token not in self.tokens:
+            return self._answer(path, 40014, "invalid access_token")
+        if self.tokens[token] <= self.now():
+            return self._answer(path, 42001, "access_token expired")
+        return None
+
+    async def _json(self, request: web.Request) -> dict[str, Any] | None:
+        try:
+            data = json.loads(await request.read())
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def _too_long(content: object, limit: int) -> int:
+        """0, 44004 (empty) or 45002 (over the byte limit)."""
+        if not isinstance(content, str) or not content:
+            return 44004
+        return 45002 if len(content.encode("utf-8")) > limit else 0
+
+    def _rate_ok(self, windows: dict[str, deque[float]], key: str, per_minute: int) -> bool:
+        now = self.now()
+        window = windows[key]
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if len(window) >= per_minute:
+            return False
+        window.append(now)
+        return True
+
+    # -- gettoken ----------------------------------------------------------------------------------------
+
+    async def _gettoken(self, request: web.Request) -> web.Response:
+        self.gettoken_calls += 1
+        fault = await self._fault(PATH_GETTOKEN)
+        if isinstance(fault, web.Response):
+            return fault
+        if request.query.get("corpid") != self.corp_id:
+            return self._answer(PATH_GETTOKEN, 40013, "invalid corpid")
+        if request.query.get("corpsecret") != self.secret:
+            return self._answer(PATH_GETTOKEN, 40001, "invalid credential")
+        now = self.now()
+        live = [(t, exp) for t, exp in self.tokens.items() if exp > now]
+        if live:  # re-fetching within the validity returns the same token
+            token, expires = live[-1]
+        else:
+            token, expires = f"tok{next(self._ids)}-{random.getrandbits(64):016x}", now + self.token_ttl
+            self.tokens[token] = expires
+        return self._answer(PATH_GETTOKEN, 0, access_token=token, expires_in=int(expires - now))
+
+    # -- message/send ------------------------------------------------------------------------------------
+
+    def _card_problem(self, card: object, *, new_task: bool = True) -> str | None:
+        """Why a template_card is invalid (None when fine): task_id and button_list rules."""
+        if not isinstance(card, dict) or card.get("card_type") not in (
+                "text_notice", "news_notice", "button_interaction", "vote_interaction", "multiple_interaction"):
+            return "invalid card_type"
+        if card["card_type"] != "button_interaction":
+            return None
+        task_id = card.get("task_id")
+        if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id) or len(task_id.encode()) > 128:
+            return "invalid task_id"
+        if new_task and task_id in self.task_ids:
+            return "task_id exists"
+        title = card.get("main_title", {}).get("title") if isinstance(card.get("main_title"), dict) else None
+        if not title and not card.get("sub_title_text"):
+            return "main_title.title or sub_title_text required"
+        buttons = card.get("button_list")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 6:
+            return "button_list must have 1..6 buttons"
+        keys = []
+        for b in buttons:
+            if not isinstance(b, dict) or not b.get("text"):
+                return "button text required"
+            if b.get("type", 0) == 0:
+                key = b.get("key")
+                if not isinstance(key, str) or not key or len(key.encode()) > 1024:
+                    return "invalid button key"
+                keys.append(key)
+        if len(set(keys)) != len(keys):
+            return "duplicate button key"
+        return None
+
+    async def _message_send(self, request: web.Request) -> web.Response:
+        path = PATH_SEND
+        fault = await self._fault(path)
+        if isinstance(fault, web.Response):
+            return fault
+        if (bad := self._check_token(request, path)) is not None:
+            return bad
+        data = await self._json(request)
+        if data is None:
+            return self._answer(path, 47001, "data format error, Warning: wrong json format.")
+        if data.get("agentid") != self.agent_id:
+            return self._answer(path, 40056, "invalid agentid")
+        msgtype = data.get("msgtype")
+        if msgtype not in APP_MSGTYPES or not isinstance(data.get(msgtype), dict):
+            return self._answer(path, 40008, "invalid message type")
+        body = data[msgtype]
+        if msgtype == "text" and (code := self._too_long(body.get("content"), TEXT_LIMIT)):
+            return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
+        if msgtype == "markdown" and (code := self._too_long(body.get("content"), APP_MARKDOWN_LIMIT)):
+            return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
+        if msgtype == "image":
+            media = self.media.get(str(body.get("media_id")))
+            if media is None or media.expires <= self.now():
+                return self._answer(path, 40007, "invalid media_id")
+        if msgtype == "template_card" and (problem := self._card_problem(body)):
+            return self._answer(path, 40058, problem)
+        wanted = [u for u in str(data.get("touser", "")).split("|") if u]
+        if wanted == ["@all"]:
+            wanted = sorted(self.users or {"@all"})
+        valid = [u for u in wanted if self.users is None or u in self.users]
+        invalid = [u.lower() for u in wanted if u not in valid]
+        if not valid:
+            return self._answer(path, 81013, "user & party & tag all invalid")
+        extra: dict[str, Any] = {"invaliduser": "|".join(invalid), "msgid": f"msg{next(self._ids)}"}
+        if msgtype == "template_card" and body.get("card_type") == "button_interaction":
+            self.task_ids.add(body["task_id"])
+            code = f"rc{next(self._ids)}x{random.getrandbits(48):012x}"
+            self.response_codes[code] = ResponseCode(tuple(valid), body["task_id"], self.now() + RESPONSE_CODE_TTL)
+            extra["response_code"] = code
+        over = [] if isinstance(fault, Fault) else [
+            u for u in valid if not self._rate_ok(self._sent_at, u, self.per_user_per_minute)]
+        if isinstance(fault, Fault) or over:  # silently dropped: answered ok, never delivered
+            self.dropped.append(data)
+        else:
+            self.messages.append(data)
+        return self._answer(path, 0, **extra)
+
+    # -- update_template_card ----------------------------------------------------------------------------
+
+    async def _update_card(self, request: web.Request) -> web.Response:
+        path = PATH_UPDATE
+        fault = await self._fault(path)
+        if isinstance(fault, web.Response):
+            return fault
+        if (bad := self._check_token(request, path)) is not None:
+            return bad
+        data = await self._json(request)
+        if data is None:
+            return self._answer(path, 47001, "data format error, Warning: wrong json format.")
+        if data.get("agentid") != self.agent_id:
+            return self._answer(path, 40056, "invalid agentid")
+        rc = self.response_codes.get(str(data.get("response_code")))
+        if rc is None or rc.used or rc.expires <= self.now():
+            return self._answer(path, 40058, "invalid response_code")
+        if "button" in data:
+            name = data["button"].get("replace_name") if isinstance(data["button"], dict) else None
+            if not isinstance(name, str) or not name:
+                return self._answer(path, 40058, "replace_name required")
+        elif "template_card" in data:
+            if problem := self._card_problem(data["template_card"]):
+                return self._answer(path, 40058, problem)
+            if isinstance(data["template_card"].get("task_id"), str):
+                self.task_ids.add(data["template_card"]["task_id"])
+        else:
+            return self._answer(path, 40058, "button or template_card required")
+        rc.used = True
+        self.updates.append(data)
+        return self._answer(path, 0)
+
+    # -- media/upload ------------------------------------------------------------------------------------
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        path = PATH_UPLOAD
+        fault = await self._fault(path)
+        if isinstance(fault, web.Response):
+            return fault
+        if (bad := self._check_token(request, path)) is not None:
+            return bad
+        kind = request.query.get("type")
+        if kind not in ("image", "voice", "video", "file"):
+            return self._answer(path, 40005, "invalid file type")
+        found: tuple[bytes, str, str] | None = None
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, aiohttp.BodyPartReader) and part.name == "media":
+                    found = (bytes(await part.read()), part.filename or "",
+                             part.headers.get("Content-Type", "application/octet-stream"))
+        except (ValueError, AssertionError, aiohttp.ClientError):
+            found = None
+        if found is None or not found[1]:
+            return self._answer(path, 41005, "media data missing")
+        data, filename, content_type = found
+        if len(data) <= 5:
+            return self._answer(path, 40006, "invalid file size")
+        if kind == "image":
+            if len(data) > APP_IMAGE_LIMIT:
+                return self._answer(path, 40009, "invalid image size")
+            if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8")):
+                return self._answer(path, 40004, "invalid media type")
+        media_id = f"media{next(self._ids)}-{random.getrandbits(48):012x}"
+        self.media[media_id] = Media(kind, data, filename, content_type, self.now() + MEDIA_TTL)
+        self.log.append((path, 0))
+        return web.json_response({"errcode": 0, "errmsg": "", "type": kind, "media_id": media_id,
+                                  "created_at": str(int(time.time()))})
+
+    # -- group robot -------------------------------------------------------------------------------------
+
+    async def _robot_send(self, request: web.Request) -> web.Response:
+        path = PATH_ROBOT
+        fault = await self._fault(path)
+        if isinstance(fault, web.Response):
+            return fault
+        key = request.query.get("key", "")
+        if key not in self.robots.values():
+            return self._answer(path, 93000, "invalid webhook url")
+        data = await self._json(request)
+        if data is None:
+            return self._answer(path, 40058, "data format error, Warning: wrong json format.")
+        msgtype = data.get("msgtype")
+        body = data.get(msgtype) if isinstance(msgtype, str) else None
+        if msgtype not in ("text", "markdown", "image", "news", "file", "voice", "template_card") \
+                or not isinstance(body, dict):
+            return self._answer(path, 40008, "invalid message type")
+        if msgtype == "text" and (code := self._too_long(body.get("content"), TEXT_LIMIT)):
+            return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
+        if msgtype == "markdown" and (code := self._too_long(body.get("content"), ROBOT_MARKDOWN_LIMIT)):
+            return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
+        if msgtype == "image":
+            try:
+                raw = base64.b64decode(str(body.get("base64", "")), validate=True)
+            except (binascii.Error, ValueError):
+                return self._answer(path, 40058, "invalid base64")
+            if not raw or len(raw) > ROBOT_IMAGE_LIMIT:
+                return self._answer(path, 40009, "invalid image size")
+            if hashlib.md5(raw).hexdigest() != body.get("md5"):
+                return self._answer(path, 40058, "image md5 mismatch")
+        if msgtype == "news":
+            articles = body.get("articles")
+            if not isinstance(articles, list) or not 1 <= len(articles) <= 8 or not all(
+                    isinstance(a, dict) and a.get("title") and a.get("url") for a in articles):
+                return self._answer(path, 40058, "invalid articles")
+        if not self._rate_ok(self._robot_at, key, self.robot_per_minute):
+            return self._answer(path, 45009, "api freq out of limit")
+        if isinstance(fault, Fault):
+            self.dropped.append(data)
+        else:
+            self.robot_messages.append((key, data))
+        return self._answer(path, 0)
+
+
+# -- callbacks (WeCom → bot) -----------------------------------------------------------------------------
+
+
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One callback attempt: HTTP status (0 = timed out / connection failed), body, seconds taken."""
+
+    status: int
+    body: str
+    latency: float
+
+
+class CallbackDriver:
+    """Builds callbacks the way WeCom does (encrypt with receiveid = CorpID, sign, percent-encode echostr)
+    and delivers them to a bot URL with WeCom's 5 s deadline and 3 retries; decrypts passive replies."""
+
+    def __init__(self, token: str, encoding_aes_key: str, corp_id: str, agent_id: int = 1000002, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.token = token
+        self.encoding_aes_key = encoding_aes_key
+        self.corp_id = corp_id
+        self.agent_id = agent_id
+        self._clock = clock
+        self._crypto = WeChatCrypto(token, encoding_aes_key, corp_id)
+
+    def _ts_nonce(self, timestamp: str | None, nonce: str | None) -> tuple[str, str]:
+        return timestamp or str(int(self._clock())), nonce or str(random.randint(10**8, 10**10 - 1))
+
+    def encrypt(self, plaintext: str, *, receiveid: str | None = None) -> str:
+        """The base64 `Encrypt` of plaintext (random 16-byte prefix, length, message, receiveid)."""
+        crypto = self._crypto if receiveid is None else WeChatCrypto(self.token, self.encoding_aes_key, receiveid)
+        envelope = xmltodict.parse(crypto.encrypt_message(plaintext, "0", "0"))["xml"]
+        return str(envelope["Encrypt"])
+
+    def sign(self, timestamp: str, nonce: str, encrypt: str) -> str:
+        """msg_signature = sha1 of the sorted (token, timestamp, nonce, encrypt)."""
+        return hashlib.sha1("".join(sorted([self.token, timestamp, nonce, encrypt])).encode()).hexdigest()
+
+    def url_check(self, echo: str | None = None, *, timestamp: str | None = None,
+                  nonce: str | None = None) -> tuple[dict[str, str], str]:
+        """Query parameters of the URL-check GET and the plaintext the bot must answer with."""
+        echo = echo or str(random.randint(10**17, 10**19))
+        ts, nonce = self._ts_nonce(timestamp, nonce)
+        echostr = self.encrypt(echo)
+        return {"msg_signature": self.sign(ts, nonce, echostr), "timestamp": ts, "nonce": nonce,
+                "echostr": echostr}, echo
+
+    def post(self, plaintext: str, *, timestamp: str | None = None, nonce: str | None = None,
+             tamper: str | None = None) -> tuple[dict[str, str], bytes]:
+        """Query parameters and body of an event POST. tamper: "signature" (one hex digit changed),
+        "corp_id" (encrypted for another receiveid, correctly signed), "base64" (garbage Encrypt, signed)."""
+        ts, nonce = self._ts_nonce(timestamp, nonce)
+        if tamper == "corp_id":
+            encrypt = self.encrypt(plaintext, receiveid="wwsomeothercorp")
+        elif tamper == "base64":
+            encrypt = "!!" + self.encrypt(plaintext)[2:-8]
+        else:
+            encrypt = self.encrypt(plaintext)
+        sig = self.sign(ts, nonce, encrypt)
+        if tamper == "signature":
+            sig = ("0" if sig[0] != "0" else "1") + sig[1:]
+        body = (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><Encrypt>{_cdata(encrypt)}</Encrypt>"
+                f"<AgentID>{_cdata(str(self.agent_id))}</AgentID></xml>")
+        return {"msg_signature": sig, "timestamp": ts, "nonce": nonce}, body.encode("utf-8")
+
+    def text_xml(self, user: str, content: str, msg_id: int | str, create_time: int | None = None) -> str:
+        """Plaintext of a text message from a member."""
+        ct = create_time or int(self._clock())
+        return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+                f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('text')}</MsgType><Content>{_cdata(content)}</Content>"
+                f"<MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID></xml>")
+
+    def card_click_xml(self, user: str, task_id: str, event_key: str, response_code: str,
+                       create_time: int | None = None, card_type: str = "button_interaction",
+                       selected: Iterable[tuple[str, list[str]]] = ()) -> str:
+        """Plaintext of a template_card_event (a button click; vote/multiple cards add SelectedItems)."""
+        ct = create_time or int(self._clock())
+        items = "".join(
+            f"<SelectedItem><QuestionKey>{_cdata(q)}</QuestionKey><OptionIds>"
+            + "".join(f"<OptionId>{_cdata(o)}</OptionId>" for o in opts) + "</OptionIds></SelectedItem>"
+            for q, opts in selected)
+        return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+                f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('event')}</MsgType>"
+                f"<Event>{_cdata('template_card_event')}</Event><EventKey>{_cdata(event_key)}</EventKey>"
+                f"<TaskId>{_cdata(task_id)}</TaskId><CardType>{_cdata(card_type)}</CardType>"
+                f"<ResponseCode>{_cdata(response_code)}</ResponseCode><AgentID>{self.agent_id}</AgentID>"
+                + (f"<SelectedItems>{items}</SelectedItems>" if items else "") + "</xml>")
+
+    def event_xml(self, user: str, event: str, create_time: int | None = None) -> str:
+        """Plaintext of some other event (enter_agent, subscribe, template_card_menu_event …)."""
+        ct = create_time or int(self._clock())
+        return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+                f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('event')}</MsgType><Event>{_cdata(event)}</Event>"
+                f"<EventKey>{_cdata('')}</EventKey><AgentID>{self.agent_id}</AgentID></xml>")
+
+    def decrypt_reply(self, xml: str) -> str:
+        """Verify and decrypt a passive reply envelope (Encrypt, MsgSignature, TimeStamp, Nonce)."""
+        env = xmltodict.parse(xml)["xml"]
+        if self.sign(str(env["TimeStamp"]), str(env["Nonce"]), str(env["Encrypt"])) != env["MsgSignature"]:
+            raise ValueError("passive reply signature mismatch")
+        return str(self._crypto.decrypt_message({"Encrypt": env["Encrypt"]}, env["MsgSignature"],
+                                                str(env["TimeStamp"]), str(env["Nonce"])))
+
+    @staticmethod
+    def url(base: str, params: dict[str, str]) -> yarl.URL:
+        """The callback URL with every query value percent-encoded as WeCom does (%2B, %2F, %3D)."""
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+        return yarl.URL(f"{base}?{query}", encoded=True)
+
+    async def _attempt(self, session: aiohttp.ClientSession, method: str, url: yarl.URL, body: bytes | None,
+                       deadline: float) -> Delivery:
+        started = time.monotonic()
+        try:
+            async with session.request(method, url, data=body, timeout=aiohttp.ClientTimeout(total=deadline),
+                                       headers={"Content-Type": "text/xml"} if body is not None else None) as r:
+                text = await r.text()
+                return Delivery(r.status, text, time.monotonic() - started)
+        except (TimeoutError, aiohttp.ClientError):
+            return Delivery(0, "", time.monotonic() - started)
+
+    async def verify(self, session: aiohttp.ClientSession, base: str, echo: str | None = None,
+                     *, deadline: float = 1.0) -> tuple[Delivery, str]:
+        """Send the URL-check GET (1 s deadline); returns the attempt and the expected plaintext."""
+        params, plain = self.url_check(echo)
+        return await self._attempt(session, "GET", self.url(base, params), None, deadline), plain
+
+    async def deliver(self, session: aiohttp.ClientSession, base: str, plaintext: str, *, retries: int = 3,
+                      deadline: float = 5.0, tamper: str | None = None) -> list[Delivery]:
+        """POST one callback; on timeout or non-200 re-send the same request, up to `retries` more times."""
+        params, body = self.post(plaintext, tamper=tamper)
+        url = self.url(base, params)
+        attempts = [await self._attempt(session, "POST", url, body, deadline)]
+        while attempts[-1].status != 200 and len(attempts) <= retries:
+            attempts.append(await self._attempt(session, "POST", url, body, deadline))
+        return attempts
