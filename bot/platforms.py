@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot import approve_links
 from bot.dingtalk import callback as dt_callback
 from bot.dingtalk.client import DingTalkClient, DingTalkRobotClient
 from bot.dingtalk.sign import CallbackRejected as DingTalkRejected
@@ -51,6 +52,7 @@ class DingTalkConfig:
     card_template_id: str | None = None
     card_callback_token: str | None = field(default=None, repr=False)
     robots: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+    link_secret: str | None = field(default=None, repr=False)  # signs /approve/{token} links
 
 
 def _str(section: str, table: Mapping[str, Any], key: str, required: bool = True) -> str:
@@ -100,7 +102,8 @@ def dingtalk_config(raw: Mapping[str, Any]) -> DingTalkConfig | None:
         _str("dingtalk", table, "oapi_base", False) or DingTalkConfig.oapi_base,
         _str("dingtalk", table, "card_template_id", False) or None,
         _str("dingtalk", table, "card_callback_token", False) or None,
-        {k: dict(v) for k, v in robots.items()})
+        {k: dict(v) for k, v in robots.items()},
+        _str("dingtalk", table, "link_secret", False) or None)
 
 
 def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
@@ -170,7 +173,8 @@ def dingtalk_routes(cfg: DingTalkConfig, accept: Accept) -> list[web.RouteDef]:
             await accept(inbound)
         return web.json_response({})
 
-    return [web.post("/dingtalk/callback", message), web.post("/dingtalk/card-callback", card)]
+    links = approve_links.routes(cfg.link_secret, accept) if cfg.link_secret else []
+    return [web.post("/dingtalk/callback", message), web.post("/dingtalk/card-callback", card), *links]
 
 
 def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
