@@ -16,6 +16,7 @@ from bot.dingtalk.client import DingTalkClient, DingTalkRobotClient
 from bot.dingtalk.sign import CallbackRejected as DingTalkRejected
 from bot.dingtalk.sign import verify_shared_token
 from bot.inbound import Inbound
+from bot.transport import SendError
 from bot.wecom.callback import parse_inbound
 from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
 from bot.wecom.crypto import CallbackCrypto
@@ -53,6 +54,8 @@ class DingTalkConfig:
     card_callback_token: str | None = field(default=None, repr=False)
     robots: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     link_secret: str | None = field(default=None, repr=False)  # signs /approve/{token} links
+    card_callback_route_key: str | None = None
+    public_url: str = ""  # where DingTalk reaches this server, e.g. https://bot.example.com
 
 
 def _str(section: str, table: Mapping[str, Any], key: str, required: bool = True) -> str:
@@ -103,7 +106,9 @@ def dingtalk_config(raw: Mapping[str, Any]) -> DingTalkConfig | None:
         _str("dingtalk", table, "card_template_id", False) or None,
         _str("dingtalk", table, "card_callback_token", False) or None,
         {k: dict(v) for k, v in robots.items()},
-        _str("dingtalk", table, "link_secret", False) or None)
+        _str("dingtalk", table, "link_secret", False) or None,
+        _str("dingtalk", table, "card_callback_route_key", False) or None,
+        _str("dingtalk", table, "public_url", False).rstrip("/"))
 
 
 def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
@@ -177,6 +182,20 @@ def dingtalk_routes(cfg: DingTalkConfig, accept: Accept) -> list[web.RouteDef]:
     return [web.post("/dingtalk/callback", message), web.post("/dingtalk/card-callback", card), *links]
 
 
+async def _register_card_callback(client: DingTalkClient, cfg: DingTalkConfig) -> None:
+    """Tell DingTalk where card clicks go (HTTP mode); without it cards are created but clicks reach nobody."""
+    if not (cfg.card_template_id and cfg.card_callback_route_key and cfg.public_url and cfg.card_callback_token):
+        if cfg.card_template_id:
+            log.warning("dingtalk cards configured without card_callback_route_key/public_url/card_callback_token: "
+                        "card button clicks will not reach this server")
+        return
+    url = f"{cfg.public_url}/dingtalk/card-callback?token={cfg.card_callback_token}"
+    try:
+        await client.register_card_callback(url, cfg.card_callback_token, cfg.card_callback_route_key)
+    except SendError as e:  # the server still runs; cards fall back to links/text until this works
+        log.warning("dingtalk card callback registration failed (%s); card clicks will not arrive", e.code)
+
+
 def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
                    register: Callable[[str, Any], None]) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup_ctx: one aiohttp ClientSession for the platform clients, registered as outbox transports."""
@@ -189,9 +208,12 @@ def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
                     WeComRobotClient(session, wecom.robots, wecom.api_base) if wecom.robots else None))
             if dingtalk is not None:
                 robots = DingTalkRobotClient(session, dingtalk.robots, dingtalk.oapi_base) if dingtalk.robots else None
-                register("dingtalk", DingTalkClient(session, dingtalk.app_key, dingtalk.app_secret,
-                                                    dingtalk.robot_code, dingtalk.api_base, dingtalk.oapi_base,
-                                                    card_template_id=dingtalk.card_template_id, robots=robots))
+                client = DingTalkClient(session, dingtalk.app_key, dingtalk.app_secret, dingtalk.robot_code,
+                                        dingtalk.api_base, dingtalk.oapi_base,
+                                        card_template_id=dingtalk.card_template_id,
+                                        card_callback_route_key=dingtalk.card_callback_route_key, robots=robots)
+                await _register_card_callback(client, dingtalk)
+                register("dingtalk", client)
             yield
 
     return ctx

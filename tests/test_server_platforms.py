@@ -6,10 +6,13 @@ import asyncio
 from dataclasses import replace
 from types import MappingProxyType
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.server import build_app
+from bot.server import SENDER, build_app
+from bot.transport import Target
+from cards.model import Button, Message
 from core.models import User
 from tests.factories import line, post, seed
 from tests.fakes.dingtalk import FakeDingTalk, signed_callback
@@ -131,3 +134,25 @@ async def test_dingtalk_forged_and_malformed_callbacks_are_4xx(dingtalk):
     assert (await client.post("/dingtalk/card-callback?token=wrong", json={})).status == 403
     await asyncio.sleep(0.2)
     assert fake.sent == []
+
+
+async def test_dingtalk_card_callback_is_registered_at_start_and_clicks_arrive(db, settings):
+    """With a card template, route key and public URL, the server registers its card-callback URL at start;
+    a click through the fake then reaches the dispatcher, which answers the clicker."""
+    await _seed(db, settings)
+    async with FakeDingTalk() as fake:
+        raw = {"dingtalk": {"app_key": fake.app_key, "app_secret": fake.app_secret, "robot_code": fake.robot_code,
+                            "api_base": fake.url, "oapi_base": fake.url, "card_callback_token": "card-secret",
+                            "card_template_id": "tpl.approval", "card_callback_route_key": "jxcbot",
+                            "public_url": "https://bot.example.com/"}}
+        app = build_app(replace(settings, raw=MappingProxyType(raw)), db)
+        async with TestClient(TestServer(app)) as client, aiohttp.ClientSession() as http:
+            assert fake.callbacks["jxcbot"]["url"] == "https://bot.example.com/dingtalk/card-callback?token=card-secret"
+            # DingTalk would call the public URL; in the test it is this server's loopback address
+            fake.callbacks["jxcbot"]["url"] = str(client.make_url("/dingtalk/card-callback?token=card-secret"))
+            card = Message("card", title="审批", text="请审批", buttons=(Button("同意", "approval:1:1:approve"),))
+            await client.server.app[SENDER].transports["dingtalk"].send(Target("dingtalk", "user", "manager01"), card)
+            status, _answer = await fake.click(http, next(iter(fake.cards)), "manager01", "approval:1:1:approve")
+            assert status == 200
+            await _until(lambda: any(s.channel == "user" and "审批" in str(s.payload) for s in fake.sent),
+                         "the answer to the click")
