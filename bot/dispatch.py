@@ -4,6 +4,7 @@ run the command and queue the replies in the outbox — the replies in the same 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 UNREGISTERED = ("你还没有在 jxcbot 登记，暂时不能使用。请把这条消息转给管理员：管理员在用户表中填写你的{field}"
                 "「{user_id}」后用 `jxcbot import users 用户表.xlsx` 导入即可。")
+SESSION_MARGIN = 120  # seconds a DingTalk session webhook must still be valid to carry a reply
 _ID_FIELD = {"wecom": ("wecom_user_id", "企业微信账号"), "dingtalk": ("dingtalk_staff_id", "钉钉员工 ID"),
              "console": ("name", "姓名")}
 
@@ -125,7 +127,8 @@ def reply_target(event: Inbound) -> Target:
     """Where the answer goes: the DingTalk session webhook while valid, else the group, else the sender."""
     if event.platform == "dingtalk":
         hook, expires = event.reply.get("session_webhook"), event.reply.get("session_webhook_expires")
-        if hook and expires:
+        # A session webhook lives ~1.5 h; one about to expire would only dead-letter the reply.
+        if hook and expires and int(expires) > (time.time() + SESSION_MARGIN) * 1000:
             return Target("dingtalk", "session", str(hook), int(expires))
         if event.chat_id:
             return Target("dingtalk", "group", event.chat_id)

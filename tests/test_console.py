@@ -137,3 +137,23 @@ async def test_events_left_unhandled_by_a_crash_are_handled_on_start(db, setting
             await asyncio.sleep(0.02)
         assert [m["target"]["address"] for m in log.entries] == ["张库管"]
         assert "库存" in log.entries[0]["message"]["text"]
+
+
+def test_reply_target_prefers_a_live_session_webhook_then_group_then_user():
+    import time
+    from datetime import UTC, datetime
+
+    from bot.dispatch import reply_target
+    from bot.inbound import Inbound
+
+    now_ms = int(time.time() * 1000)
+
+    def event(expires: int | None, chat: str | None) -> Inbound:
+        reply = {"session_webhook": "https://oapi.dingtalk.com/robot/sendBySession?session=s",
+                 "session_webhook_expires": expires} if expires else {}
+        return Inbound("dingtalk", "manager01", "k", datetime.now(UTC), chat_id=chat, text="帮助", reply=reply)
+
+    assert reply_target(event(now_ms + 3_600_000, "cid")).kind == "session"
+    assert reply_target(event(now_ms + 30_000, "cid")).kind == "group"  # about to expire
+    assert reply_target(event(now_ms - 1, None)).kind == "user"
+    assert reply_target(event(None, None)).address == "manager01"
