@@ -59,7 +59,8 @@ async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None
         await _add_entries(session, [_entry("receivable", doc, ln, -1, now) for ln in doc.lines])
         ref = await session.get_one(Document, doc.ref_document_id)
         ref.returned = True  # 已退货
-    await session.flush()
+    if session.new or session.dirty or session.deleted:  # a linked document changed (returns, fulfilled orders)
+        await session.flush()
 
 
 async def on_cancelled(session: AsyncSession, doc: Document, now: datetime) -> None:

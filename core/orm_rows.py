@@ -30,13 +30,19 @@ def with_defaults(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _register(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
-    # What the ORM's loader does for a new row: the instance dict filled directly (no attribute events,
-    # so no history), the identity set, the object added to the session as persistent. Attributes left
-    # out (relationships) load lazily, as after a plain query.
+    # Exactly what the ORM's loader does for a row it has not seen (sqlalchemy.orm.loading._instance, 2.0):
+    # a new instance, its dict filled directly (no attribute events, so no history), identity key and
+    # session set, registered in the identity map as persistent. Attributes left out (relationships) load
+    # lazily, as after a plain query. session.add() would do the same after a cascade walk that costs
+    # more than all of this; tests/test_fastsql.py pins the resulting state (persistent, clean, flushable).
     obj = manager_of_class(model).new_instance()
     obj.__dict__.update(values)
-    instance_state(obj).key = identity_key(model, values["id"])
-    session.add(obj)
+    state = instance_state(obj)
+    sync = session.sync_session
+    state.key = identity_key(model, values["id"])
+    state.identity_token = None
+    state.session_id = sync.hash_key
+    sync.identity_map._add_unpresent(state, state.key)
     return obj
 
 
