@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.fastsql import Fast
 from core.models.messaging import InboundEvent, fit_key
+from core.types import UTCDateTime
 
 _ERROR_CHARS = 4000
 
@@ -26,13 +27,20 @@ async def record_inbound(session: AsyncSession, *, platform: str, user_id: str, 
     such as datetimes, are written as their str())."""
     if received_at.tzinfo is None:
         raise ValueError("received_at must be timezone-aware")
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(InboundEvent).values(
-        dedupe_key=fit_key(dedupe_key), platform=platform, user_id=user_id, chat_id=chat_id,
-        payload=json.dumps(dict(payload or {}), ensure_ascii=False, sort_keys=True, default=str),
-        received_at=received_at, status="new",
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(InboundEvent.id)
-    return (await session.execute(stmt)).first() is not None
+    rows = await _RECORD.all(session, {
+        "dedupe_key": fit_key(dedupe_key), "platform": platform, "user_id": user_id, "chat_id": chat_id,
+        "payload": json.dumps(dict(payload or {}), ensure_ascii=False, sort_keys=True, default=str),
+        "received_at": received_at})
+    return bool(rows)
+
+
+# The same SQL on SQLite (>= 3.35) and PostgreSQL, as text: SQLAlchemy cannot cache the compiled form of a
+# dialect insert(...).on_conflict_do_nothing() and recompiled it for every callback.
+_RECORD = Fast(text(
+    "INSERT INTO inbound_events (dedupe_key, platform, user_id, chat_id, payload, received_at, status) "
+    "VALUES (:dedupe_key, :platform, :user_id, :chat_id, :payload, :received_at, 'new') "
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+).bindparams(bindparam("received_at", type_=UTCDateTime())).columns(id=Integer))
 
 
 async def mark_handled(session: AsyncSession, dedupe_key: str, now: datetime) -> bool:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.fastsql import Fast
 from core.models.messaging import OutboxMessage, fit_key
+from core.types import UTCDateTime
 
 _ERROR_CHARS = 2000
 _OPEN = ("pending", "sending")
@@ -64,12 +65,20 @@ async def enqueue(session: AsyncSession, dedupe_key: str, target: Mapping[str, A
     """Queue one message in the caller's transaction; False (and no second row) when the key is queued already.
 
     target/message are Target.to_json() / Message.to_json() dicts. not_before delays the first attempt."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(OutboxMessage).values(
-        dedupe_key=fit_key(dedupe_key), target=_dump(target), message=_dump(message), status="pending",
-        attempts=0, next_attempt_at=max(now, not_before or now), created_at=now,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMessage.id)
-    return (await session.execute(stmt)).first() is not None
+    rows = await _ENQUEUE.all(session, {
+        "dedupe_key": fit_key(dedupe_key), "target": _dump(target), "message": _dump(message),
+        "next_attempt_at": max(now, not_before or now), "created_at": now})
+    return bool(rows)
+
+
+# Text, the same on SQLite (>= 3.35) and PostgreSQL: a dialect insert(...).on_conflict_do_nothing() is not
+# cacheable in SQLAlchemy and was recompiled for every message.
+_ENQUEUE = Fast(text(
+    "INSERT INTO outbox (dedupe_key, target, message, status, attempts, next_attempt_at, created_at) "
+    "VALUES (:dedupe_key, :target, :message, 'pending', 0, :next_attempt_at, :created_at) "
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+).bindparams(bindparam("next_attempt_at", type_=UTCDateTime()), bindparam("created_at", type_=UTCDateTime()))
+    .columns(id=Integer))
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int, lease_seconds: float) -> list[Claimed]:
