@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 import handlers  # noqa: F401  (registers the commands)
+from bot.group_commit import GroupCommit
 from bot.inbound import Inbound
 from bot.tasks import TaskTracker
 from bot.transport import Target
@@ -39,20 +40,32 @@ class Dispatcher:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db, self.settings, self.tracker = db, settings, tracker
         self.on_enqueued, self.clock = on_enqueued, clock
+        # Events arriving together are stored in one transaction, and so are handlers' replies (group commit):
+        # SQLite has one writer, and a transaction per callback made every acknowledgement queue behind it.
+        self.stores, self.finishes = GroupCommit(db), GroupCommit(db)
 
     async def accept(self, event: Inbound) -> bool:
-        """Store the event under its dedupe_key and start handling it; False for a platform retry."""
+        """Store the event under its dedupe_key (committed before this returns) and start handling it;
+        False for a platform retry."""
 
         async def store(session: Any) -> bool:
             return await inbound_events.record_inbound(
                 session, platform=event.platform, user_id=event.user_id, dedupe_key=event.dedupe_key,
                 chat_id=event.chat_id, payload=_payload(event), received_at=event.received_at)
 
-        if not await self.db.write(store):
+        def stored(new: bool) -> None:  # runs at commit, even if the platform's request was cancelled meanwhile
+            if new:
+                self.tracker.spawn(self.handle(event), name=f"handle {event.dedupe_key}")
+
+        if not await self.stores.submit(store, on_commit=stored):
             log.info("duplicate inbound %s ignored", event.dedupe_key)
             return False
-        self.tracker.spawn(self.handle(event), name=f"handle {event.dedupe_key}")
         return True
+
+    async def close(self) -> None:
+        """Commit what is queued (call after the handler tasks have finished)."""
+        await self.stores.close()
+        await self.finishes.close()
 
     async def resume(self) -> int:
         """Handle again the events a crash left stored but unhandled; returns how many (replies are keyed by
@@ -91,7 +104,7 @@ class Dispatcher:
             else:
                 await inbound_events.mark_failed(session, event.dedupe_key, error, now)
 
-        await self.db.write(finish)
+        await self.finishes.submit(finish)
         self.on_enqueued()
 
     async def _replies(self, event: Inbound) -> list[Message]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.group_commit import GroupCommit
 from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
 from bot.transport import SendError, Target, Transport
 from cards.model import Message
@@ -148,6 +149,7 @@ class OutboxSender:
         self._sleep = sleep
         self._rng = rng
         self._wake = asyncio.Event()
+        self._marks = GroupCommit(db)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -278,7 +280,9 @@ class OutboxSender:
 
     async def _sent(self, item: outbox.Claimed) -> None:
         now = self._clock()
-        if not await self.db.write(lambda session: outbox.mark_sent(session, item, now)):
+        # Marks of sends finishing together share one transaction (group commit); a crash before it commits
+        # re-sends after the lease — the at-least-once window every mark has anyway.
+        if not await self._marks.submit(lambda session: outbox.mark_sent(session, item, now)):
             log.warning("outbox sender: %s was sent after its claim expired", item.dedupe_key)
 
     async def _release(self, items: list[outbox.Claimed], until: datetime) -> None:

@@ -69,6 +69,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         log.warning("resuming %d inbound events left unhandled by the last run", resumed)
     yield
     await app[TRACKER].close()
+    await app[DISPATCHER].close()
     await sender.stop()
 
 
