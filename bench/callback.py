@@ -155,6 +155,59 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
+BARE_SERVER = """
+import sys
+from aiohttp import web
+
+async def ok(_request):
+    return web.Response(text="")
+
+app = web.Application()
+app.router.add_post(sys.argv[2], ok)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+BOT_SERVER = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def spawn(args: Sequence[str], health: str) -> asyncio.subprocess.Process:
+    """Start a server process and wait until `health` answers (any HTTP status)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(health):
+                    return proc
+            except aiohttp.ClientError:
+                pass
+            if proc.returncode is not None:
+                assert proc.stderr is not None
+                raise RuntimeError("server process exited: " + (await proc.stderr.read()).decode()[-2000:])
+            await asyncio.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"server process did not answer at {health}")
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM (the bot then finishes its handlers and outbox) and wait."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 def bare_app() -> web.Application:
     """The ceiling: one POST handler answering 200 "" at once."""
 
@@ -196,6 +249,7 @@ class Options:
     senders: int
     warmup: int
     reply_timeout: float
+    separate: bool = True  # servers in their own processes (the load client and fake WeCom stay here)
 
 
 async def run(opts: Options, t0: float) -> dict[str, Any]:
@@ -210,6 +264,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
 
     db = Database(opts.url)
     runner: web.AppRunner | None = None
+    proc: asyncio.subprocess.Process | None = None
     try:
         await recreate_schema(db)
         settings = Settings(database_url=opts.url)  # defaults; a jxcbot.toml in the working directory is ignored
@@ -218,7 +273,17 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         await fake.start()
         raw = {"wecom": {"corp_id": fake.corp_id, "agent_id": fake.agent_id, "secret": fake.secret, "token": TOKEN,
                          "encoding_aes_key": AES_KEY, "api_base": fake.base_url}}
-        runner, base = await serve(build_app(replace(settings, raw=MappingProxyType(raw)), db))
+        if opts.separate:
+            await db.dispose()
+            port = free_port()
+            config = Path(opts.url.split(":///", 1)[1]).with_name("jxcbot.toml")
+            config.write_text(
+                f'[database]\nurl = "{opts.url}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n[wecom]\n'
+                + "".join(f'{k} = {json.dumps(v)}\n' for k, v in raw["wecom"].items()), encoding="utf-8")
+            base = f"http://127.0.0.1:{port}"
+            proc = await spawn(["-c", BOT_SERVER, "--config", str(config), "serve"], f"{base}/healthz")
+        else:
+            runner, base = await serve(build_app(replace(settings, raw=MappingProxyType(raw)), db))
         async with client_session(opts.senders) as session:
             log(t0, f"warm-up: {opts.warmup} callbacks to the bot at {base}")
             await load(session, base, warm_shots, opts.senders)
@@ -234,6 +299,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         log(t0, "stopping the bot (handlers and outbox sender finish first)")
         if runner is not None:
             await runner.cleanup()
+        if proc is not None:
+            await stop(proc)
         await fake.close()
         await db.dispose()
 
@@ -245,14 +312,24 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     wrong = [m for m in fake.messages[skip:] if "淡奶油" not in json.dumps(m, ensure_ascii=False)]
     last_ack = max(s.acked for s in samples)
 
-    bare_runner, bare_base = await serve(bare_app())
+    bare_runner: web.AppRunner | None = None
+    bare_proc: asyncio.subprocess.Process | None = None
+    if opts.separate:
+        bare_port = free_port()
+        bare_base = f"http://127.0.0.1:{bare_port}"
+        bare_proc = await spawn(["-c", BARE_SERVER, str(bare_port), PATH], f"{bare_base}/")
+    else:
+        bare_runner, bare_base = await serve(bare_app())
     try:
         async with client_session(opts.senders) as session:
             log(t0, f"bare handler: warm-up, then {BARE_ROUNDS} × {opts.callbacks} callbacks at {bare_base}")
             await load(session, bare_base, warm_shots, opts.senders)
             bare_runs = [await load(session, bare_base, shots, opts.senders) for _ in range(BARE_ROUNDS)]
     finally:
-        await bare_runner.cleanup()
+        if bare_runner is not None:
+            await bare_runner.cleanup()
+        if bare_proc is not None:
+            await stop(bare_proc)
 
     acks = [s.ack_ms for s in samples if s.status == 200]
     bare_samples = [s for run_samples, _ in bare_runs for s in run_samples]
@@ -290,6 +367,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         "users": len(users) + len(warm_users),
         "database": opts.url,
         "database_note": "fresh SQLite file in a temporary directory, removed after the run",
+        "servers": "own processes (jxcbot serve; a bare aiohttp app)" if opts.separate else "in the client's process",
     }
     result["targets_met"] = {
         "ack_ms_p99": within(result["ack_ms_p99"], TARGET_ACK_P99),
@@ -314,7 +392,7 @@ def render(r: dict[str, Any]) -> str:
         f"jxcbot callback benchmark: {r['callbacks']:,} encrypted WeCom text callbacks 「{QUERY}」, "
         f"{r['senders']} concurrent senders, loopback",
         f"  (after {r['warmup_callbacks']} warm-up callbacks; one registered user per callback; "
-        "client, bot, fake WeCom in one process)",
+        f"servers: {r['servers']}; load client and fake WeCom in this process)",
         "",
         f"  {'':<28}{'p50':>9}{'p99':>9}{'max':>9}",
         f"  {'ack latency, ms':<28}{cell(r['ack_ms_p50'])}{cell(r['ack_ms_p99'])}{cell(r['ack_ms_max'])}"
@@ -339,6 +417,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--callbacks", type=int, default=2000, help="measured callbacks (default 2000)")
     p.add_argument("--senders", type=int, default=100, help="concurrent senders (default 100)")
     p.add_argument("--warmup", type=int, help="warm-up callbacks before measuring (default: one per sender)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the bot and the bare handler inside this process (default: each in its own process, "
+                        "so the load client and the fake WeCom do not share its interpreter)")
     p.add_argument("--reply-timeout", type=float, default=30.0,
                    help="seconds to wait for the replies after the last ack (default 30)")
     args = p.parse_args(argv)
@@ -352,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     tmpdir = tempfile.mkdtemp(prefix="jxcbench-")
     opts = Options(f"sqlite+aiosqlite:///{Path(tmpdir) / 'callback.db'}", args.callbacks, args.senders,
-                   args.senders if args.warmup is None else args.warmup, args.reply_timeout)
+                   args.senders if args.warmup is None else args.warmup, args.reply_timeout, not args.in_process)
     try:
         result = asyncio.run(run(opts, t0))
     finally:

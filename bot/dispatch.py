@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 UNREGISTERED = ("你还没有在 jxcbot 登记，暂时不能使用。请把这条消息转给管理员：管理员在用户表中填写你的{field}"
                 "「{user_id}」后用 `jxcbot import users 用户表.xlsx` 导入即可。")
+SENDER_TTL = 60.0  # seconds a known sender's roles are reused before they are read again
+UNKNOWN_TTL = 5.0  # an unregistered sender is looked up again soon (they are being registered)
+SENDER_CACHE = 10_000
 SESSION_MARGIN = 120  # seconds a DingTalk session webhook must still be valid to carry a reply
 _ID_FIELD = {"wecom": ("wecom_user_id", "企业微信账号"), "dingtalk": ("dingtalk_staff_id", "钉钉员工 ID"),
              "console": ("name", "姓名")}
@@ -43,6 +46,7 @@ class Dispatcher:
         # Events arriving together are stored in one transaction, and so are handlers' replies (group commit):
         # SQLite has one writer, and a transaction per callback made every acknowledgement queue behind it.
         self.stores, self.finishes = GroupCommit(db), GroupCommit(db)
+        self._senders: dict[tuple[str, str], tuple[float, Sender | None]] = {}
 
     async def accept(self, event: Inbound) -> bool:
         """Store the event under its dedupe_key (committed before this returns) and start handling it;
@@ -125,15 +129,27 @@ class Dispatcher:
         return await cmd.run(ctx, args)
 
     async def sender(self, event: Inbound) -> Sender | None:
-        """The registered jxcbot user behind the event's platform id, or None."""
+        """The registered jxcbot user behind the event's platform id, or None.
+
+        Kept for SENDER_TTL seconds (a read session per message was a sixth of the server's CPU under load),
+        so a change of roles or a new registration applies within that time."""
+        key = (event.platform, event.user_id)
+        now = time.monotonic()
+        hit = self._senders.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         column = getattr(User, _ID_FIELD[event.platform][0])
         async with self.db.read(snapshot=False) as s:
             user = (await s.execute(select(User.id, User.name, User.roles, User.department)
                                     .where(column == event.user_id))).first()
-        if user is None:
-            return None
-        roles = frozenset(r.strip() for r in (user.roles or "").split(",") if r.strip())
-        return Sender(user.id, user.name, roles, user.department or "")
+        found = None
+        if user is not None:
+            roles = frozenset(r.strip() for r in (user.roles or "").split(",") if r.strip())
+            found = Sender(user.id, user.name, roles, user.department or "")
+        if len(self._senders) >= SENDER_CACHE:
+            self._senders.clear()
+        self._senders[key] = (now + (SENDER_TTL if found is not None else UNKNOWN_TTL), found)
+        return found
 
 
 def reply_target(event: Inbound) -> Target:

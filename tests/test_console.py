@@ -157,3 +157,37 @@ def test_reply_target_prefers_a_live_session_webhook_then_group_then_user():
     assert reply_target(event(now_ms + 30_000, "cid")).kind == "group"  # about to expire
     assert reply_target(event(now_ms - 1, None)).kind == "user"
     assert reply_target(event(None, None)).address == "manager01"
+
+
+async def test_sender_lookup_is_cached_briefly(db, settings, monkeypatch):
+    """Roles are read once per SENDER_TTL; a change applies after it; an unknown sender is retried sooner."""
+    from datetime import UTC, datetime
+
+    from bot import dispatch
+    from bot.inbound import Inbound
+    from bot.tasks import TaskTracker
+
+    await db.write(seed)
+    d = dispatch.Dispatcher(db, settings, TaskTracker())
+    reads = 0
+    real_read = db.read
+
+    def counting_read(*a, **kw):
+        nonlocal reads
+        reads += 1
+        return real_read(*a, **kw)
+
+    monkeypatch.setattr(db, "read", counting_read)
+    event = Inbound("wecom", "zhang", "k1", datetime.now(UTC), text="帮助")
+    first = await d.sender(event)
+    assert first is not None and first.roles == frozenset({"warehouse"})
+    assert await d.sender(event) == first and reads == 1
+
+    async def promote(s) -> None:
+        (await s.execute(select(User).where(User.wecom_user_id == "zhang"))).scalar_one().roles = "warehouse,manager"
+
+    await db.write(promote)
+    monkeypatch.setattr(dispatch, "SENDER_TTL", 0.0)
+    d._senders.clear()
+    assert (await d.sender(event)).roles == frozenset({"warehouse", "manager"})
+    assert await d.sender(Inbound("wecom", "nobody", "k2", datetime.now(UTC), text="帮助")) is None
