@@ -29,7 +29,7 @@ from core.migrate import recreate_schema
 from core.models import User
 
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
-from tests.factories import line, post, seed
+from tests.factories import seed_stocked
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
 
 TARGET_ACK_P99 = 100.0  # ms
@@ -223,8 +223,7 @@ async def seed_db(db: Database, settings: Settings, users: Sequence[str]) -> Non
     """The test bakery, 12 kg of cream received into WH1, and one registered WeCom user per name."""
 
     async def work(s: AsyncSession) -> None:
-        await seed(s)
-        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+        await seed_stocked(s, settings)
         s.add_all(User(name=f"压测{u}", wecom_user_id=u, department="仓储部", roles="warehouse") for u in users)
 
     await db.write(work)

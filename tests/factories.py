@@ -33,6 +33,12 @@ async def seed(session: AsyncSession) -> None:
     await session.flush()
 
 
+async def seed_stocked(session: AsyncSession, settings: Settings) -> None:
+    """seed() plus 12 kg of cream received into WH1 (what the chat-server tests and benchmark query)."""
+    await seed(session)
+    await post(session, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+
+
 async def post(session: AsyncSession, settings: Settings, doc_type: str, lines: list[LineInput],
                **kw: object) -> Document:
     """Create, submit and post a document in one go."""

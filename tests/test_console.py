@@ -11,15 +11,14 @@ from sqlalchemy import func, select
 
 from bot.server import CONSOLE_LOG, build_app
 from core.models import User
-from tests.factories import line, post, seed
+from tests.factories import seed, seed_stocked
 
 
 @pytest.fixture
 async def client(db, settings):
     async def setup(s) -> None:
-        await seed(s)
+        await seed_stocked(s, settings)
         s.add(User(name="李经理", department="管理部", roles="manager"))
-        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
 
     await db.write(setup)
     app = build_app(settings, db)

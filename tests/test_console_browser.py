@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.server import build_app
 from core.models import User
-from tests.factories import line, post, seed
+from tests.factories import seed_stocked
 
 CHROMIUM = os.environ.get("JXCBOT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)
@@ -19,9 +19,8 @@ HAVE_CHROMIUM = os.path.exists(CHROMIUM)
 @pytest.fixture
 async def server(db, settings):
     async def setup(s) -> None:
-        await seed(s)
+        await seed_stocked(s, settings)
         s.add(User(name="李经理", department="管理部", roles="manager"))
-        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
 
     await db.write(setup)
     srv = TestServer(build_app(settings, db), host="127.0.0.1")

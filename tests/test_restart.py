@@ -16,7 +16,7 @@ from core.db import Database
 from core.migrate import recreate_schema
 from core.models import OutboxMessage
 from tests.conftest import PG_URL
-from tests.factories import line, post, seed
+from tests.factories import seed_stocked
 from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault
 
 TOKEN = "jxcbotRestartToken"
@@ -64,11 +64,10 @@ async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, se
     await recreate_schema(db)
 
     async def setup(s) -> None:
-        await seed(s)
+        await seed_stocked(s, settings)
         from core.models import User
 
         s.add_all([User(name=f"用户{u}", wecom_user_id=u, roles="warehouse") for u in USERS])
-        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
 
     await db.write(setup)
     port = _free_port()

@@ -14,7 +14,7 @@ from bot.server import SENDER, build_app
 from bot.transport import Target
 from cards.model import Button, Message
 from core.models import User
-from tests.factories import line, post, seed
+from tests.factories import seed_stocked
 from tests.fakes.dingtalk import FakeDingTalk, signed_callback
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
 
@@ -24,9 +24,8 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
 
 async def _seed(db, settings) -> None:
     async def setup(s) -> None:
-        await seed(s)  # 张库管 has wecom_user_id "zhang"
+        await seed_stocked(s, settings)  # 张库管 has wecom_user_id "zhang"
         s.add(User(name="王经理", dingtalk_staff_id="manager01", roles="manager"))
-        await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
 
     await db.write(setup)
 
