@@ -57,8 +57,9 @@ class ConsoleTransport:
 def routes(log: ConsoleLog, db: Any, accept: Any) -> list[web.RouteDef]:
     """The page and its small JSON API; accept(Inbound) hands an event to the dispatcher."""
 
+    html = resources.files("cards").joinpath("html/console.html").read_text(encoding="utf-8")  # once, at start-up
+
     async def page(_request: web.Request) -> web.Response:
-        html = resources.files("cards").joinpath("html/console.html").read_text(encoding="utf-8")
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     async def users(_request: web.Request) -> web.Response:

@@ -26,20 +26,14 @@ class WriterThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
-        self.engine: AsyncEngine = self.call_soon(make_engine)
-        self.lock: asyncio.Lock = self.call_soon(asyncio.Lock)
+        # Neither connects nor binds to a loop when created (connections open, and the lock binds, on first
+        # use — in this thread), so the caller's loop never waits for the thread here.
+        self.engine: AsyncEngine = make_engine()
+        self.lock = asyncio.Lock()
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
-
-    def call_soon(self, fn: Any) -> Any:
-        """Run a plain function in the writer thread and return its result (blocks the caller briefly)."""
-
-        async def call() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the writer loop and await its result from the caller's loop.
