@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 import handlers  # noqa: F401  (registers the commands)
 from bot.group_commit import GroupCommit
@@ -20,6 +20,7 @@ from bot.transport import Target
 from cards.model import Message, text
 from core import inbound_events, outbox
 from core.errors import DomainError
+from core.fastsql import Fast
 from core.models import User
 from handlers.registry import Context, Sender, find
 
@@ -138,10 +139,8 @@ class Dispatcher:
         hit = self._senders.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        column = getattr(User, _ID_FIELD[event.platform][0])
-        async with self.db.read(snapshot=False) as s:
-            user = (await s.execute(select(User.id, User.name, User.roles, User.department)
-                                    .where(column == event.user_id))).first()
+        rows = await self.db.fetch(_SENDER[event.platform], {"uid": event.user_id})
+        user = rows[0] if rows else None
         found = None
         if user is not None:
             roles = frozenset(r.strip() for r in (user.roles or "").split(",") if r.strip())
@@ -150,6 +149,12 @@ class Dispatcher:
             self._senders.clear()
         self._senders[key] = (now + (SENDER_TTL if found is not None else UNKNOWN_TTL), found)
         return found
+
+
+# One prepared statement per platform id column (the lookup runs for every message of a sender not cached).
+_SENDER = {platform: Fast(select(User.id, User.name, User.roles, User.department)
+                          .where(getattr(User, column) == bindparam("uid")))
+           for platform, (column, _) in _ID_FIELD.items()}
 
 
 def reply_target(event: Inbound) -> Target:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core.fastsql import Fast
+from core.raw_reader import RawReader
 from core.sqlite_driver import inline_url, one_hop_url
 from core.writer_thread import WriterThread
 
@@ -36,7 +38,10 @@ def _begin(conn: Any, sql: str) -> None:
 def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False) -> AsyncEngine:
     # Sessions always end their transaction (commit or rollback) before the connection goes back, so the
     # pool's own reset-on-return ROLLBACK would be a second worker round trip for nothing.
-    engine = create_async_engine(inline_url(url) if inline else one_hop_url(url), pool_size=8, max_overflow=32,
+    # No overflow: an overflow connection is closed on return, and each new one costs a thread, an open
+    # and a schema parse (under 100 concurrent handlers that churn was over half the bot's CPU). Readers
+    # beyond the pool wait for a connection; SQLite work per read is short.
+    engine = create_async_engine(inline_url(url) if inline else one_hop_url(url), pool_size=8, max_overflow=0,
                                  pool_timeout=60, pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -95,6 +100,9 @@ class Database:
         # Other processes still meet busy_timeout.
         self._thread: WriterThread | None = None
         self._thread_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._reader_threads: RawReader | None = None
+        path = make_url(url).database if self.dialect == "sqlite" else None
+        self._file = path if path and path != ":memory:" and not path.startswith("file:") else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -122,6 +130,18 @@ class Database:
             if not snapshot and self.is_sqlite:
                 await session.connection(execution_options={_SINGLE_STATEMENT: True})
             yield session
+
+    async def fetch(self, stmt: Fast, params: Mapping[str, Any] | None = None) -> list[tuple]:
+        """Run one read statement on its own (a single statement is atomic) and return its rows.
+
+        On a SQLite file this is one call on a reader thread, without a session: the cheap path for the
+        reads every chat message makes (its sender, a stock query). Elsewhere a read session runs it."""
+        if self._file is None:
+            async with self.read(snapshot=False) as session:
+                return await stmt.all(session, params)
+        if self._reader_threads is None:
+            self._reader_threads = RawReader(self._file)
+        return await stmt.fetch(self.read_engine.dialect, self._reader_threads.rows, params)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -165,6 +185,9 @@ class Database:
         if self._thread is not None:
             thread, self._thread = self._thread, None
             await thread.close()
+        if self._reader_threads is not None:
+            readers, self._reader_threads = self._reader_threads, None
+            await readers.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()

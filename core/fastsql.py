@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
@@ -225,16 +225,22 @@ class Fast:
 
     async def all(self, session: AsyncSession, params: Mapping[str, Any] | None = None) -> list[tuple]:
         """Execute once; the result rows (an empty list for a statement without rows)."""
-        params = params or {}
-        if any(type(v) is set or type(v) is frozenset for v in params.values()):  # any iterable, as SQLAlchemy
-            params = {k: list(v) if type(v) is set or type(v) is frozenset else v for k, v in params.items()}
+        params = _lists(params or {})
         raw = await _raw(session)
         if raw is None:
             result = await session.execute(self.fallback, params)
-            return list(result.all()) if result.returns_rows else []
+            return list(result.all()) if getattr(result, "returns_rows", True) else []
         params = self._fill([params])[0] if self._defaults else params
         c = self._compiled(session.bind.dialect, params)
         return c.rows(await raw.run_raw(_run, c.sql, c.bind(params), False) or [])
+
+    async def fetch(self, dialect: Dialect, run: Callable[[str, Any], Awaitable[list[tuple]]],
+                    params: Mapping[str, Any] | None = None) -> list[tuple]:
+        """Execute once through `run(sql, args)` (e.g. a reader thread's sqlite3 call), outside any session;
+        rows as from `all`. For SELECTs: an INSERT's defaults are not filled in here."""
+        params = _lists(params or {})
+        c = self._compiled(dialect, params)
+        return c.rows(await run(c.sql, c.bind(params)))
 
     async def rowcount(self, session: AsyncSession, params: Mapping[str, Any]) -> int:
         """Execute a DML statement once; the number of rows it matched."""
@@ -261,6 +267,13 @@ class Fast:
             rows = self._fill(rows)
         c = self._compiled(session.bind.dialect, rows[0])
         await raw.run_raw(_run, c.sql, [c.bind(r) for r in rows], True)
+
+
+def _lists(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Sets given for an expanding IN as lists (SQLAlchemy takes any iterable there)."""
+    if any(type(v) is set or type(v) is frozenset for v in params.values()):
+        return {k: list(v) if type(v) is set or type(v) is frozenset else v for k, v in params.items()}
+    return params
 
 
 _ADAPTERS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()

@@ -45,16 +45,20 @@ _RECORD = Fast(text(
 
 async def mark_handled(session: AsyncSession, dedupe_key: str, now: datetime) -> bool:
     """Mark an event done (best in the handler's own transaction); False when no such event is recorded."""
-    stmt = (update(InboundEvent).where(InboundEvent.dedupe_key == fit_key(dedupe_key))
-            .values(status="done", handled_at=now, error=None))
-    return (await session.execute(stmt)).rowcount == 1
+    return await _MARK.rowcount(session, {"key": fit_key(dedupe_key), "st": "done", "at": now, "err": None}) == 1
 
 
 async def mark_failed(session: AsyncSession, dedupe_key: str, error: str, now: datetime) -> bool:
     """Mark an event failed with the reason (the handler raised); False when no such event is recorded."""
-    stmt = (update(InboundEvent).where(InboundEvent.dedupe_key == fit_key(dedupe_key))
-            .values(status="failed", handled_at=now, error=error[:_ERROR_CHARS]))
-    return (await session.execute(stmt)).rowcount == 1
+    return await _MARK.rowcount(session, {"key": fit_key(dedupe_key), "st": "failed", "at": now,
+                                          "err": error[:_ERROR_CHARS]}) == 1
+
+
+# Prepared once (a Core update without the ORM's session synchronisation: one per handled message).
+_EVENTS = InboundEvent.__table__
+_MARK = Fast(update(_EVENTS).where(_EVENTS.c.dedupe_key == bindparam("key"))
+             .values(status=bindparam("st"), handled_at=bindparam("at", type_=UTCDateTime()),
+                     error=bindparam("err")))
 
 
 async def unhandled(session: AsyncSession, limit: int = 1000) -> list[dict[str, Any]]:

@@ -112,8 +112,14 @@ def _held(item: Claimed) -> Any:
 
 async def mark_sent(session: AsyncSession, item: Claimed, now: datetime) -> bool:
     """Record a delivery; False when the claim was lost (the lease ran out and another sender took the row)."""
-    stmt = update(OutboxMessage).where(_held(item)).values(status="sent", sent_at=now, last_error=None)
-    return (await session.execute(stmt)).rowcount == 1
+    return await _MARK_SENT.rowcount(session, {"id_": item.id, "attempts_": item.attempts, "at": now}) == 1
+
+
+_ROWS = OutboxMessage.__table__
+# Prepared once: one per delivered message.
+_MARK_SENT = Fast(update(_ROWS).where((_ROWS.c.id == bindparam("id_")) & (_ROWS.c.status == "sending")
+                                      & (_ROWS.c.attempts == bindparam("attempts_")))
+                  .values(status="sent", sent_at=bindparam("at", type_=UTCDateTime()), last_error=None))
 
 
 def backoff_delay(attempts: int, base_delay: float, max_delay: float, rng: random.Random | None = None) -> float:

@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
+from core.fastsql import Fast
 from core.models import ON_HAND, Batch, Document, DocumentLine, Product, StockBalance, StockMove, Warehouse
 
 ZERO = Decimal(0)
@@ -159,13 +160,14 @@ async def find_products(session: AsyncSession, query: str, limit: int = 20) -> l
     return [ProductMatch(*row[:5]) for row in (await session.execute(_FIND[plain], params)).all()]
 
 
-def _find_params(session: AsyncSession, query: str, limit: int) -> tuple[bool, dict[str, Any]]:
+def _find_params(session: AsyncSession | bool, query: str, limit: int) -> tuple[bool, dict[str, Any]]:
     """(use the plain-text statement, its parameters) for a query; DomainError when it is empty."""
     q = query.strip()
     if not q:
         raise DomainError("EMPTY_QUERY", "请输入要查询的商品", "例如：库存 奶油、库存 SKU001 或扫描条码")
     end = _prefix_end(q)
-    if end is not None and not _ASCII_LETTER.search(q) and _is_sqlite(session):
+    sqlite = session if isinstance(session, bool) else _is_sqlite(session)
+    if end is not None and not _ASCII_LETTER.search(q) and sqlite:
         return True, {"q": q, "q_end": end, "limit": limit}
     escaped = _escape_like(q)
     return False, {"q": q, "infix": f"%{escaped}%", "prefix": f"{escaped}%", "limit": limit}
@@ -349,7 +351,30 @@ async def stock_lookup(
     if warehouse is not None:
         params["warehouse"] = warehouse
     await _autoflush(session)
-    result = (await session.execute(_LOOKUP[(plain, warehouse is not None)], params)).all()
+    found, rows = _split_lookup((await session.execute(_LOOKUP[(plain, warehouse is not None)], params)).all())
+    if found and not rows:
+        await _check_warehouse(session, warehouse)
+    return found, _levels(rows, found)
+
+
+_LOOKUP_FAST = {key: Fast(stmt) for key, stmt in _LOOKUP.items()}
+
+
+async def current_stock(db: Any, query: str, warehouse: str | None = None, limit: int = 20
+                        ) -> tuple[list[ProductMatch], list[WarehouseStock]]:
+    """stock_lookup for current stock as one read statement through db.fetch (no session: the chat path)."""
+    plain, params = _find_params(db.is_sqlite, query, limit)
+    if warehouse is not None:
+        params["warehouse"] = warehouse
+    found, rows = _split_lookup(await db.fetch(_LOOKUP_FAST[(plain, warehouse is not None)], params))
+    if found and not rows and warehouse is not None:
+        async with db.read(snapshot=False) as session:
+            await _check_warehouse(session, warehouse)
+    return found, _levels(rows, found)
+
+
+def _split_lookup(result: Iterable[Sequence[Any]]) -> tuple[list[ProductMatch], list[tuple]]:
+    """The lookup's rows as (products in order, balance-shaped rows)."""
     products: dict[int, ProductMatch] = {}
     rows = []
     for r in result:
@@ -357,10 +382,7 @@ async def stock_lookup(
             products[r[0]] = ProductMatch(*r[:5])
         if r[5] is not None:  # (product, warehouse, on hand, on loan, batch, expiry, wh code, wh name, reserved)
             rows.append((r[0], *r[5:]))
-    found = list(products.values())
-    if found and not rows:
-        await _check_warehouse(session, warehouse)
-    return found, _levels(rows, found)
+    return list(products.values()), rows
 
 
 def _as_of_rows(moves: Iterable[Sequence[Any]]) -> list[list[Any]]:

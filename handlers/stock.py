@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cards.model import Message
 from core.errors import DomainError
-from core.stock import WarehouseStock, stock_lookup
+from core.stock import WarehouseStock, current_stock
 from core.types import fq
 from handlers.registry import Context, command
 
@@ -20,8 +20,7 @@ async def stock(ctx: Context, args: str) -> list[Message]:
     if not query:
         raise DomainError("NO_QUERY", "请告诉我要查哪个商品",
                           "用法：库存 <SKU|条码|名称片段> [仓库编码]，例如：库存 奶油")
-    async with ctx.db.read(snapshot=False) as s:
-        products, levels = await stock_lookup(s, query, warehouse, None)
+    products, levels = await current_stock(ctx.db, query, warehouse)
     if not products:
         raise DomainError("NO_MATCH", f"没有找到与「{query}」匹配的商品",
                           "请换个关键词（名称中的两三个字即可），或直接发 SKU / 条码")

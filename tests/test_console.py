@@ -169,14 +169,14 @@ async def test_sender_lookup_is_cached_briefly(db, settings, monkeypatch):
     await db.write(seed)
     d = dispatch.Dispatcher(db, settings, TaskTracker())
     reads = 0
-    real_read = db.read
+    real_fetch = db.fetch
 
-    def counting_read(*a, **kw):
+    async def counting_fetch(*a, **kw):
         nonlocal reads
         reads += 1
-        return real_read(*a, **kw)
+        return await real_fetch(*a, **kw)
 
-    monkeypatch.setattr(db, "read", counting_read)
+    monkeypatch.setattr(db, "fetch", counting_fetch)
     event = Inbound("wecom", "zhang", "k1", datetime.now(UTC), text="帮助")
     first = await d.sender(event)
     assert first is not None and first.roles == frozenset({"warehouse"})

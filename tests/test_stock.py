@@ -11,7 +11,7 @@ from sqlalchemy import select
 from core.documents import create_document, submit_document
 from core.errors import DomainError
 from core.models import Product
-from core.stock import _prefix_end, find_products, stock_levels, stock_lookup
+from core.stock import _prefix_end, current_stock, find_products, stock_levels, stock_lookup
 from tests.factories import line, post, seed
 
 D = Decimal
@@ -228,11 +228,20 @@ async def test_one_statement_lookup_equals_find_then_levels(db, settings):
                     products = await find_products(s, query)
                     levels = await stock_levels(s, products, warehouse, when) if products else []
                     assert await stock_lookup(s, query, warehouse, when) == (products, levels), (query, warehouse)
+                    if when is None:  # the chat path: the same statement through db.fetch, without a session
+                        assert await current_stock(db, query, warehouse) == (products, levels), (query, warehouse)
         assert (await stock_lookup(s, "奶", limit=2))[0] == (await find_products(s, "奶", limit=2))
         for when in (None, at):
             with pytest.raises(DomainError) as e:
                 await stock_lookup(s, "CREAM", "NOPE", when)
             assert e.value.code == "NOT_FOUND"
+        with pytest.raises(DomainError) as e:
+            await current_stock(db, "CREAM", "NOPE")
+        assert e.value.code == "NOT_FOUND"
+        assert await current_stock(db, "ILK", "NOPE") == ([], [])
+        with pytest.raises(DomainError) as e:
+            await current_stock(db, "  ")
+        assert e.value.code == "EMPTY_QUERY"
         assert await stock_lookup(s, "ILK", "NOPE") == ([], [])  # nothing found, no warehouse check
         with pytest.raises(DomainError) as e:
             await stock_lookup(s, "  ")
