@@ -1,0 +1,1 @@
+"""Replenishment engine: numpy-only demand forecast, safety stock and explained order-up-to suggestions."""

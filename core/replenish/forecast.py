@@ -1,0 +1,255 @@
+"""Baseline rate (DOW-weighted moving average or TSB) × shrunk day-of-week profile × shrunk promotion uplift.
+
+Arrays: ``demand`` float[n, T] (history, column T-1 is yesterday), ``stockout`` bool[n, T] (censored days,
+never learned from), ``promo`` bool[n, T + H] (promotion calendar, future columns included). Weekdays are
+0 = Monday; ``start_weekday`` is the weekday of column 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.replenish.classify import classify
+
+WMA, TSB = 0, 1
+METHOD_NAMES = ("dow-wma", "tsb")
+
+
+@dataclass(frozen=True)
+class ForecastParams:
+    """Forecaster constants (tuned on the synthetic back-test, see bench/replenish.py)."""
+
+    wma_weeks: int = 8  # weekly totals in the weighted moving average
+    wma_decay: float = 0.85  # weight λ^k of the week k weeks back
+    dow_weeks: int = 26  # weeks behind the day-of-week profile
+    dow_shrink: float = 14.0  # pseudo-units per weekday pulling the profile toward the category's
+    tsb_alpha: float = 0.02  # TSB smoothing of the demand size
+    tsb_beta: float = 0.01  # TSB smoothing of the demand probability
+    tsb_days: int = 364  # days the TSB recursion runs over (initialised from their averages)
+    classify_days: int = 182  # days behind ADI / CV²
+    uplift_days: int = 728  # days searched for past promotions
+    uplift_halfwidth: int = 28  # days either side giving a promotion day its non-promotion baseline
+    uplift_prior_days: float = 14.0  # n0: promotion days the category's uplift counts as
+    sigma_days: int = 91  # days behind the residual standard deviation
+    trend_weeks: int = 0  # weeks behind the local slope (0 = off: on the back-test its noise cost more than the lag)
+
+
+@dataclass
+class Forecast:
+    """Per-product forecast parts; ``daily`` = level · dow[weekday] · (uplift on promotion days)."""
+
+    level: np.ndarray  # float[n]: baseline units/day (no promotion, weekday-neutral)
+    dow: np.ndarray  # float[n, 7]: weekday factors (mean 1), index 0 = Monday
+    uplift: np.ndarray  # float[n]: multiplier on promotion days (shrunk toward the category)
+    sigma: np.ndarray  # float[n]: std of daily demand around the forecast
+    segment: np.ndarray  # int8[n]: classify.SMOOTH … LUMPY
+    method: np.ndarray  # int8[n]: WMA or TSB
+    daily: np.ndarray  # float[n, H]: forecast for today (column 0) … today + H - 1
+    promo_future: np.ndarray  # bool[n, H]: promotion calendar over the horizon
+    trend: np.ndarray  # float[n]: shrunk slope, units/day per day (level of day h = level + trend·h)
+
+
+def weekdays(start_weekday: int, start: int, count: int) -> np.ndarray:
+    """Weekday (0 = Monday) of columns start … start + count - 1 when column 0 falls on start_weekday."""
+    return (start_weekday + start + np.arange(count)) % 7
+
+
+def dow_profile(y: np.ndarray, ok: np.ndarray, wd: np.ndarray, category_ids: np.ndarray, shrink: float) -> np.ndarray:
+    """f_d = 7·(S_d + a·g_d)/(S + 7a): weekday sales S_d (per learned day) shrunk toward the category profile g."""
+    n = y.shape[0]
+    sums = np.zeros((n, 7))
+    counts = np.zeros((n, 7))
+    yo = np.where(ok, y, 0.0)
+    for d in range(7):
+        cols = wd == d
+        sums[:, d] = yo[:, cols].sum(axis=1)
+        counts[:, d] = ok[:, cols].sum(axis=1)
+    rate = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    scaled = rate * counts.mean(axis=1, keepdims=True)  # S_d as if every weekday had the same learned days
+    cats, inv = np.unique(category_ids, return_inverse=True)
+    cat_rate = np.zeros((len(cats), 7))
+    np.add.at(cat_rate, inv, rate)
+    cat_mean = cat_rate.mean(axis=1, keepdims=True)
+    g = np.divide(cat_rate, cat_mean, out=np.ones_like(cat_rate), where=cat_mean > 0)[inv]
+    return 7.0 * (scaled + shrink * g) / (scaled.sum(axis=1, keepdims=True) + 7.0 * shrink)
+
+
+def wma_level(y: np.ndarray, ok: np.ndarray, f: np.ndarray, weeks: int, decay: float) -> np.ndarray:
+    """Σ λ^k·W_k / Σ λ^k·E_k over the last `weeks` whole weeks: sales over weekday-expected learned days."""
+    t = y.shape[1]
+    span = min(t, weeks * 7)
+    age = (span - 1 - np.arange(span)) // 7
+    w = decay**age
+    ys, oks, fs = y[:, t - span:], ok[:, t - span:], f[:, t - span:]
+    num = (np.where(oks, ys, 0.0) * w).sum(axis=1)
+    den = (np.where(oks, fs, 0.0) * w).sum(axis=1)
+    return np.divide(num, den, out=np.zeros(y.shape[0]), where=den > 0)
+
+
+def slope(y: np.ndarray, ok: np.ndarray, f: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Least-squares slope b (units/day per day) of y_t ≈ f_t·(a + b·x_t) over learned days, shrunk by b²/(b² + se²).
+
+    x_t is the day offset (yesterday 0); se² = σ²·Σf²/det estimates the slope's noise, so a slope the data cannot
+    tell from zero is damped toward it (slow movers keep a flat level).
+    """
+    t = y.shape[1]
+    x = np.arange(t, dtype=float) - (t - 1)
+    fw = np.where(ok, f, 0.0)
+    f2 = fw * fw
+    s0, s1, s2 = f2.sum(axis=1), (f2 * x).sum(axis=1), (f2 * x * x).sum(axis=1)
+    yw = np.where(ok, y, 0.0) * fw
+    t0, t1 = yw.sum(axis=1), (yw * x).sum(axis=1)
+    det = s0 * s2 - s1 * s1
+    good = det > 1e-9
+    b = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros(len(det)), where=good)
+    var_b = np.divide(sigma**2 * s0, det, out=np.full(len(det), np.inf), where=good)
+    return b * np.divide(b * b, b * b + var_b, out=np.zeros(len(b)), where=(b * b + var_b) > 0)
+
+
+def tsb(y: np.ndarray, alpha: float, beta: float, ok: np.ndarray | None = None) -> np.ndarray:
+    """Teunter–Syntetos–Babai: p += β(1[y>0] − p) every learned period, z += α(y − z) on demand periods; → p·z.
+
+    p and z start at the window's demand frequency and mean non-zero size; unlearned (censored) periods hold them.
+    """
+    y = np.asarray(y, dtype=float)
+    ok = np.ones(y.shape, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    nz = (y > 0) & ok
+    n_ok = ok.sum(axis=1)
+    n_nz = nz.sum(axis=1)
+    p = np.divide(n_nz, n_ok, out=np.zeros(y.shape[0]), where=n_ok > 0)
+    z = np.divide(np.where(nz, y, 0.0).sum(axis=1), n_nz, out=np.zeros(y.shape[0]), where=n_nz > 0)
+    yt = np.ascontiguousarray(y.T)
+    okt = np.ascontiguousarray(ok.T, dtype=float) * beta
+    nzt = np.ascontiguousarray(nz.T, dtype=float)
+    az = nzt * alpha
+    for i in range(yt.shape[0]):
+        p += okt[i] * (nzt[i] - p)
+        z += az[i] * (yt[i] - z)
+    return p * z
+
+
+def croston(y: np.ndarray, alpha: float, sba: bool = True, ok: np.ndarray | None = None) -> np.ndarray:
+    """Croston's z/p (×(1 − α/2) for SBA): size z and interval p smoothed on demand periods only.
+
+    Starts at the first demand (z = its size, p = its period number); rows without demand give 0. Censored periods
+    neither count toward the interval nor update.
+    """
+    y = np.asarray(y, dtype=float)
+    ok = np.ones(y.shape, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    n = y.shape[0]
+    z = np.zeros(n)
+    p = np.zeros(n)
+    q = np.zeros(n)  # learned periods since the last demand
+    seen = np.zeros(n, dtype=bool)
+    for i in range(y.shape[1]):
+        o = ok[:, i]
+        q += o
+        d = o & (y[:, i] > 0)
+        first = d & ~seen
+        later = d & seen
+        z[first] = y[first, i]
+        p[first] = q[first]
+        z[later] += alpha * (y[later, i] - z[later])
+        p[later] += alpha * (q[later] - p[later])
+        q[d] = 0
+        seen |= d
+    out = np.divide(z, p, out=np.zeros(n), where=p > 0)
+    return out * (1 - alpha / 2) if sba else out
+
+
+def promo_uplift(
+    y: np.ndarray, ok: np.ndarray, promo: np.ndarray, f: np.ndarray, category_ids: np.ndarray,
+    halfwidth: int, prior_days: float,
+) -> np.ndarray:
+    """û = (n·u + n0·u_cat)/(n + n0): u = promotion sales ÷ the non-promotion rate around those days (±halfwidth)."""
+    n, t = y.shape
+    learn = ok & promo
+    has = learn.any(axis=1)
+    num = np.zeros(n)
+    den = np.zeros(n)
+    days = np.zeros(n)
+    if has.any():
+        rows = np.flatnonzero(has)
+        yb, fb, base = y[rows], f[rows], ok[rows] & ~promo[rows]
+        cy = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(np.where(base, yb, 0.0), axis=1)], axis=1)
+        cf = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(np.where(base, fb, 0.0), axis=1)], axis=1)
+        lo = np.clip(np.arange(t) - halfwidth, 0, t)
+        hi = np.clip(np.arange(t) + halfwidth + 1, 0, t)
+        around_y = cy[:, hi] - cy[:, lo]
+        around_f = cf[:, hi] - cf[:, lo]
+        rate = np.divide(around_y, around_f, out=np.zeros_like(around_y), where=around_f > 0)
+        lp = learn[rows] & (around_f > 0)
+        num[rows] = np.where(lp, yb, 0.0).sum(axis=1)
+        den[rows] = np.where(lp, rate * fb, 0.0).sum(axis=1)
+        days[rows] = lp.sum(axis=1)
+    cats, inv = np.unique(category_ids, return_inverse=True)
+    cnum = np.bincount(inv, num, len(cats))
+    cden = np.bincount(inv, den, len(cats))
+    pooled = num.sum() / den.sum() if den.sum() > 0 else 1.0
+    ucat = np.divide(cnum, cden, out=np.full(len(cats), pooled), where=cden > 0)[inv]
+    own = np.divide(num, den, out=np.zeros(n), where=den > 0)
+    return (days * own + prior_days * ucat) / (days + prior_days)
+
+
+def forecast(
+    demand: np.ndarray, stockout: np.ndarray | None, promo: np.ndarray | None, category_ids: np.ndarray,
+    horizon: int, start_weekday: int = 0, params: ForecastParams | None = None,
+) -> Forecast:
+    """Segmented forecast for every row: DOW-WMA level for smooth/erratic rows, TSB for ADI ≥ 1.32; see module doc."""
+    p = params or ForecastParams()
+    y = np.asarray(demand, dtype=float)
+    n, t = y.shape
+    ok = np.ones((n, t), dtype=bool) if stockout is None else ~np.asarray(stockout, dtype=bool)
+    promo_all = np.zeros((n, t + horizon), dtype=bool) if promo is None else np.asarray(promo, dtype=bool)
+    if promo_all.shape != (n, t + horizon):
+        raise ValueError(f"promo must have shape {(n, t + horizon)}, got {promo_all.shape}")
+    promo_hist, promo_future = promo_all[:, :t], promo_all[:, t:]
+    cats = np.asarray(category_ids)
+    base = ok & ~promo_hist  # days that teach the baseline
+
+    wd = weekdays(start_weekday, 0, t)
+    dspan = min(t, p.dow_weeks * 7)
+    dow = dow_profile(y[:, t - dspan:], base[:, t - dspan:], wd[t - dspan:], cats, p.dow_shrink)
+    # Factor of every history day, needed by the level, uplift and residuals (only the spans they read).
+    span = min(t, max(p.wma_weeks * 7, p.tsb_days, p.uplift_days, p.sigma_days, p.classify_days))
+    f_hist = dow[:, wd[t - span:]]
+    ys, bs, ps, oks = y[:, t - span:], base[:, t - span:], promo_hist[:, t - span:], ok[:, t - span:]
+
+    cspan = min(span, p.classify_days)
+    segment = classify(ys[:, span - cspan:], bs[:, span - cspan:])
+    adi_high = segment >= 2
+    level = wma_level(ys, bs, f_hist, p.wma_weeks, p.wma_decay)
+    wspan = min(span, p.wma_weeks * 7)
+    wweights = p.wma_decay ** ((wspan - 1 - np.arange(wspan)) // 7)
+    centre = np.full(n, float(((wspan - 1 - np.arange(wspan)) * wweights).sum() / wweights.sum()))
+    method = np.where(adi_high, TSB, WMA).astype(np.int8)
+    if adi_high.any():
+        tspan = min(span, p.tsb_days)
+        rows = np.flatnonzero(adi_high)
+        level[rows] = tsb(ys[rows, span - tspan:], p.tsb_alpha, p.tsb_beta, bs[rows, span - tspan:])
+        centre[rows] = min((1 - p.tsb_beta) / p.tsb_beta, tspan / 2)
+
+    uspan = min(span, p.uplift_days)
+    uplift = promo_uplift(ys[:, span - uspan:], oks[:, span - uspan:], ps[:, span - uspan:], f_hist[:, span - uspan:],
+                          cats, p.uplift_halfwidth, p.uplift_prior_days)
+
+    sspan = min(span, p.sigma_days)
+    sb = bs[:, span - sspan:]
+    resid = np.where(sb, ys[:, span - sspan:] - level[:, None] * f_hist[:, span - sspan:], 0.0)
+    dof = np.maximum(sb.sum(axis=1) - 1, 1)
+    # Poisson floor: a short run of zeros must not claim a certain demand.
+    sigma = np.sqrt(np.maximum((resid * resid).sum(axis=1) / dof, level))
+
+    trend = np.zeros(n)
+    if p.trend_weeks:
+        tr = min(span, p.trend_weeks * 7)
+        trend = slope(ys[:, span - tr:], bs[:, span - tr:], f_hist[:, span - tr:], sigma)
+
+    f_future = dow[:, weekdays(start_weekday, t, horizon)]
+    # The level estimates the rate at its data's centre of mass (`centre` days ago): carry it forward by the trend.
+    level_today = np.maximum(level + trend * (centre + 1), 0.0)
+    rate = np.maximum(level_today[:, None] + trend[:, None] * np.arange(horizon), 0.0)
+    daily = rate * f_future * np.where(promo_future, uplift[:, None], 1.0)
+    return Forecast(level_today, dow, uplift, sigma, segment, method, daily, promo_future, trend)
