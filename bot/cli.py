@@ -1,4 +1,4 @@
-"""The `jxcbot` command line: init, demo, serve, template, import, stock, doc, diagnose."""
+"""The `jxcbot` command line: init, demo, serve, template, import, stock, doc, diagnose, replenish."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -47,6 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("number")
     g = sub.add_parser("diagnose", help="诊断：单据号，或 SKU + 仓库")
     g.add_argument("target", nargs="+", metavar="NUMBER | SKU WAREHOUSE")
+    r = sub.add_parser("replenish", help="补货：采购建议（附原因）与历史回测")
+    rsub = r.add_subparsers(dest="replenish_command", required=True, metavar="子命令")
+    rb = rsub.add_parser("backtest", help="用本库已过账的销售历史回测：静态公式 vs 动态预测")
+    rb.add_argument("--warehouse", "-w", help="只看一个仓库（编码或名称），默认全部仓库合计")
+    rb.add_argument("--days", type=int, default=364, help="历史天数，默认 364")
+    rb.add_argument("--weeks", type=int, default=26, help="滚动回测的周数，默认 26")
+    rs = rsub.add_parser("suggest", help="采购建议，逐个说明建议数量的由来")
+    rs.add_argument("--warehouse", "-w", help="只看一个仓库（编码或名称），默认全部仓库合计")
+    rs.add_argument("--all", action="store_true", help="也列出无需采购的商品")
+    ra = rsub.add_parser("anchor", help="设置核心商品某月的人工预测锚点（必须写原因，每次修改都记录）")
+    ra.add_argument("sku")
+    ra.add_argument("month", help="月份，如 2026-12")
+    ra.add_argument("qty", help="该月预计需求总量（库存单位）")
+    ra.add_argument("--reason", required=True, help="依据，例如：客户已确认团购 300 盒")
+    ra.add_argument("--by", required=True, help="操作人用户名")
+    ra.add_argument("--weight", help="权重上限（0–0.5，默认 0.5）")
+    rf = rsub.add_parser("fva", help="某月人工锚点的预测增值（FVA）：统计预测 vs 混合预测 vs 实际")
+    rf.add_argument("month", help="月份，如 2026-10")
+    rt = rsub.add_parser("strategy", help="设置品类补货策略：fixed 固定安全库存 / static 静态公式 / dynamic 动态预测")
+    rt.add_argument("category")
+    rt.add_argument("strategy", choices=("fixed", "static", "dynamic"))
+    rt.add_argument("--service-level", default="0.95", help="服务水平，默认 0.95")
+    rt.add_argument("--fixed-qty", help="fixed 策略的安全库存（库存单位）")
+    rt.add_argument("--review-days", type=int, default=7, help="补货周期天数，默认 7")
+    rt.add_argument("--by", help="操作人用户名")
     return p
 
 
@@ -244,6 +269,93 @@ async def cmd_diagnose(settings: Settings, args: argparse.Namespace, db: Databas
                       "jxcbot diagnose CREAM CW")
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+async def cmd_replenish(settings: Settings, args: argparse.Namespace, db: Database) -> int:
+    """Purchase suggestions with their reasons, or the back-test on the posted history."""
+    from core.replenish.history import LT_MIN_OBSERVATIONS
+    from core.replenish.suggest import backtest_history, suggest
+    from core.replenish.why import STRATEGY_ZH, why_zh
+
+    today = datetime.now(settings.timezone).date()
+    if args.replenish_command in ("anchor", "fva", "strategy"):
+        return await _replenish_settings(settings, args, db, today)
+    if args.replenish_command == "backtest":
+        r = await backtest_history(db, today=today, warehouse=args.warehouse, settings=settings, days=args.days,
+                                   weeks=args.weeks)
+        print(f"补货回测（{args.warehouse or '全部仓库'}，截至昨天 {args.days} 天历史，{r.origins} 个每周起点，"
+              f"预测未来 28 天）")
+        rows = [[name, _pct(s.hit_month), _pct(s.hit_month_fast), _pct(s.wape), _pct(s.bias)]
+                for name, s in (("静态公式（近 28 天平均）", r.static), ("动态预测", r.dynamic))]
+        print(render.table(["策略", "月度 ±25% 命中率", "快动销品命中率", "WAPE", "偏差"], rows))
+        print(f"计分窗口 {r.scored} 个（{r.products} 个商品，其中快动销品 {r.fast_scored} 个）；"
+              f"无需求窗口 {r.zero_windows} 个不计入命中率；"
+              f"含缺货日或此前历史不足的窗口 {r.censored_windows} 个已排除。")
+        print("说明：命中 = 预测与实际相差不超过实际的 25%；快动销品 = 日均销量 > 3；"
+              "偏差 > 0 表示预测偏高。慢动销品的月度命中率受随机波动所限，天然偏低。")
+        return EXIT_OK
+    found = await suggest(db, today=today, warehouse=args.warehouse, settings=settings, everything=args.all)
+    scope = args.warehouse or "全部仓库"
+    if not found:
+        print(f"采购建议（{scope}，{today}）：所有商品的可用量都已达到补货线，暂无需采购。")
+        return EXIT_OK
+    print(f"采购建议（{scope}，{today}，数量为库存单位，已按起订量和包装取整）")
+    print(render.table(["SKU", "名称", "建议采购", "策略"],
+                       [[x.sku, x.name, f"{fq(x.qty)}{x.unit}", STRATEGY_ZH[x.explanation.strategy]] for x in found]))
+    for x in found:
+        print(f"\n{x.name}（{x.sku}）建议 {fq(x.qty)}{x.unit}")
+        print("  原因：" + why_zh(x.explanation, x.unit, x.buffer_days))
+        notes = []
+        if not x.lead_learned:
+            notes.append(f"提前期取商品档案值（其供应商关联采购订单的入库不足 {LT_MIN_OBSERVATIONS} 次）")
+        if x.censored_days:
+            notes.append(f"{x.censored_days} 天缺货（或无库存）的销售未参与预测")
+        if notes:
+            print("  备注：" + "；".join(notes))
+    return EXIT_OK
+
+
+async def _replenish_settings(settings: Settings, args: argparse.Namespace, db: Database, today: date) -> int:
+    """replenish anchor / fva / strategy."""
+    from core.replenish.anchors_db import fva_report, set_anchor
+    from core.replenish.strategies_db import STRATEGY_ZH, set_strategy
+
+    if args.replenish_command == "anchor":
+        a = await db.write(lambda s: set_anchor(s, settings, sku=args.sku, month=args.month, qty=args.qty,
+                                                reason=args.reason, by=args.by, weight_cap=args.weight))
+        print(f"已设置 {a.sku} {a.name} {a.month:%Y-%m} 的预测锚点：{fq(a.qty)}{a.unit}（权重上限 {fq(a.weight_cap)}，"
+              f"统计预测 {fq(a.stat_qty)}{a.unit}），原因：{a.reason}。修改已记录。")
+        return EXIT_OK
+    if args.replenish_command == "strategy":
+        st = await db.write(lambda s: set_strategy(
+            s, category=args.category, strategy=args.strategy, service_level=args.service_level,
+            fixed_qty=args.fixed_qty, review_days=args.review_days, by=args.by))
+        extra = (f"，固定安全库存 {fq(st.fixed_qty)}" if st.fixed_qty is not None
+                 else f"，服务水平 {fq(st.service_level)}")
+        print(f"品类「{st.category}」补货策略：{STRATEGY_ZH[st.strategy]}{extra}，补货周期 {st.review_days} 天。")
+        return EXIT_OK
+    async with db.read() as s:
+        r = await fva_report(s, settings, args.month, today=today)
+    if not r.rows:
+        print(f"{r.month:%Y-%m} 没有人工预测锚点。")
+        return EXIT_OK
+    print(f"{r.month:%Y-%m} 人工锚点的预测增值（FVA）")
+    print(render.table(["SKU", "名称", "统计预测", "人工", "权重", "混合预测", "实际", "FVA", "原因"], [
+        [x.sku, x.name, fq(x.stat), fq(x.manual), fq(x.weight_used), fq(x.blended),
+         "未结束" if x.actual is None else fq(x.actual), "—" if x.fva is None else fq(x.fva), x.reason]
+        for x in r.rows]))
+    if r.fva is None:
+        print("该月尚未结束（或没有实际需求），暂不能评估。")
+    else:
+        verdict = ("人工锚点让预测更准" if r.fva > 0
+                   else "人工锚点没有改善预测" if r.fva == 0 else "人工锚点让预测变差")
+        print(f"WAPE：统计 {_pct(float(r.stat_wape))}，混合 {_pct(float(r.blended_wape))} → {verdict}"
+              f"（改善 {r.helped} 个，变差 {r.hurt} 个）。FVA > 0 表示人工调整有帮助。")
+    return EXIT_OK
+
+
 async def run(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run one command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -259,7 +371,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
         db = Database(settings.database_url)
         try:
             commands = {"import": cmd_import, "stock": cmd_stock, "doc": cmd_doc, "diagnose": cmd_diagnose,
-                        "serve": cmd_serve}
+                        "serve": cmd_serve, "replenish": cmd_replenish}
             return await commands[args.command](settings, args, db)
         finally:
             await db.dispose()

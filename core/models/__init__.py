@@ -6,11 +6,13 @@ from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
 from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
 from core.models.masters import ROLES, Batch, Customer, Product, Supplier, User, Warehouse
 from core.models.messaging import InboundEvent, OutboxMessage
+from core.models.replenishment import STRATEGIES, ForecastAnchor, ForecastOverride, ReplenishStrategy
 
 __all__ = [
     "ON_HAND",
     "ON_LOAN",
     "ROLES",
+    "STRATEGIES",
     "Base",
     "Batch",
     "Customer",
@@ -18,11 +20,14 @@ __all__ = [
     "Document",
     "DocumentLine",
     "FinanceEntry",
+    "ForecastAnchor",
+    "ForecastOverride",
     "Freeze",
     "FreezeEvent",
     "InboundEvent",
     "OutboxMessage",
     "Product",
+    "ReplenishStrategy",
     "StockBalance",
     "StockMove",
     "Supplier",

@@ -1,0 +1,125 @@
+"""Purchase suggestions from the ledger: history + category strategies + anchors → plan() → Decimal quantities."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings, load_config
+from core.db import Database
+from core.errors import DomainError
+from core.replenish import backtest
+from core.replenish.anchors_db import month_anchors, month_days
+from core.replenish.explain import Explanation
+from core.replenish.history import DEFAULT_HISTORY_DAYS, History, load_history
+from core.replenish.plan import PlanInputs, plan
+from core.replenish.strategies_db import DEFAULT, Strategy, strategies
+
+MIN_HORIZON = 42
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One product's suggested purchase in stock units with the explanation behind it (Decimals)."""
+
+    sku: str
+    name: str
+    unit: str
+    category: str
+    qty: Decimal  # rounded to MOQ / pack; 0 = no purchase needed
+    explanation: Explanation  # as_decimal(): its fields sum exactly to qty
+    buffer_days: Decimal  # product buffer days included in review_days
+    lead_learned: bool  # lead time learned from receipts (else the product's lead_time_days)
+    censored_days: int  # stock-out days in the history, not learned from
+    auto_replenish: bool
+
+
+def _category_ids(categories: tuple[str, ...]) -> np.ndarray:
+    return np.unique(np.array(categories, dtype=str), return_inverse=True)[1] if categories else np.zeros(0, int)
+
+
+async def build_inputs(session: AsyncSession, settings: Settings, *, today: date, warehouse: str | None = None,
+                       days: int = DEFAULT_HISTORY_DAYS) -> tuple[History, PlanInputs, list[Strategy]]:
+    """The ledger as PlanInputs (one read session): history, each product's category strategy and this month's
+    anchors. Review days are the category's plus the product's buffer days; promotions are not scheduled in the
+    ledger, so none are assumed."""
+    h = await load_history(session, today=today, tz=settings.timezone, days=days, warehouse=warehouse)
+    by_category = await strategies(session)
+    chosen = [by_category.get(c, DEFAULT) for c in h.index.categories]
+    n = len(h.index)
+    review = np.array([s.review_days for s in chosen], dtype=float) + h.index.buffer_days
+    anchors = await month_anchors(session, today.replace(day=1))
+    rate = np.full(n, np.nan)
+    weight = np.zeros(n)
+    reasons: list[str | None] = [None] * n
+    for i, pid in enumerate(h.index.ids.tolist()):
+        a = anchors.get(pid)
+        if a is not None:
+            rate[i] = float(a.qty) / month_days(a.month)
+            weight[i] = float(a.weight_cap)
+            reasons[i] = a.reason
+    longest = float((h.lead.mean + review).max()) if n else 0.0
+    horizon = max(MIN_HORIZON, math.ceil(longest) + 1)
+    inputs = PlanInputs(
+        demand=h.demand, stockout=h.stockout, category_ids=_category_ids(h.index.categories),
+        lead_mean=h.lead.mean, lead_std=h.lead.std, review_days=review,
+        service_level=np.array([float(s.service_level) for s in chosen]),
+        on_hand=h.position.on_hand, on_order=h.position.on_order, requested=h.position.requested,
+        reserved=h.position.reserved, moq=h.index.moq, pack=h.index.pack,
+        strategy=[s.strategy for s in chosen],
+        fixed_safety=np.array([float(s.fixed_qty or 0) for s in chosen]),
+        start_weekday=h.window.start.weekday(), horizon=horizon,
+        anchor_rate=rate, anchor_weight=weight, anchor_reason=reasons,
+    )
+    return h, inputs, chosen
+
+
+async def suggest(db: Database, *, today: date, warehouse: str | None = None, settings: Settings | None = None,
+                  days: int = DEFAULT_HISTORY_DAYS, everything: bool = False) -> list[Suggestion]:
+    """Suggested purchases per product (only those above zero unless `everything`), largest first, with the why."""
+    settings = settings or load_config(None, env={})
+    async with db.read() as session:
+        h, inputs, _chosen = await build_inputs(session, settings, today=today, warehouse=warehouse, days=days)
+    if not len(h.index):
+        return []
+    result = plan(inputs)
+    out = []
+    for i in range(len(h.index)):
+        if not everything and result.suggested[i] <= 0:
+            continue
+        why = result.explain(i).as_decimal()
+        out.append(Suggestion(
+            sku=h.index.skus[i], name=h.index.names[i], unit=h.index.units[i], category=h.index.categories[i],
+            qty=why.suggested, explanation=why, buffer_days=Decimal(int(h.index.buffer_days[i])),
+            lead_learned=bool(h.lead.learned[i]), censored_days=int(h.stockout[i].sum()),
+            auto_replenish=bool(h.index.auto_replenish[i]),
+        ))
+    out.sort(key=lambda s: (-s.qty, s.sku))
+    return out
+
+
+async def backtest_history(db: Database, *, today: date, warehouse: str | None = None,
+                           settings: Settings | None = None, days: int = DEFAULT_HISTORY_DAYS,
+                           weeks: int = backtest.WEEKS) -> backtest.BacktestResult:
+    """The rolling back-test of static vs dynamic on the posted history ending yesterday; DomainError when the
+    history cannot fill one scored window."""
+    settings = settings or load_config(None, env={})
+    async with db.read() as session:
+        h = await load_history(session, today=today, tz=settings.timezone, days=days, warehouse=warehouse)
+    need = backtest.MIN_LEARNED + backtest.WINDOW
+    if not len(h.index) or not backtest.origins(days, weeks):
+        raise DomainError("SHORT_HISTORY", f"历史天数 {days} 不足以回测", f"回测至少需要 {need} 天历史，建议 364 天")
+    result = backtest.backtest(h.demand, h.stockout, _category_ids(h.index.categories), h.window.start.weekday(),
+                               weeks)
+    if not result.scored:
+        raise DomainError(
+            "SHORT_HISTORY", "已过账的销售历史不足，无法回测",
+            f"回测需要商品在评估窗口（{backtest.WINDOW} 天）内一直有货且有销售，并且此前至少有 "
+            f"{backtest.MIN_LEARNED} 天有货的历史（共约 {need} 天）；请积累更多已过账的销售出库后再试",
+            {"censored_windows": result.censored_windows, "zero_windows": result.zero_windows})
+    return result
