@@ -31,6 +31,7 @@ from core.models import User
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
 from tests.factories import seed_stocked
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
+from tests.server_proc import BOT_SERVER, free_port, spawn, stop
 
 TARGET_ACK_P99 = 100.0  # ms
 TARGET_RATIO = 0.40  # callbacks/s of the bot ÷ callbacks/s of the bare handler
@@ -166,48 +167,6 @@ app = web.Application()
 app.router.add_post(sys.argv[2], ok)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
-BOT_SERVER = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def spawn(args: Sequence[str], health: str) -> asyncio.subprocess.Process:
-    """Start a server process and wait until `health` answers (any HTTP status)."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            try:
-                async with http.get(health):
-                    return proc
-            except aiohttp.ClientError:
-                pass
-            if proc.returncode is not None:
-                assert proc.stderr is not None
-                raise RuntimeError("server process exited: " + (await proc.stderr.read()).decode()[-2000:])
-            await asyncio.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"server process did not answer at {health}")
-
-
-async def stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM (the bot then finishes its handlers and outbox) and wait."""
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
 def bare_app() -> web.Application:
     """The ceiling: one POST handler answering 200 "" at once."""
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,36 +15,13 @@ from core.models import OutboxMessage
 from tests.conftest import PG_URL
 from tests.factories import seed_stocked
 from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault
+from tests.server_proc import free_port, serve_bot
 
 TOKEN = "jxcbotRestartToken"
 AES_KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg"
 USERS = ("u1", "u2", "u3", "u4", "u5")
 
 pytestmark = pytest.mark.skipif(bool(PG_URL), reason="runs the server as a separate process on its own SQLite file")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _start(config: Path, port: int) -> asyncio.subprocess.Process:
-    main = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", main, "--config", str(config), "serve",
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    if r.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                pass
-            if proc.returncode is not None:
-                raise AssertionError((await proc.stderr.read()).decode())
-            await asyncio.sleep(0.05)
-    raise AssertionError("server did not start")
 
 
 async def _pending(db: Database) -> int:
@@ -70,7 +44,7 @@ async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, se
         s.add_all([User(name=f"用户{u}", wecom_user_id=u, roles="warehouse") for u in USERS])
 
     await db.write(setup)
-    port = _free_port()
+    port = free_port()
     async with FakeWeCom() as fake:
         fake.inject(PATH_SEND, *[Fault(status=502)] * 10_000)  # WeCom is down
         config = tmp_path / "jxcbot.toml"
@@ -96,7 +70,7 @@ poll_interval = 0.1
 """, encoding="utf-8")
         env_guard = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("JXCBOT_") and k != "JXCBOT_TEST"}
         try:
-            proc = await _start(config, port)
+            proc = await serve_bot(str(config), port)
             driver = CallbackDriver(TOKEN, AES_KEY, fake.corp_id, fake.agent_id)
             async with aiohttp.ClientSession() as http:
                 for i, user in enumerate(USERS):
@@ -112,7 +86,7 @@ poll_interval = 0.1
             await proc.wait()
 
             fake._faults.clear()  # WeCom is back (drop the faults still queued)
-            proc = await _start(config, port)
+            proc = await serve_bot(str(config), port)
             try:
                 for _ in range(600):
                     if len(fake.messages) >= len(USERS):

@@ -1,0 +1,62 @@
+"""Server processes for tests and benchmarks: `jxcbot serve` (or any script) started, awaited and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+
+BOT_SERVER = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def spawn(args: Sequence[str], health: str, *, want_ok: bool = False,
+                seconds: float = 30.0) -> asyncio.subprocess.Process:
+    """Start `python args…` and wait until `health` answers (with 200 when want_ok, else any HTTP status).
+
+    AssertionError with the process's stderr when it exits first or does not answer in time."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    async with aiohttp.ClientSession() as http:
+        while loop.time() < deadline:
+            try:
+                async with http.get(health) as r:
+                    if r.status == 200 or not want_ok:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            if proc.returncode is not None:
+                assert proc.stderr is not None
+                raise AssertionError("server process exited: " + (await proc.stderr.read()).decode()[-2000:])
+            await asyncio.sleep(0.05)
+    proc.kill()
+    await proc.wait()
+    raise AssertionError(f"server process did not answer at {health}")
+
+
+async def serve_bot(config: str, port: int) -> asyncio.subprocess.Process:
+    """`jxcbot --config CONFIG serve` in its own process, once its /healthz answers 200."""
+    return await spawn(["-c", BOT_SERVER, "--config", config, "serve"], f"http://127.0.0.1:{port}/healthz",
+                       want_ok=True)
+
+
+async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0) -> None:
+    """SIGTERM (the bot finishes its handlers and outbox first) and wait; SIGKILL after `seconds`."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), seconds)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
