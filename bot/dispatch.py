@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 import handlers  # noqa: F401  (registers the commands)
+from bot import parts
 from bot.group_commit import GroupCommit
 from bot.inbound import Inbound
 from bot.tasks import TaskTracker
 from bot.transport import Target
 from cards.model import Message, text
-from core import inbound_events, outbox
+from core import inbound_events
 from core.errors import DomainError
 from core.fastsql import Fast
 from core.models import User
@@ -101,9 +102,8 @@ class Dispatcher:
         now = self.clock()
 
         async def finish(session: Any) -> None:
-            for i, message in enumerate(replies):
-                await outbox.enqueue(session, f"reply:{event.dedupe_key}:{i}", target.to_json(), message.to_json(),
-                                     now)
+            for i, message in enumerate(replies):  # a long reply: one row per part (bot.parts)
+                await parts.enqueue(session, f"reply:{event.dedupe_key}:{i}", target, message, now)
             if error is None:
                 await inbound_events.mark_handled(session, event.dedupe_key, now)
             else:

@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import parts
 from bot.group_commit import GroupCommit
+from bot.parts import Part
 from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
 from bot.transport import SendError, Target, Transport
 from cards.model import Message
@@ -21,6 +23,7 @@ from core import outbox
 from core.config import ConfigError
 from core.db import Database
 from core.models.base import utcnow
+from core.models.messaging import fit_key
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +127,18 @@ def parse_outbox_config(raw: Mapping[str, Any]) -> OutboxConfig:
 
 async def enqueue_message(session: AsyncSession, dedupe_key: str, target: Target, message: Message,
                           now: datetime) -> bool:
-    """core.outbox.enqueue for typed values (in the caller's transaction); False for a duplicate key."""
-    return await outbox.enqueue(session, dedupe_key, target.to_json(), message.to_json(), now)
+    """Queue a message in the caller's transaction, one row per part (bot.parts.enqueue); False for a
+    duplicate key."""
+    return await parts.enqueue(session, dedupe_key, target, message, now)
 
 
 class OutboxSender:
     """Claims due outbox rows in short transactions and sends them through the platform's Transport.
 
     No transaction is open during a send. Sends to one target go one after another (rate limited);
-    different targets go concurrently. A claim is a lease: rows of a sender that died come back after it.
+    different targets go concurrently. Part n of a multi-part message (bot.parts) goes only after part n-1
+    was delivered (or given up on): a part whose predecessor is still queued is given back until then.
+    A claim is a lease: rows of a sender that died come back after it.
     clock/sleep/rng are injectable so tests run in simulated time."""
 
     def __init__(self, db: Database, transports: Mapping[str, Transport],
@@ -222,7 +228,12 @@ class OutboxSender:
     async def run_once(self) -> int:
         """Claim one batch of due rows and send them; returns how many rows were claimed."""
         now, s = self._clock(), self.settings
-        items = await self.db.write(lambda session: outbox.claim_due(session, now, s.batch_size, s.lease_seconds))
+
+        async def claim(session: AsyncSession) -> list[outbox.Claimed]:
+            claimed = await outbox.claim_due(session, now, s.batch_size, s.lease_seconds)
+            return await self._hold_parts(session, claimed, now)
+
+        items = await self.db.write(claim)
         groups: dict[str, list[outbox.Claimed]] = {}
         for item in items:
             groups.setdefault(_rate_key(item.target), []).append(item)
@@ -232,49 +243,93 @@ class OutboxSender:
                 log.error("outbox sender: a send group failed", exc_info=result)
         return len(items)
 
+    async def _hold_parts(self, session: AsyncSession, items: list[outbox.Claimed],
+                          now: datetime) -> list[outbox.Claimed]:
+        """The claimed rows that may go now; parts whose previous part is still queued (pending, or claimed and
+        not earlier in this batch) are given back in the claim's transaction, until that part is due."""
+        previous = {item.id: fit_key(part.previous) for item in items
+                    if (part := Part.of_row(item.message)) is not None and part.previous is not None}
+        if not previous:
+            return items
+        position = {item.dedupe_key: n for n, item in enumerate(items)}
+        lookup = [key for n, item in enumerate(items)
+                  if (key := previous.get(item.id)) is not None and position.get(key, n) >= n]
+        found = await outbox.states(session, lookup)
+        held: dict[str, datetime] = {}  # dedupe key → until, for the rows given back
+        for n, item in enumerate(items):
+            key = previous.get(item.id)
+            if key is None:
+                continue
+            if position.get(key, n) < n:  # the previous part goes first in this batch: wait only if it waits
+                if key in held:
+                    held[item.dedupe_key] = held[key]
+                continue
+            status, due = found.get(key, ("sent", now))
+            if status in ("pending", "sending"):
+                hold = now + timedelta(seconds=self.settings.poll_interval)
+                held[item.dedupe_key] = due if status == "pending" and due > hold else hold
+        by_until: dict[datetime, list[outbox.Claimed]] = {}
+        for item in items:
+            if item.dedupe_key in held:
+                by_until.setdefault(held[item.dedupe_key], []).append(item)
+        for until, batch in by_until.items():
+            await outbox.release(session, batch, until)
+        return [item for item in items if item.dedupe_key not in held]
+
     async def _send_group(self, items: list[outbox.Claimed]) -> None:
-        """Send one target's rows in order; on a rate limit or a platform block give the rest back."""
+        """Send one target's rows in order; on a rate limit or a platform block give the rest back. After a part
+        of a message that is not delivered (and not given up on), its later parts are given back: the next
+        claim holds them until that part is due again."""
+        stalled: set[str] = set()  # bot.parts keys of messages with a part still waiting
         for n, item in enumerate(items):
             if self._stopping:
                 await self._release(items[n:], self._clock())
                 return
-            if item.attempts > self.settings.max_attempts:  # claimed again and again, never reported: a crash loop
-                await self._failed(item, "abandoned: every claim ended without a result", retryable=False)
+            part = Part.of_row(item.message)
+            if part is not None and part.key in stalled:
+                await self._release([item], self._clock())
                 continue
-            try:
-                target, message = Target.from_json(item.target), Message.from_json(item.message)
-            except (KeyError, TypeError, ValueError) as exc:
-                await self._failed(item, f"unreadable outbox row: {exc!r}", retryable=False)
-                continue
-            transport = self.transports.get(target.platform)
-            if transport is None:
-                await self._failed(item, f"no transport for platform {target.platform!r}", retryable=False)
-                continue
-            now = self._clock()
-            if target.kind == "session" and target.expires_at and now.timestamp() * 1000 >= target.expires_at:
-                await self._failed(item, "session webhook expired", retryable=False)
-                continue
-            later = self.limiter.reserve(target, now)
-            if later is not None:
-                await self._release(items[n:], later)
+            status, rest_until = await self._send_one(item)
+            if rest_until is not None:
+                await self._release(items[n if status == "released" else n + 1:], rest_until)
                 return
-            try:
-                async with asyncio.timeout(self.settings.send_timeout):
-                    await transport.send(target, message)
-            except SendError as exc:
-                if exc.retry_after:
-                    self.limiter.block(target, now + timedelta(seconds=exc.retry_after))
-                await self._failed(item, f"{exc.code}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after)
-                if exc.retry_after:
-                    await self._release(items[n + 1:], now + timedelta(seconds=exc.retry_after))
-                    return
-            except TimeoutError:
-                await self._failed(item, f"timeout after {self.settings.send_timeout:g} s", retryable=True)
-            except Exception as exc:  # a transport bug or an unwrapped network error: retry, keep the loop
-                log.debug("outbox sender: traceback of %s", item.dedupe_key, exc_info=True)
-                await self._failed(item, f"unexpected {type(exc).__name__}: {exc}", retryable=True)
-            else:
-                await self._sent(item)
+            if part is not None and status not in ("sent", "dead"):
+                stalled.add(part.key)
+
+    async def _send_one(self, item: outbox.Claimed) -> tuple[str, datetime | None]:
+        """Send one row → (its status: sent, pending, dead, released, or "" when the claim was lost; the time to
+        give the target's remaining rows back until, when the target must wait)."""
+        if item.attempts > self.settings.max_attempts:  # claimed again and again, never reported: a crash loop
+            return await self._failed(item, "abandoned: every claim ended without a result", retryable=False), None
+        try:
+            target, message = Target.from_json(item.target), Message.from_json(item.message)
+        except (KeyError, TypeError, ValueError) as exc:
+            return await self._failed(item, f"unreadable outbox row: {exc!r}", retryable=False), None
+        transport = self.transports.get(target.platform)
+        if transport is None:
+            return await self._failed(item, f"no transport for platform {target.platform!r}", retryable=False), None
+        now = self._clock()
+        if target.kind == "session" and target.expires_at and now.timestamp() * 1000 >= target.expires_at:
+            return await self._failed(item, "session webhook expired", retryable=False), None
+        later = self.limiter.reserve(target, now)
+        if later is not None:
+            return "released", later
+        try:
+            async with asyncio.timeout(self.settings.send_timeout):
+                await transport.send(target, message)
+        except SendError as exc:
+            if exc.retry_after:
+                self.limiter.block(target, now + timedelta(seconds=exc.retry_after))
+            status = await self._failed(item, f"{exc.code}: {exc}", retryable=exc.retryable,
+                                        retry_after=exc.retry_after)
+            return status, now + timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        except TimeoutError:
+            return await self._failed(item, f"timeout after {self.settings.send_timeout:g} s", retryable=True), None
+        except Exception as exc:  # a transport bug or an unwrapped network error: retry, keep the loop
+            log.debug("outbox sender: traceback of %s", item.dedupe_key, exc_info=True)
+            return await self._failed(item, f"unexpected {type(exc).__name__}: {exc}", retryable=True), None
+        await self._sent(item)
+        return "sent", None
 
     # -- bookkeeping (one short transaction each) ----------------------------------------------------
 
@@ -290,7 +345,8 @@ class OutboxSender:
             await self.db.write(lambda session: outbox.release(session, items, until))
 
     async def _failed(self, item: outbox.Claimed, error: str, *, retryable: bool,
-                      retry_after: float | None = None) -> None:
+                      retry_after: float | None = None) -> str:
+        """Record a failed attempt → the row's status: pending, dead, or "" when the claim was lost."""
         now, s, error = self._clock(), self.settings, redact(error)
         alerts = self._alerts(item, error)
 
@@ -300,7 +356,7 @@ class OutboxSender:
                                               max_delay=s.max_delay, rng=self._rng)
             if status == "dead":
                 for key, target, message in alerts:
-                    await outbox.enqueue(session, key, target, message, now)
+                    await parts.enqueue(session, key, target, message, now)
             return status
 
         status = await self.db.write(work)
@@ -309,16 +365,17 @@ class OutboxSender:
                 status or "claim lost")
         if status == "dead" and alerts:
             self.wake()
+        return status
 
-    def _alerts(self, item: outbox.Claimed, error: str) -> list[tuple[str, dict, dict]]:
+    def _alerts(self, item: outbox.Claimed, error: str) -> list[tuple[str, Target, Message]]:
         """The admin alerts for a dead letter (none about an alert itself, so a broken admin target cannot loop)."""
         if item.dedupe_key.startswith(ALERT_PREFIX):
             return []
         where = _rate_key(item.target) if item.target.get("kind") != "session" else "dingtalk:session"
         body = (f"【消息发送失败】已放弃发送一条消息（尝试 {item.attempts} 次）。\n"
                 f"目标：{where}\n标识：{item.dedupe_key}\n原因：{error[:300]}")
-        message = Message("text", text=body).to_json()
-        return [(f"{ALERT_PREFIX}{item.id}:{n}", t.to_json(), message) for n, t in enumerate(self.admin_targets)]
+        message = Message("text", text=body)
+        return [(f"{ALERT_PREFIX}{item.id}:{n}", t, message) for n, t in enumerate(self.admin_targets)]
 
 
 def _rate_key(target: dict[str, Any]) -> str:

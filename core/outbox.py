@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +103,16 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int, lease_seco
     rows = {r.id: r for r in await session.execute(stmt)}
     return [Claimed(i, rows[i].dedupe_key, json.loads(rows[i].target), json.loads(rows[i].message),
                     rows[i].attempts, lease_until) for i in ids if i in rows]
+
+
+async def states(session: AsyncSession, keys: Iterable[str]) -> dict[str, tuple[str, datetime]]:
+    """(status, next_attempt_at) of the rows queued under these dedupe keys; keys never queued are left out."""
+    fitted = {fit_key(key): key for key in keys}
+    if not fitted:
+        return {}
+    stmt = (select(OutboxMessage.dedupe_key, OutboxMessage.status, OutboxMessage.next_attempt_at)
+            .where(OutboxMessage.dedupe_key.in_(list(fitted))))
+    return {fitted[r.dedupe_key]: (r.status, r.next_attempt_at) for r in await session.execute(stmt)}
 
 
 def _held(item: Claimed) -> Any:

@@ -514,7 +514,8 @@ async def test_card_send_click_and_update(fake: FakeDingTalk, http: aiohttp.Clie
 async def test_card_without_template_falls_back_to_text(fake: FakeDingTalk, client: DingTalkClient) -> None:
     await client.send(group(), APPROVAL)
     assert fake.cards == {}
-    assert fake.texts("group") == ["采购申请 CG20261126001\n奶油 24 箱，**待审批**\n可选操作：同意 / 驳回"]
+    assert fake.texts("group") == ["采购申请 CG20261126001\n奶油 24 箱，**待审批**\n可选操作：同意 / 驳回\n"
+                                   "请在钉钉中 jxcbot 发来的卡片上点击按钮办理。"]
 
 
 async def test_session_webhook_reply_and_expiry(fake: FakeDingTalk, client: DingTalkClient) -> None:

@@ -24,7 +24,9 @@ import aiohttp
 from yarl import URL
 
 from bot.dingtalk.sign import robot_sign_query
+from bot.split import fit, split_utf8
 from bot.transport import SendError, Target
+from cards import render
 from cards.model import Message
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "DingTalkRobotClient",
     "card_fallback_text",
     "card_params",
+    "message_parts",
     "split_utf8",
     "webhook_bodies",
 ]
@@ -46,6 +49,7 @@ API_BASE = "https://api.dingtalk.com"
 OAPI_BASE = "https://oapi.dingtalk.com"
 WEBHOOK_MAX_BYTES = 20_000  # custom robot and sessionWebhook: whole JSON body (460101 beyond)
 MSG_PARAM_MAX_BYTES = 15_000  # OpenAPI groupMessages msgParam; used for batchSend too
+KEYWORD_RESERVE = 256  # bytes robot parts split at enqueue time keep free for the robot's security keyword
 SESSION_MARGIN_MS = 5_000  # don't start a sessionWebhook send in the last seconds of its life
 ROBOT_WINDOW_S = 60.0
 ROBOT_BLOCK_S = 600.0
@@ -58,69 +62,19 @@ TOKEN_ERRCODES = frozenset({40014, 88, 42001})  # invalid / expired access_token
 THROTTLE_CODES = frozenset({"send.too.fast", "too.many.group", "too.many.people", "send.byToken.tooFast"})
 
 
-def split_utf8(text: str, limit: int) -> list[str]:
-    """text cut into pieces of at most `limit` UTF-8 bytes, on character boundaries, preferably just after a
-    newline (when that keeps the piece at least half full). "".join(pieces) == text; [text] when it fits."""
-    if limit < 4:
-        raise ValueError("limit must be at least 4 bytes (one UTF-8 character)")
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return [text]
-    pieces: list[str] = []
-    start = 0
-    while len(data) - start > limit:
-        end = start + limit
-        while (data[end] & 0xC0) == 0x80:  # data[end] starts the next piece: never a continuation byte
-            end -= 1
-        newline = data.rfind(b"\n", start, end)
-        if newline >= 0 and newline + 1 - start >= limit // 2:
-            end = newline + 1
-        pieces.append(data[start:end].decode("utf-8"))
-        start = end
-    pieces.append(data[start:].decode("utf-8"))
-    return pieces
-
-
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def _fit(text: str, limit: int, size: Callable[[str], int]) -> list[str]:
-    """Pieces of text (in order, re-joining to text) such that size(piece) <= limit, where size measures the
-    encoded message around the piece (JSON escaping can make it larger than the piece's own bytes)."""
-    overhead = size("")
-    if overhead + 8 > limit:
-        raise SendError("message envelope alone exceeds the size limit", retryable=False, code="too-long")
-    out: list[str] = []
-    stack = [(text, limit - overhead)]
-    while stack:
-        chunk, budget = stack.pop()
-        measured = size(chunk)
-        if measured <= limit:
-            out.append(chunk)
-            continue
-        pieces = split_utf8(chunk, budget)
-        if len(pieces) == 1:  # within the byte budget but escaping made it grow: shrink the budget
-            nbytes = len(chunk.encode("utf-8"))
-            budget = max(4, min(nbytes - 1, budget * (limit - overhead) // (measured - overhead)))
-            stack.append((chunk, budget))
-            continue
-        stack.extend((piece, budget) for piece in reversed(pieces))
-    return out
-
-
 def card_params(message: Message) -> dict[str, str]:
     """The cardParamMap of our generic card template (all values strings, as DingTalk requires)."""
-    buttons = [{"text": b.label, "action": b.key, "style": b.style} for b in message.buttons]
-    return {"title": message.title, "content": message.text, "buttons": _dumps(buttons)}
+    return render.dingtalk_card_params(message)
 
 
 def card_fallback_text(message: Message) -> str:
-    """A card as plain text, for places that cannot show interactive cards (webhooks, no template)."""
-    lines = [line for line in (message.title, message.text) if line]
-    if message.buttons:
-        lines.append("可选操作：" + " / ".join(b.label for b in message.buttons))
-    return "\n".join(lines)
+    """A card as plain text, for places that cannot show interactive cards (webhooks, no template): title, body,
+    and the buttons with where to click them."""
+    return render.card_text(message, "dingtalk")
 
 
 def _markdown_title(message: Message) -> str:
@@ -150,13 +104,51 @@ def webhook_bodies(message: Message, limit: int = WEBHOOK_MAX_BYTES, *,
         def md(text: str) -> dict[str, Any]:
             return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
 
-        return [md(tagged(p)) for p in _fit(message.text, limit, measured(md))]
+        return [md(tagged(p)) for p in fit(message.text, limit, measured(md))]
     content = card_fallback_text(message) if message.kind == "card" else message.text
 
     def txt(text: str) -> dict[str, Any]:
         return {"msgtype": "text", "text": {"content": text}}
 
-    return [txt(tagged(p)) for p in _fit(content, limit, measured(txt))]
+    return [txt(tagged(p)) for p in fit(content, limit, measured(txt))]
+
+
+def openapi_params(message: Message) -> tuple[str, list[dict[str, str]]]:
+    """The robot msgKey and the msgParams (each ≤ 15,000 bytes as JSON) of a text, markdown or card (as text)
+    message sent through oToMessages/batchSend or groupMessages/send."""
+    if message.kind == "markdown":
+        title = _markdown_title(message)
+        return "sampleMarkdown", [{"title": title, "text": p} for p in fit(
+            message.text, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"title": title, "text": p}).encode()))]
+    content = card_fallback_text(message) if message.kind == "card" else message.text
+    return "sampleText", [{"content": p} for p in fit(
+        content, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"content": p}).encode()))]
+
+
+def _part(kind: str, fields: Mapping[str, str]) -> Message:
+    if kind == "markdown":
+        return Message("markdown", title=fields["title"], text=fields["text"])
+    return Message("text", text=fields["content"])
+
+
+def message_parts(target: Target, message: Message) -> list[Message]:
+    """The messages `message` goes out as to a DingTalk target, one platform call each, in order: text and
+    markdown split to the OpenAPI msgParam limit (users, groups) or the webhook body limit (sessions, robots;
+    robots keep KEYWORD_RESERVE bytes free for a security keyword), an image's caption as text before it
+    (users, groups). Cards and other images stay whole. message_parts(target, part) == [part] for every part."""
+    openapi = target.kind in ("user", "group")
+    if message.kind == "card":
+        return [message]
+    if message.kind == "image":
+        caption = "\n".join(x for x in (message.title, message.text) if x)
+        if not openapi or not caption:
+            return [message]
+        return [*message_parts(target, Message("text", text=caption)), Message("image", png=message.png)]
+    if openapi:
+        key, params = openapi_params(message)
+        return [_part("markdown" if key == "sampleMarkdown" else "text", p) for p in params]
+    limit = WEBHOOK_MAX_BYTES - (KEYWORD_RESERVE if target.kind == "robot" else 0)
+    return [_part(body["msgtype"], body[body["msgtype"]]) for body in webhook_bodies(message, limit)]
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -383,16 +375,7 @@ class DingTalkClient:
                 await self._robot_message(target, "sampleText", {"content": caption})
             await self._robot_message(target, "sampleImageMsg", {"photoURL": media_id})
             return
-        if message.kind == "markdown":
-            title = _markdown_title(message)
-            params = [{"title": title, "text": p} for p in _fit(
-                message.text, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"title": title, "text": p}).encode()))]
-            key = "sampleMarkdown"
-        else:
-            content = card_fallback_text(message) if message.kind == "card" else message.text
-            params = [{"content": p} for p in _fit(
-                content, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"content": p}).encode()))]
-            key = "sampleText"
+        key, params = openapi_params(message)
         for param in params:
             await self._robot_message(target, key, param)
 

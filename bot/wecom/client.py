@@ -15,7 +15,9 @@ from typing import Any
 
 import aiohttp
 
+from bot.split import split_utf8
 from bot.transport import SendError, Target
+from cards import render
 from cards.model import Message
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "WeComRobotClient",
     "WeComTransport",
     "is_retryable",
+    "message_parts",
     "split_utf8",
 ]
 
@@ -45,35 +48,8 @@ ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024  # bytes, robot inline image (raw, before ba
 MIN_MEDIA = 6  # media/upload wants every file > 5 bytes
 MAX_BUTTONS = 6
 BUTTON_KEY_LIMIT = 1024  # bytes
-BUTTON_TEXT_LIMIT = 10  # characters
-CARD_TITLE_LIMIT = 36  # characters (suggested)
-CARD_SUBTITLE_LIMIT = 160  # characters
-REPLACE_NAME_LIMIT = 20  # characters of the greyed-out button text after an update
-# Button.style → template_card button style (1..4; 1 is WeCom's default, emphasised look).
-BUTTON_STYLES = {"primary": 1, "default": 2, "danger": 3}
-
-
-def split_utf8(text: str, limit: int) -> list[str]:
-    """Split text into pieces of at most `limit` UTF-8 bytes, never inside a character, preferring to end a
-    piece just after a newline. ''.join(result) == text; text that fits is returned as [text]."""
-    if limit < 4:
-        raise ValueError("limit must be at least 4 bytes (one UTF-8 character)")
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return [text]
-    parts: list[str] = []
-    start = 0
-    while len(data) - start > limit:
-        cut = start + limit
-        while data[cut] & 0xC0 == 0x80:  # continuation byte: step back to the start of the character
-            cut -= 1
-        newline = data.rfind(b"\n", start, cut)  # 0x0A never occurs inside a multi-byte character
-        if newline >= start:
-            cut = newline + 1
-        parts.append(data[start:cut].decode("utf-8"))
-        start = cut
-    parts.append(data[start:].decode("utf-8"))
-    return parts
+# Card text limits (title 36, subtitle 160, button 10, replace_name 20 characters) and the button style
+# mapping live in cards/templates/wecom/.
 
 
 def is_retryable(code: int | str | None) -> bool:
@@ -81,19 +57,47 @@ def is_retryable(code: int | str | None) -> bool:
     return code in RETRYABLE_ERRORS
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
 def _with_title(message: Message, bold: bool) -> str:
     if not message.title:
         return message.text
     head = f"**{message.title}**" if bold else message.title
     return f"{head}\n{message.text}" if message.text else head
+
+
+def _check_buttons(message: Message) -> None:
+    """SendError (permanent) unless the card has 1..6 buttons with unique, non-empty keys of ≤ 1024 bytes."""
+    if not message.buttons or len(message.buttons) > MAX_BUTTONS:
+        raise SendError(f"wecom card: {len(message.buttons)} buttons (1..{MAX_BUTTONS})",
+                        retryable=False, code="bad_card")
+    keys = [b.key for b in message.buttons]
+    if len(set(keys)) != len(keys) or any(not k or len(k.encode()) > BUTTON_KEY_LIMIT for k in keys):
+        raise SendError("wecom card: button keys must be unique, non-empty, ≤ 1024 bytes",
+                        retryable=False, code="bad_card")
+
+
+def _pieces(kind: str, content: str, limit: int) -> list[Message]:
+    if not content.strip():  # left whole: the send refuses it (44004, permanent)
+        return [Message(kind, text=content)]
+    return [Message(kind, text=piece) for piece in split_utf8(content, limit)]
+
+
+def message_parts(target: Target, message: Message) -> list[Message]:
+    """The messages `message` goes out as to a WeCom target, one platform call each, in order: text and
+    markdown (title included) split at the byte limit of the app (2048 B) or robot (text 2048 B, markdown
+    4096 B), an image's title as text before it, a card without buttons (not an update) as markdown.
+    Cards (with buttons or updates) stay whole. message_parts(target, part) == [part] for every part."""
+    robot = target.kind == "robot"
+    markdown_limit = ROBOT_MARKDOWN_LIMIT if robot else APP_MARKDOWN_LIMIT
+    if message.kind == "text":
+        return _pieces("text", _with_title(message, bold=False), TEXT_LIMIT)
+    if message.kind == "markdown":
+        return _pieces("markdown", _with_title(message, bold=True), markdown_limit)
+    if message.kind == "image":
+        caption = _pieces("text", message.title, TEXT_LIMIT) if message.title else []
+        return [*caption, Message("image", png=message.png)] if caption else [message]
+    if robot or not (message.card_id or message.buttons):  # robots cannot carry callback buttons
+        return _pieces("markdown", render.card_markdown(message, "wecom"), markdown_limit)
+    return [message]
 
 
 def _image_type(data: bytes) -> tuple[str, str]:
@@ -252,13 +256,17 @@ class WeComClient(_Api):
     # -- Transport ---------------------------------------------------------------------------------------
 
     async def send(self, target: Target, message: Message) -> None:
-        """Deliver one neutral message to one app user (target.kind "user"). Over-long text/markdown goes
-        as several messages; an image's title goes first as a text; a card without buttons goes as
-        markdown; a card with card_id (a response_code) updates that card in place, and when WeCom refuses
-        the update for good (code used or older than 72 h) the card is sent afresh instead."""
+        """Deliver one neutral message to one app user (target.kind "user"), one call per message_parts
+        part: over-long text/markdown goes as several messages; an image's title goes first as a text; a
+        card without buttons goes as markdown; a card with card_id (a response_code) updates that card in
+        place, and when WeCom refuses the update for good (code used or older than 72 h) the card is sent
+        afresh instead."""
         if target.platform != "wecom" or target.kind != "user" or not target.address:
             raise SendError(f"wecom app cannot send to {target.kind!r}", retryable=False, code="bad_target")
-        user = target.address
+        for part in message_parts(target, message):
+            await self._send_part(target.address, part)
+
+    async def _send_part(self, user: str, message: Message) -> None:
         if message.kind == "text":
             await self.send_text(user, _with_title(message, bold=False))
         elif message.kind == "markdown":
@@ -272,7 +280,7 @@ class WeComClient(_Api):
         elif message.buttons:
             await self.send_card(user, message)
         else:
-            await self.send_markdown(user, _with_title(message, bold=True))
+            await self.send_markdown(user, render.card_markdown(message, "wecom"))
 
     async def _try_update(self, user: str, response_code: str, message: Message) -> bool:
         """Update the card in place; False (send a new one) when WeCom refuses it permanently."""
@@ -334,28 +342,10 @@ class WeComClient(_Api):
         await self._message(user, "image", {"media_id": media_id})
 
     def template_card(self, message: Message, task_id: str) -> dict[str, Any]:
-        """The `template_card` of card_type button_interaction for a neutral card with buttons."""
-        if not message.buttons or len(message.buttons) > MAX_BUTTONS:
-            raise SendError(f"wecom card: {len(message.buttons)} buttons (1..{MAX_BUTTONS})",
-                            retryable=False, code="bad_card")
-        keys = [b.key for b in message.buttons]
-        if len(set(keys)) != len(keys) or any(not k or len(k.encode()) > BUTTON_KEY_LIMIT for k in keys):
-            raise SendError("wecom card: button keys must be unique, non-empty, ≤ 1024 bytes",
-                            retryable=False, code="bad_card")
-        title = message.title or _first_line(message.text) or "-"
-        card: dict[str, Any] = {
-            "card_type": "button_interaction",
-            "main_title": {"title": _truncate(title, CARD_TITLE_LIMIT)},
-            "task_id": task_id,
-            "button_list": [
-                {"type": 0, "text": _truncate(b.label, BUTTON_TEXT_LIMIT), "style": BUTTON_STYLES.get(b.style, 1),
-                 "key": b.key}
-                for b in message.buttons
-            ],
-        }
-        if message.text:
-            card["sub_title_text"] = _truncate(message.text, CARD_SUBTITLE_LIMIT)
-        return card
+        """The `template_card` of card_type button_interaction for a neutral card with buttons (rendered by
+        cards/templates/wecom/template_card.json.j2 after the button checks)."""
+        _check_buttons(message)
+        return render.wecom_template_card(message, task_id)
 
     async def send_card(self, user: str, message: Message) -> CardReceipt:
         """Send a button_interaction template card with a fresh task_id; the receipt carries WeCom's
@@ -369,12 +359,10 @@ class WeComClient(_Api):
         """update_template_card with a response_code (single use, 72 h) for this user's card. With buttons
         the whole card is replaced (a new task_id); without, its buttons are greyed out and relabelled
         with the title (or the first line of the text)."""
-        data: dict[str, Any] = {"userids": [user], "agentid": self.agent_id, "response_code": response_code}
         if message.buttons:
-            data["template_card"] = self.template_card(message, f"jxc_{uuid.uuid4().hex}")
-        else:
-            label = message.title or _first_line(message.text) or "已处理"
-            data["button"] = {"replace_name": _truncate(label, REPLACE_NAME_LIMIT)}
+            _check_buttons(message)
+        data = render.wecom_card_update(message, user=user, agent_id=self.agent_id, response_code=response_code,
+                                        task_id=f"jxc_{uuid.uuid4().hex}")
         await self._api("update_template_card", "/cgi-bin/message/update_template_card", json=data)
 
 
@@ -399,14 +387,17 @@ class WeComRobotClient(_Api):
         name = target.address
         if name not in self._robots:
             raise SendError(f"wecom robot {name!r} is not configured", retryable=False, code="unknown_robot")
-        if message.kind == "text":
-            await self.send_text(name, _with_title(message, bold=False))
-        elif message.kind == "image":
-            if message.title:
-                await self.send_text(name, message.title)
-            await self.send_image(name, message.png or b"")
-        else:  # markdown, and cards (no callback buttons on robots: the app sends approval cards)
-            await self.send_markdown(name, _with_title(message, bold=True))
+        for part in message_parts(target, message):
+            if part.kind == "text":
+                await self.send_text(name, _with_title(part, bold=False))
+            elif part.kind == "image":
+                if part.title:
+                    await self.send_text(name, part.title)
+                await self.send_image(name, part.png or b"")
+            elif part.kind == "markdown":
+                await self.send_markdown(name, _with_title(part, bold=True))
+            else:  # a card: no callback buttons on robots (the app sends approval cards)
+                await self.send_markdown(name, render.card_markdown(part, "wecom"))
 
     async def _post(self, name: str, payload: dict[str, Any]) -> None:
         where = f"webhook/send {payload['msgtype']}"
