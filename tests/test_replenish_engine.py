@@ -9,7 +9,16 @@ import pytest
 
 from core.replenish import anchors, flags, policy
 from core.replenish.classify import INTERMITTENT, LUMPY, SMOOTH, adi_cv2, classify
-from core.replenish.forecast import ForecastParams, croston, dow_profile, forecast, promo_uplift, tsb, wma_level
+from core.replenish.forecast import (
+    ForecastParams,
+    croston,
+    dow_profile,
+    forecast,
+    promo_uplift,
+    tsb,
+    wma_level,
+    yoy_level,
+)
 from core.replenish.plan import PlanInputs, plan
 from core.replenish.safety import safety_stock, z_for
 
@@ -115,6 +124,38 @@ def test_weighted_moving_average_by_hand():
     y = np.array([[1.0] * 7 + [3.0] * 7])
     level = wma_level(y, np.ones_like(y, dtype=bool), np.ones_like(y), weeks=2, decay=0.5)
     assert level[0] == pytest.approx((0.5 * 7 + 3 * 7) / (0.5 * 7 + 7))
+
+
+def year_over_year_rows() -> np.ndarray:
+    # a "year" of 14 days: weeks sell 1, 2 (last year now), 3 (last year's coming week), 4 (this year now)
+    return np.array([[1.0] * 7 + [2.0] * 7 + [3.0] * 7 + [4.0] * 7])
+
+
+def test_year_over_year_estimate_by_hand():
+    y = year_over_year_rows()
+    ok = np.ones_like(y, dtype=bool)
+    ok[0, 16] = False  # a censored day in last year's coming week is skipped, not learned as a zero
+    y[0, 16] = 0.0
+    rate, var = yoy_level(y, ok, np.ones_like(y), lag=14, days=7, pad=0, growth_days=7, min_days=1.0)
+    # growth 4/2 (days 21-27 vs 7-13) × last year's coming week 3 (days 14-20); v = 1/7 + 1/7 + 1/6
+    assert rate[0] == pytest.approx(4 / 2 * 3)
+    assert var[0] == pytest.approx(1 / 7 + 1 / 7 + 1 / 6)
+    short, v_short = yoy_level(y[:, 10:], ok[:, 10:], np.ones((1, 18)), 14, 7, 0, 7, min_days=5.0)
+    assert np.isnan(short[0]) and v_short[0] == np.inf  # only 4 recent days have a year-earlier counterpart
+    assert np.isnan(yoy_level(y, ok, np.ones_like(y), 14, 7, 0, 7, min_days=8.0)[0][0])  # too few learned days
+
+
+def test_forecast_combines_recent_level_and_year_over_year_by_inverse_variance():
+    y = year_over_year_rows()
+    params = ForecastParams(wma_weeks=1, yoy_lag=14, yoy_days=7, yoy_pad=0, yoy_growth_days=7, yoy_min_days=1.0)
+    fc = forecast(y, None, None, np.array([0]), 7, params=params)
+    # A = last week's 4 over 7 learned days (v_A = 1/7); B = 6 with v_B = 3/7 → w = (1/7)/(4/7) = 1/4
+    assert fc.yoy_rate[0] == pytest.approx(6.0)
+    assert fc.yoy_weight[0] == pytest.approx(0.25)
+    assert fc.level[0] == pytest.approx(4.0 * (6.0 / 4.0) ** 0.25)
+    np.testing.assert_allclose(fc.daily[0], fc.level[0])
+    off = forecast(y, None, None, np.array([0]), 7, params=ForecastParams(wma_weeks=1, yoy_lag=0))
+    assert off.level[0] == pytest.approx(4.0) and off.yoy_weight[0] == 0.0
 
 
 def test_dow_profile_shrinks_toward_category_by_hand():

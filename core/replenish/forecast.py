@@ -1,5 +1,19 @@
 """Baseline rate (DOW-weighted moving average or TSB) × shrunk day-of-week profile × shrunk promotion uplift.
 
+Year-over-year combination (smooth/erratic rows with more than a year of history): the recent weighted level A
+lags a seasonal swing, so it is combined with a second estimate aimed at the coming ``yoy_days`` days,
+
+    B = (this year's rate over the growth window ÷ the rate over the same days 52 weeks earlier)
+        × last year's rate over the coming window ± ``yoy_pad`` days,
+
+i.e. last year's demand around the coming weeks scaled by the measured year-over-year growth (rates are sales ÷
+weekday-expected learned days, promotion and stock-out days excluded; the growth window is the last
+``yoy_growth_days`` days that have a year-earlier counterpart). The two are averaged in logs by inverse variance,
+level = A·(B/A)^w with w = v_A/(v_A + v_B), each variance taken as 1/(effective learned days) per window
+(v_A from the moving-average weights; v_B = 1/n_growth + 1/n_year_earlier + 1/n_coming). With a full history
+w ≈ ½; thin or censored windows move the weight toward the better-measured estimate, and a row lacking
+``yoy_min_days`` learned days in any window keeps A.
+
 Arrays: ``demand`` float[n, T] (history, column T-1 is yesterday), ``stockout`` bool[n, T] (censored days,
 never learned from), ``promo`` bool[n, T + H] (promotion calendar, future columns included). Weekdays are
 0 = Monday; ``start_weekday`` is the weekday of column 0.
@@ -34,6 +48,12 @@ class ForecastParams:
     uplift_prior_days: float = 14.0  # n0: promotion days the category's uplift counts as
     sigma_days: int = 91  # days behind the residual standard deviation
     trend_weeks: int = 0  # weeks behind the local slope (0 = off: on the back-test its noise cost more than the lag)
+    yoy_lag: int = 364  # days back to "the same time last year" (52 whole weeks; 0 = no year-over-year estimate)
+    yoy_days: int = 28  # the coming days the year-over-year estimate aims at
+    yoy_pad: int = 56  # days either side of last year's coming window (smooths last year's single realisation;
+    # 14/28/42/56/70 tried on back-test seeds 101–103: 56 best, 28 costs ~1 point of fast-mover monthly hit)
+    yoy_growth_days: int = 364  # at most this many recent days (with a year-earlier counterpart) measure growth
+    yoy_min_days: float = 28.0  # learned (weekday-expected) days each window needs before the estimate is used
 
 
 @dataclass
@@ -49,6 +69,8 @@ class Forecast:
     daily: np.ndarray  # float[n, H]: forecast for today (column 0) … today + H - 1
     promo_future: np.ndarray  # bool[n, H]: promotion calendar over the horizon
     trend: np.ndarray  # float[n]: shrunk slope, units/day per day (level of day h = level + trend·h)
+    yoy_rate: np.ndarray | None = None  # float[n]: year-over-year estimate B (NaN where not used)
+    yoy_weight: np.ndarray | None = None  # float[n]: weight w of B in the level (0 where not used)
 
 
 def weekdays(start_weekday: int, start: int, count: int) -> np.ndarray:
@@ -86,6 +108,51 @@ def wma_level(y: np.ndarray, ok: np.ndarray, f: np.ndarray, weeks: int, decay: f
     num = (np.where(oks, ys, 0.0) * w).sum(axis=1)
     den = (np.where(oks, fs, 0.0) * w).sum(axis=1)
     return np.divide(num, den, out=np.zeros(y.shape[0]), where=den > 0)
+
+
+def window_rate(y: np.ndarray, ok: np.ndarray | None, f: np.ndarray, lo: int, hi: int,
+                weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rate Σw·y/Σw·f, Σw·f, effective days (Σw·f)²/Σ(w·f)²) over learned columns lo … hi-1, clipped to the array.
+
+    ok = None means y and f are already zero on unlearned days.
+    """
+    t = y.shape[1]
+    a, b = max(lo, 0), min(hi, t)
+    ys, fs = y[:, a:b], f[:, a:b]
+    if ok is not None:
+        ys, fs = np.where(ok[:, a:b], ys, 0.0), np.where(ok[:, a:b], fs, 0.0)
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)[a - lo:b - lo]
+        ys, fs = ys * w, fs * w
+    num, den = ys.sum(axis=1), fs.sum(axis=1)
+    sq = np.einsum("ij,ij->i", fs, fs)
+    rate = np.divide(num, den, out=np.zeros(len(den)), where=den > 0)
+    return rate, den, np.divide(den * den, sq, out=np.zeros(len(den)), where=sq > 0)
+
+
+def yoy_level(y: np.ndarray, ok: np.ndarray, f: np.ndarray, lag: int, days: int, pad: int, growth_days: int,
+              min_days: float) -> tuple[np.ndarray, np.ndarray]:
+    """(B, v_B) per row, see the module doc: growth × last year's rate around the coming `days`; v_B = Σ 1/n_eff.
+
+    Column T-1 is yesterday. Rows where a window has fewer than `min_days` learned days, or no sales in it, get
+    B = NaN and v_B = inf.
+    """
+    n, t = y.shape
+    g0 = max(t - growth_days, lag)
+    if t - g0 <= 0:
+        return np.full(n, np.nan), np.full(n, np.inf)
+    lo = max(g0 - lag, 0)
+    yo = np.where(ok[:, lo:], y[:, lo:], 0.0)
+    fo = np.where(ok[:, lo:], f[:, lo:], 0.0)
+    now, n_now, e_now = window_rate(yo, None, fo, g0 - lo, t - lo)
+    then, n_then, e_then = window_rate(yo, None, fo, g0 - lag - lo, t - lag - lo)
+    ahead, n_ahead, e_ahead = window_rate(yo, None, fo, t - lag - pad - lo, t - lag + days + pad - lo)
+    good = (np.minimum(np.minimum(n_now, n_then), n_ahead) >= min_days) & (now > 0) & (then > 0) & (ahead > 0)
+    rate = np.full(n, np.nan)
+    rate[good] = now[good] * ahead[good] / then[good]
+    var = np.full(n, np.inf)
+    var[good] = 1 / e_now[good] + 1 / e_then[good] + 1 / e_ahead[good]
+    return rate, var
 
 
 def slope(y: np.ndarray, ok: np.ndarray, f: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -213,7 +280,8 @@ def forecast(
     dspan = min(t, p.dow_weeks * 7)
     dow = dow_profile(y[:, t - dspan:], base[:, t - dspan:], wd[t - dspan:], cats, p.dow_shrink)
     # Factor of every history day, needed by the level, uplift and residuals (only the spans they read).
-    span = min(t, max(p.wma_weeks * 7, p.tsb_days, p.uplift_days, p.sigma_days, p.classify_days))
+    span = min(t, max(p.wma_weeks * 7, p.tsb_days, p.uplift_days, p.sigma_days, p.classify_days,
+                      2 * p.yoy_lag if p.yoy_lag else 0))
     f_hist = dow[:, wd[t - span:]]
     ys, bs, ps, oks = y[:, t - span:], base[:, t - span:], promo_hist[:, t - span:], ok[:, t - span:]
 
@@ -231,13 +299,28 @@ def forecast(
         level[rows] = tsb(ys[rows, span - tspan:], p.tsb_alpha, p.tsb_beta, bs[rows, span - tspan:])
         centre[rows] = min((1 - p.tsb_beta) / p.tsb_beta, tspan / 2)
 
+    recent = level.copy()  # A: the residuals below measure noise around what the recent data say
+    yoy_rate = np.full(n, np.nan)
+    yoy_weight = np.zeros(n)
+    if p.yoy_lag and span > p.yoy_lag:
+        yoy_rate, v_yoy = yoy_level(ys, bs, f_hist, p.yoy_lag, p.yoy_days, p.yoy_pad, p.yoy_growth_days,
+                                    p.yoy_min_days)
+        _, _, e_level = window_rate(ys, bs, f_hist, span - wspan, span, wweights)
+        v_level = np.divide(1.0, e_level, out=np.full(n, np.inf), where=e_level > 0)
+        use = ~adi_high & np.isfinite(yoy_rate) & (level > 0) & np.isfinite(v_level)
+        yoy_weight[use] = v_level[use] / (v_level[use] + v_yoy[use])
+        level[use] *= (yoy_rate[use] / level[use]) ** yoy_weight[use]
+        # B is aimed at the middle of the coming window: the combined level's data centre moves toward it.
+        centre[use] = (1 - yoy_weight[use]) * centre[use] - yoy_weight[use] * ((p.yoy_days + 1) / 2)
+        yoy_rate[~use] = np.nan
+
     uspan = min(span, p.uplift_days)
     uplift = promo_uplift(ys[:, span - uspan:], oks[:, span - uspan:], ps[:, span - uspan:], f_hist[:, span - uspan:],
                           cats, p.uplift_halfwidth, p.uplift_prior_days)
 
     sspan = min(span, p.sigma_days)
     sb = bs[:, span - sspan:]
-    resid = np.where(sb, ys[:, span - sspan:] - level[:, None] * f_hist[:, span - sspan:], 0.0)
+    resid = np.where(sb, ys[:, span - sspan:] - recent[:, None] * f_hist[:, span - sspan:], 0.0)
     dof = np.maximum(sb.sum(axis=1) - 1, 1)
     # Poisson floor: a short run of zeros must not claim a certain demand.
     sigma = np.sqrt(np.maximum((resid * resid).sum(axis=1) / dof, level))
@@ -252,4 +335,4 @@ def forecast(
     level_today = np.maximum(level + trend * (centre + 1), 0.0)
     rate = np.maximum(level_today[:, None] + trend[:, None] * np.arange(horizon), 0.0)
     daily = rate * f_future * np.where(promo_future, uplift[:, None], 1.0)
-    return Forecast(level_today, dow, uplift, sigma, segment, method, daily, promo_future, trend)
+    return Forecast(level_today, dow, uplift, sigma, segment, method, daily, promo_future, trend, yoy_rate, yoy_weight)
