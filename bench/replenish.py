@@ -1,5 +1,7 @@
 """Replenishment back-test: synthetic demand (research notes §4) and a rolling 26-week static/dynamic/oracle run."""
 
+# The simulation and metrics are core/replenish/simulate.py, the same that `jxcbot replenish backtest` runs on a ledger.
+
 from __future__ import annotations
 
 import argparse
@@ -12,11 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from core.replenish import flags
-from core.replenish.forecast import ForecastParams, forecast
+from core.replenish.forecast import ForecastParams
 from core.replenish.plan import PlanInputs, plan
-from core.replenish.policy import cover_days, cover_demand, static_rate
+from core.replenish.policy import cover_days, cover_demand
 from core.replenish.safety import z_for
+from core.replenish.simulate import (
+    FAST,
+    HORIZON,
+    MONTH,
+    REVIEW,
+    Targets,
+    forecast_metrics,
+    matched,
+    policy_targets,
+    simulate,
+    window_sums,
+)
+from core.replenish.simulate import sweep as run_sweep
 
 # ---- the generator: defaults are the research notes' (forecast.md §4); it is the ruler, never tuned ----
 VELOCITY_MU, VELOCITY_SIGMA = -0.3, 1.3  # lognormal daily mean → median 0.74/day, 38/48/14 % mix
@@ -34,16 +48,10 @@ N_CATEGORIES = 12
 LEAD_RECEIPTS = 12  # past receipts per supplier the engine learns lead time from
 DAYS = 730
 
-# ---- the back-test protocol (forecast.md §5) ----
-REVIEW = 7  # weekly review, same day for every product
+# ---- the back-test protocol (forecast.md §5); review, month, fast movers, sweeps: core/replenish/simulate.py
 TEST_WEEKS = 26
 BURN_WEEKS = 8  # inventory simulation warm-up before the measured weeks
-MONTH = 28  # "monthly" hit window (4 whole weeks)
-FAST = 3.0  # fast movers: > 3 units/day
-HORIZON = 42
 SERVICE_LEVEL = 0.95  # the dynamic engine's (and oracle's) default cycle service level
-Z_SWEEP = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-STATIC_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # multiplier on the old formula's safety stock d̄·L
 TARGETS = {"hit_gain": 0.04, "fast": {2.0: 0.80, 10.0: 0.88}, "fill": 0.94, "stockout_cut": 0.25,
            "matched": 1.0, "gap_closed": 0.40, "plan_seconds": 1.0}
 
@@ -114,110 +122,23 @@ def true_lead(nominal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([table[v].mean() for v in nominal]), np.array([table[v].std() for v in nominal]))
 
 
-@dataclass
-class Targets:
-    """One policy's order-up-to ingredients at every review: S(z) = base + z·unit, and its forecasts."""
-
-    base: np.ndarray  # float[J, n]
-    unit: np.ndarray  # float[J, n]
-    month: np.ndarray  # float[J, n] forecast of the next 28 days
-    week: np.ndarray  # float[J, n] forecast of the next 7 days
-
-
 def build_targets(g: Synthetic, reviews: Sequence[int], params: ForecastParams) -> dict[str, Targets]:
     """Forecasts of the three policies at each review (history before the review only; oracle: true means)."""
     n = g.demand.shape[0]
-    j = len(reviews)
-    out = {name: Targets(*(np.zeros((j, n)) for _ in range(4))) for name in ("static", "dynamic", "oracle")}
     promo_ext = np.concatenate([g.promo, np.zeros((n, HORIZON), dtype=bool)], axis=1)
+    out = policy_targets(g.demand, None, promo_ext, g.category, reviews, g.lead_nominal, g.lead_learned,
+                         g.lead_learned_std, params)
+    o = out["oracle"] = Targets(*(np.zeros((len(reviews), n)) for _ in range(4)))
     true_l, true_sd = true_lead(g.lead_nominal)
-    days_static = cover_days(g.lead_nominal, REVIEW)
-    days_dyn = cover_days(g.lead_learned, REVIEW)
     days_orc = cover_days(true_l, REVIEW)
     for r, t in enumerate(reviews):
-        rate = static_rate(g.demand[:, :t])
-        s = out["static"]
-        s.base[r], s.unit[r] = rate * days_static, rate * g.lead_nominal
-        s.month[r], s.week[r] = rate * MONTH, rate * REVIEW
-
-        fc = forecast(g.demand[:, :t], None, promo_ext[:, :t + HORIZON], g.category, HORIZON, 0, params)
-        d = out["dynamic"]
-        cover = cover_demand(fc.daily, days_dyn)
-        d.base[r] = cover
-        d.unit[r] = np.sqrt((g.lead_learned + REVIEW) * fc.sigma**2 + (cover / days_dyn) ** 2 * g.lead_learned_std**2)
-        d.month[r], d.week[r] = fc.daily[:, :MONTH].sum(axis=1), fc.daily[:, :REVIEW].sum(axis=1)
-
         mu = g.mu[:, t:t + HORIZON]
-        o = out["oracle"]
         cover = cover_demand(mu, days_orc)
         var = cover_demand(mu + mu**2 / g.dispersion, days_orc)
         o.base[r] = cover
         o.unit[r] = np.sqrt(var + (cover / days_orc) ** 2 * true_sd**2)
         o.month[r], o.week[r] = mu[:, :MONTH].sum(axis=1), mu[:, :REVIEW].sum(axis=1)
     return out
-
-
-def simulate(up_to: np.ndarray, demand: np.ndarray, lead: np.ndarray, start: int, test_start: int,
-             test_end: int) -> dict[str, float]:
-    """Lost-sales (R,S) run: review every REVIEW days from `start`, order ⌈S − on hand − on order⌉⁺ arriving after
-    the pre-drawn lead time; measures fill rate, stock-out days (closing stock 0) and inventory over the test days."""
-    n = demand.shape[0]
-    rows = np.arange(n)
-    on_hand = np.ceil(np.maximum(up_to[0], 0))
-    on_order = np.zeros(n)
-    arrivals = np.zeros((n, demand.shape[1] + int(lead.max()) + 1))
-    served = wanted = out_days = stock = 0.0
-    for day in range(start, test_end):
-        on_hand += arrivals[:, day]
-        on_order -= arrivals[:, day]
-        if (day - start) % REVIEW == 0:
-            r = (day - start) // REVIEW
-            q = np.ceil(np.maximum(up_to[r] - on_hand - on_order, 0) - 1e-9)
-            np.add.at(arrivals, (rows, day + lead[r].astype(int)), q)
-            on_order += q
-        opening = on_hand.copy()
-        sales = np.minimum(on_hand, demand[:, day])
-        on_hand -= sales
-        if day >= test_start:
-            served += sales.sum()
-            wanted += demand[:, day].sum()
-            out_days += (on_hand <= 0).sum()
-            stock += (opening + on_hand).sum() / 2
-    days = test_end - test_start
-    return {"fill_rate": float(served / wanted), "stockout_days": float(out_days / (n * days)),
-            "inventory_days": float(stock / wanted)}
-
-
-def hit(forecast_: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    """|F − A| ≤ 25 % of A, on windows with demand (zero windows are reported separately)."""
-    return np.abs(forecast_ - actual) <= 0.25 * actual
-
-
-def forecast_metrics(tg: Targets, month_actual: np.ndarray, week_actual: np.ndarray, fast: np.ndarray,
-                     test: slice) -> dict[str, float]:
-    """Monthly hit rate (all / fast movers), WAPE and bias of the 28-day forecasts, weekly hit and flag rates."""
-    f, a = tg.month[test], month_actual[test]
-    pos = a > 0
-    fw, aw = tg.week[test].T, week_actual[test].T  # [n, weeks]
-    two = np.mean([flags.flag_two_weeks(fw[:, w - 1:w + 1], aw[:, w - 1:w + 1]).mean() for w in range(1, fw.shape[1])])
-    track = np.mean([flags.flag_tracking(fw[:, w - 7:w + 1], aw[:, w - 7:w + 1]).mean() for w in range(7, fw.shape[1])])
-    return {"hit_month": float(hit(f, a)[pos].mean()),
-            "hit_month_fast": float(hit(f, a)[pos & fast[None, :]].mean()),
-            "hit_week": float(hit(fw, aw)[aw > 0].mean()),
-            "zero_month_share": float((~pos).mean()),
-            "wape": float(np.abs(f - a).sum() / a.sum()), "bias": float((f - a).sum() / a.sum()),
-            "flag_two_weeks": float(two), "flag_tracking": float(track)}
-
-
-def matched(static_curve: list[dict[str, float]], dynamic_curve: list[dict[str, float]],
-            static_point: dict[str, float]) -> float | None:
-    """Dynamic inventory at the static policy's fill rate (interpolated on the z sweep) ÷ static inventory."""
-    pts = sorted((c["fill_rate"], c["inventory_days"]) for c in dynamic_curve)
-    fills = [p[0] for p in pts]
-    if not fills[0] <= static_point["fill_rate"] <= fills[-1]:
-        return None
-    inv = float(np.interp(static_point["fill_rate"], fills, [p[1] for p in pts]))
-    return inv / static_point["inventory_days"]
 
 
 def backtest(g: Synthetic, params: ForecastParams | None = None, service_level: float = SERVICE_LEVEL,
@@ -231,10 +152,8 @@ def backtest(g: Synthetic, params: ForecastParams | None = None, service_level: 
     reviews = list(range(start, test_end, REVIEW))
     targets = build_targets(g, reviews, params)
     lead = lead_sample(np.random.default_rng(g.seed + 7919), g.lead_nominal[None, :], (len(reviews), n))
-    csum = np.concatenate([np.zeros((n, 1)), np.cumsum(g.demand, axis=1)], axis=1)
-    r_idx = np.array(reviews)
-    month_actual = (csum[:, r_idx + MONTH] - csum[:, r_idx]).T
-    week_actual = (csum[:, r_idx + REVIEW] - csum[:, r_idx]).T
+    month_actual, _ = window_sums(g.demand, reviews, MONTH)
+    week_actual, _ = window_sums(g.demand, reviews, REVIEW)
     test = slice(BURN_WEEKS, BURN_WEEKS + TEST_WEEKS)
     fast = g.mu[:, test_start:test_end].mean(axis=1) > FAST
     z = float(z_for(service_level))
@@ -244,9 +163,7 @@ def backtest(g: Synthetic, params: ForecastParams | None = None, service_level: 
         res = simulate(tg.base + level * tg.unit, g.demand, lead, start, test_start, test_end)
         result[name] = {**forecast_metrics(tg, month_actual, week_actual, fast, test), **res}
     if sweep:
-        curves = {name: [simulate(targets[name].base + v * targets[name].unit, g.demand, lead, start, test_start,
-                                  test_end) | {"z": v} for v in values]
-                  for name, values in (("static", STATIC_SWEEP), ("dynamic", Z_SWEEP))}
+        curves = run_sweep(targets, g.demand, lead, start, test_start, test_end)
         result["inventory_at_matched_fill"] = matched(curves["static"], curves["dynamic"], result["static"])
         result["sweep"] = curves
     result["fast_share"] = float(fast.mean())

@@ -285,16 +285,26 @@ async def cmd_replenish(settings: Settings, args: argparse.Namespace, db: Databa
     if args.replenish_command == "backtest":
         r = await backtest_history(db, today=today, warehouse=args.warehouse, settings=settings, days=args.days,
                                    weeks=args.weeks)
-        print(f"补货回测（{args.warehouse or '全部仓库'}，截至昨天 {args.days} 天历史，{r.origins} 个每周起点，"
-              f"预测未来 28 天）")
-        rows = [[name, _pct(s.hit_month), _pct(s.hit_month_fast), _pct(s.wape), _pct(s.bias)]
-                for name, s in (("静态公式（近 28 天平均）", r.static), ("动态预测", r.dynamic))]
-        print(render.table(["策略", "月度 ±25% 命中率", "快动销品命中率", "WAPE", "偏差"], rows))
-        print(f"计分窗口 {r.scored} 个（{r.products} 个商品，其中快动销品 {r.fast_scored} 个）；"
-              f"无需求窗口 {r.zero_windows} 个不计入命中率；"
-              f"含缺货日或此前历史不足的窗口 {r.censored_windows} 个已排除。")
-        print("说明：命中 = 预测与实际相差不超过实际的 25%；快动销品 = 日均销量 > 3；"
-              "偏差 > 0 表示预测偏高。慢动销品的月度命中率受随机波动所限，天然偏低。")
+        lay = r.layout
+        print(f"补货回测（{args.warehouse or '全部仓库'}，截至昨天 {args.days} 天历史：预热 {lay.burn_weeks} 周 + "
+              f"回测 {lay.weeks} 周，每周补货一次，缺货即损失销售；与 python -m bench.replenish 同一套模拟）")
+        rows = [[label, _pct(m["hit_month"]), _pct(m["hit_month_fast"]), _pct(m["wape"]), _pct(m["bias"]),
+                 _pct(m["fill_rate"]), _pct(m["stockout_days"]),
+                 "—" if m["inventory_days"] is None else f"{m['inventory_days']:.1f}"]
+                for label, m in (("静态公式（近 28 天平均）", r.static), ("动态预测", r.dynamic))]
+        print(render.table(["策略", "月度 ±25% 命中率", "快动销品命中率", "WAPE", "偏差", "满足率", "缺货天数占比",
+                            "平均库存天数"], rows))
+        m = r.inventory_at_matched_fill
+        if m is not None:
+            print(f"同等满足率下的库存（动态 ÷ 静态）：{m:.2f}")
+        print(f"参与评估的商品 {r.products} 个（其中快动销品 {r.fast_products} 个）；计分的 28 天窗口 {r.scored} 个，"
+              f"无需求窗口 {r.zero_windows} 个不计入命中率，含缺货日、超出历史或此前有货历史不足的窗口 "
+              f"{r.censored_windows} 个已排除；缺货日 {r.censored_days} 个商品日只回放、不计入满足率/缺货/库存。")
+        print("说明：命中 = 预测与实际相差不超过实际的 25%；快动销品 = 日均销量 > 3；偏差 > 0 表示预测偏高；"
+              "满足率 = 回放中满足的需求 ÷ 全部需求；缺货天数占比 = 回放中日末库存为 0 的商品日占比；"
+              "平均库存天数 = 平均库存 ÷ 日均需求。静态公式用商品档案的提前期，动态预测用按供应商学到的提前期"
+              "和品类服务水平；回放中的到货提前期按学到的均值和波动随机抽取（固定种子）。"
+              "慢动销品的月度命中率受随机波动所限，天然偏低。")
         return EXIT_OK
     found = await suggest(db, today=today, warehouse=args.warehouse, settings=settings, everything=args.all)
     scope = args.warehouse or "全部仓库"

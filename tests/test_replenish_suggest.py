@@ -124,11 +124,13 @@ async def test_unknown_warehouse_is_a_chinese_error(db, settings):
 async def test_backtest_on_posted_history(db, settings):
     await stocked_history(db, settings, days=84)
     r = await backtest_history(db, today=TODAY, settings=settings)
-    assert r.origins == 26 and r.products == 2 and r.scored > 0
+    assert r.layout.weeks == 26 and r.products == 2 and r.scored > 0
     assert r.censored_windows > 0  # origins before the first receipt cannot be scored
+    assert r.censored_days > 0  # days before the first receipt are replayed but not measured
     for score in (r.static, r.dynamic):
-        assert 0 <= score.hit_month <= 1 and score.wape >= 0 and score.bias is not None
-    assert r.dynamic.hit_month >= 0.5  # steady demand is easy to hit within ±25 %
+        assert 0 <= score["hit_month"] <= 1 and score["wape"] >= 0 and score["bias"] is not None
+        assert 0 < score["fill_rate"] <= 1 and 0 <= score["stockout_days"] <= 1 and score["inventory_days"] > 0
+    assert r.dynamic["hit_month"] >= 0.5  # steady demand is easy to hit within ±25 %
     with pytest.raises(DomainError) as e:
         await backtest_history(db, today=TODAY, settings=settings, days=40)
     assert e.value.code == "SHORT_HISTORY"
@@ -173,3 +175,50 @@ async def test_cli_replenish_backtest_prints_the_table(tmp_path: Path, settings,
     assert await run(["--config", str(cfg), "replenish", "backtest", "--weeks", "4"]) == 0
     out = capsys.readouterr().out
     assert "静态公式" in out and "动态预测" in out and "月度 ±25% 命中率" in out and "WAPE" in out
+    assert "满足率" in out and "缺货天数占比" in out and "平均库存天数" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("静态公式", "动态预测"))}
+    assert set(rows) == {"静态公式（近", "动态预测"}
+    for cells in rows.values():  # fill rate and stock-out days measured for both policies
+        fill, stockout = (float(c.rstrip("%")) for c in cells[-3:-1])
+        assert 0 < fill <= 100 and 0 <= stockout <= 100
+
+
+async def test_cli_backtest_reports_fill_rate_and_stockout_days_for_both_policies(tmp_path: Path, settings, capsys):
+    """A 120-day ledger ending yesterday: cream sells 3–9 kg by weekday, sold out for 10 days mid-way (censored)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
+    cfg = tmp_path / "jxcbot.toml"
+    cfg.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    assert await run(["--config", str(cfg), "init"]) == 0
+    today = datetime.now(settings.timezone).date()
+    first, gap = today - timedelta(days=120), (today - timedelta(days=60), today - timedelta(days=51))
+    cream = lambda d: 3 + 2 * (d.weekday() % 4)  # noqa: E731
+    sold_out = sum(cream(first + timedelta(days=k)) for k in range((gap[0] - first).days))  # gone by the gap
+    db = Database(url)
+    try:
+        async with db.session() as s:
+            await seed(s)
+            stock = [line("CREAM", sold_out, "kg"), line("MILK", 30, "箱", batch="B1")]
+            await make(s, settings, "purchase_receipt", stock, local(settings, first - timedelta(days=1)),
+                       warehouse="WH1")
+            day = first
+            while day < today:
+                lines = [line("MILK", 2 + day.day % 3, "瓶")]
+                if not gap[0] <= day <= gap[1]:
+                    lines.append(line("CREAM", cream(day), "kg"))
+                await make(s, settings, "sales_issue", lines, local(settings, day), warehouse="WH1")
+                if day == gap[1]:  # restocked in the evening of the gap's last day
+                    await make(s, settings, "purchase_receipt", [line("CREAM", 1000, "kg")], local(settings, day, 23),
+                               warehouse="WH1")
+                day += timedelta(days=1)
+    finally:
+        await db.dispose()
+    capsys.readouterr()
+    assert await run(["--config", str(cfg), "replenish", "backtest", "--days", "120", "--weeks", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "预热 5 周 + 回测 8 周" in out and "满足率" in out and "缺货天数占比" in out
+    rows = [line_.split() for line_ in out.splitlines() if line_.startswith(("静态公式", "动态预测"))]
+    assert len(rows) == 2
+    for cells in rows:  # both policies: fill rate and stock-out days measured
+        fill, stockout = (float(c.rstrip("%")) for c in cells[-3:-1])
+        assert 50 < fill <= 100 and 0 <= stockout < 50
+    assert "参与评估的商品 2 个" in out and "缺货日 " in out

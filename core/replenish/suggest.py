@@ -106,20 +106,28 @@ async def suggest(db: Database, *, today: date, warehouse: str | None = None, se
 async def backtest_history(db: Database, *, today: date, warehouse: str | None = None,
                            settings: Settings | None = None, days: int = DEFAULT_HISTORY_DAYS,
                            weeks: int = backtest.WEEKS) -> backtest.BacktestResult:
-    """The rolling back-test of static vs dynamic on the posted history ending yesterday; DomainError when the
-    history cannot fill one scored window."""
+    """The benchmark's rolling back-test (static vs dynamic, lost-sales replay) on the posted history ending
+    yesterday, lead times as learned per supplier, service levels from the category strategies; DomainError when the
+    history is too short or nothing could be measured (see core/replenish/backtest.py)."""
     settings = settings or load_config(None, env={})
+    need = backtest.MIN_HISTORY + backtest.REVIEW
+    if backtest.layout(days, weeks) is None:
+        raise DomainError("SHORT_HISTORY", f"历史天数 {days} 不足以回测 {weeks} 周",
+                          f"回测至少需要 {backtest.MIN_HISTORY} 天历史再加上回测的周数（每周 7 天），"
+                          f"例如 {need} 天回测 1 周，建议 364 天回测 26 周")
     async with db.read() as session:
-        h = await load_history(session, today=today, tz=settings.timezone, days=days, warehouse=warehouse)
-    need = backtest.MIN_LEARNED + backtest.WINDOW
-    if not len(h.index) or not backtest.origins(days, weeks):
-        raise DomainError("SHORT_HISTORY", f"历史天数 {days} 不足以回测", f"回测至少需要 {need} 天历史，建议 364 天")
-    result = backtest.backtest(h.demand, h.stockout, _category_ids(h.index.categories), h.window.start.weekday(),
-                               weeks)
-    if not result.scored:
+        h, inputs, _chosen = await build_inputs(session, settings, today=today, warehouse=warehouse, days=days)
+    result = None
+    if len(h.index):
+        result = backtest.backtest(
+            h.demand, h.stockout, inputs.category_ids, lead_static=h.index.lead_time_days, lead_mean=h.lead.mean,
+            lead_std=h.lead.std, service_level=inputs.service_level, start_weekday=h.window.start.weekday(),
+            weeks=weeks)
+    if result is None or not result.scored or result.static["fill_rate"] is None:
         raise DomainError(
             "SHORT_HISTORY", "已过账的销售历史不足，无法回测",
-            f"回测需要商品在评估窗口（{backtest.WINDOW} 天）内一直有货且有销售，并且此前至少有 "
-            f"{backtest.MIN_LEARNED} 天有货的历史（共约 {need} 天）；请积累更多已过账的销售出库后再试",
-            {"censored_windows": result.censored_windows, "zero_windows": result.zero_windows})
+            f"回测需要商品在回测期内有货且有销售，评估窗口（{backtest.MONTH} 天）内一直有货，并且此前至少有 "
+            f"{backtest.MIN_LEARNED} 天有货的历史；请积累更多已过账的销售出库后再试",
+            {} if result is None else {"censored_windows": result.censored_windows,
+                                       "zero_windows": result.zero_windows})
     return result
