@@ -31,7 +31,7 @@ from core.models import User
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
 from tests.factories import seed_stocked
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
-from tests.server_proc import BOT_SERVER, free_port, spawn, stop
+from tests.server_proc import free_port, serve_bot, spawn, stop, write_config
 
 TARGET_ACK_P99 = 100.0  # ms
 TARGET_RATIO = 0.40  # callbacks/s of the bot ÷ callbacks/s of the bare handler
@@ -234,12 +234,10 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         if opts.separate:
             await db.dispose()
             port = free_port()
-            config = Path(opts.url.split(":///", 1)[1]).with_name("jxcbot.toml")
-            config.write_text(
-                f'[database]\nurl = "{opts.url}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n[wecom]\n'
-                + "".join(f'{k} = {json.dumps(v)}\n' for k, v in raw["wecom"].items()), encoding="utf-8")
+            config = write_config(Path(opts.url.split(":///", 1)[1]).with_name("jxcbot.toml"), opts.url, port, fake,
+                                  TOKEN, AES_KEY)
             base = f"http://127.0.0.1:{port}"
-            proc = await spawn(["-c", BOT_SERVER, "--config", str(config), "serve"], f"{base}/healthz")
+            proc = await serve_bot(config, port)
         else:
             runner, base = await serve(build_app(replace(settings, raw=MappingProxyType(raw)), db))
         async with client_session(opts.senders) as session:

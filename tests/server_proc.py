@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -17,6 +20,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, url: str, port: int, fake: Any, token: str, aes_key: str,
+                 outbox: Mapping[str, float | int] | None = None) -> str:
+    """A jxcbot.toml for a server on 127.0.0.1:port, the database `url` and a fake WeCom; returns its path."""
+    lines = ["[database]", f"url = {json.dumps(url)}", "[server]", 'host = "127.0.0.1"', f"port = {port}",
+             "[wecom]", f"corp_id = {json.dumps(fake.corp_id)}", f"agent_id = {fake.agent_id}",
+             f"secret = {json.dumps(fake.secret)}", f"token = {json.dumps(token)}",
+             f"encoding_aes_key = {json.dumps(aes_key)}", f"api_base = {json.dumps(fake.base_url)}"]
+    if outbox:
+        lines += ["[outbox]", *(f"{k} = {v}" for k, v in outbox.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
 
 
 async def spawn(args: Sequence[str], health: str, *, want_ok: bool = False,

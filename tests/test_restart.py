@@ -15,7 +15,7 @@ from core.models import OutboxMessage
 from tests.conftest import PG_URL
 from tests.factories import seed_stocked
 from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault
-from tests.server_proc import free_port, serve_bot
+from tests.server_proc import free_port, serve_bot, write_config
 
 TOKEN = "jxcbotRestartToken"
 AES_KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg"
@@ -47,30 +47,12 @@ async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, se
     port = free_port()
     async with FakeWeCom() as fake:
         fake.inject(PATH_SEND, *[Fault(status=502)] * 10_000)  # WeCom is down
-        config = tmp_path / "jxcbot.toml"
-        config.write_text(f"""
-[database]
-url = "{url}"
-[server]
-port = {port}
-[wecom]
-corp_id = "{fake.corp_id}"
-agent_id = {fake.agent_id}
-secret = "{fake.secret}"
-token = "{TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-api_base = "{fake.base_url}"
-[outbox]
-base_delay = 0.2
-max_delay = 0.5
-send_timeout = 2
-batch_size = 1
-lease_seconds = 12
-poll_interval = 0.1
-""", encoding="utf-8")
+        config = write_config(tmp_path / "jxcbot.toml", url, port, fake, TOKEN, AES_KEY, {
+            "base_delay": 0.2, "max_delay": 0.5, "send_timeout": 2, "batch_size": 1, "lease_seconds": 12,
+            "poll_interval": 0.1})
         env_guard = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("JXCBOT_") and k != "JXCBOT_TEST"}
         try:
-            proc = await serve_bot(str(config), port)
+            proc = await serve_bot(config, port)
             driver = CallbackDriver(TOKEN, AES_KEY, fake.corp_id, fake.agent_id)
             async with aiohttp.ClientSession() as http:
                 for i, user in enumerate(USERS):
@@ -86,7 +68,7 @@ poll_interval = 0.1
             await proc.wait()
 
             fake._faults.clear()  # WeCom is back (drop the faults still queued)
-            proc = await serve_bot(str(config), port)
+            proc = await serve_bot(config, port)
             try:
                 for _ in range(600):
                     if len(fake.messages) >= len(USERS):

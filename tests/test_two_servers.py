@@ -15,7 +15,7 @@ from core.models import User
 from tests.conftest import PG_URL
 from tests.factories import seed_stocked
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
-from tests.server_proc import free_port, serve_bot, stop
+from tests.server_proc import free_port, serve_bot, stop, write_config
 
 TOKEN = "jxcbotTwoServersToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
@@ -38,24 +38,8 @@ async def test_two_server_processes_send_each_reply_once(tmp_path, settings):
         ports = [free_port(), free_port()]
         configs = []
         for n, port in enumerate(ports):
-            config = tmp_path / f"jxcbot{n}.toml"
-            config.write_text(f"""
-[database]
-url = "{PG_URL}"
-[server]
-port = {port}
-[wecom]
-corp_id = "{fake.corp_id}"
-agent_id = {fake.agent_id}
-secret = "{fake.secret}"
-token = "{TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-api_base = "{fake.base_url}"
-[outbox]
-batch_size = 3
-poll_interval = 0.1
-""", encoding="utf-8")
-            configs.append(str(config))
+            configs.append(write_config(tmp_path / f"jxcbot{n}.toml", PG_URL, port, fake, TOKEN, AES_KEY,
+                                        {"batch_size": 3, "poll_interval": 0.1}))
         env_guard = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("JXCBOT_") and k != "JXCBOT_TEST"}
         procs = []
         try:
