@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--fixed-qty", help="fixed 策略的安全库存（库存单位）")
     rt.add_argument("--review-days", type=int, default=7, help="补货周期天数，默认 7")
     rt.add_argument("--by", help="操作人用户名")
+    rp = rsub.add_parser("promo", help="促销日历：登记、查看、删除商品促销（历史促销学习系数，计划促销提高预测）")
+    psub = rp.add_subparsers(dest="promo_command", required=True, metavar="操作")
+    pa = psub.add_parser("add", help="登记一个商品的促销（开始、结束日期均含当天，最长 60 天，必须写原因）")
+    pa.add_argument("sku")
+    pa.add_argument("start", help="开始日期，如 2026-12-10")
+    pa.add_argument("end", help="结束日期（含当天），如 2026-12-12")
+    pa.add_argument("--reason", required=True, help="促销内容，例如：双十二满 100 减 20")
+    pa.add_argument("--by", required=True, help="操作人用户名")
+    pl = psub.add_parser("list", help="列出促销（按开始日期）")
+    pl.add_argument("--from", dest="since", metavar="DATE", help="只列在该日期当天或之后仍在进行的促销，如 2026-12-01")
+    pr = psub.add_parser("remove", help="按编号删除一个促销")
+    pr.add_argument("id", help="促销编号（见 promo list）")
     return p
 
 
@@ -282,6 +294,8 @@ async def cmd_replenish(settings: Settings, args: argparse.Namespace, db: Databa
     today = datetime.now(settings.timezone).date()
     if args.replenish_command in ("anchor", "fva", "strategy"):
         return await _replenish_settings(settings, args, db, today)
+    if args.replenish_command == "promo":
+        return await _replenish_promo(settings, args, db)
     if args.replenish_command == "backtest":
         r = await backtest_history(db, today=today, warehouse=args.warehouse, settings=settings, days=args.days,
                                    weeks=args.weeks)
@@ -316,7 +330,7 @@ async def cmd_replenish(settings: Settings, args: argparse.Namespace, db: Databa
                        [[x.sku, x.name, f"{fq(x.qty)}{x.unit}", STRATEGY_ZH[x.explanation.strategy]] for x in found]))
     for x in found:
         print(f"\n{x.name}（{x.sku}）建议 {fq(x.qty)}{x.unit}")
-        print("  原因：" + why_zh(x.explanation, x.unit, x.buffer_days))
+        print("  原因：" + why_zh(x.explanation, x.unit, x.buffer_days, today))
         notes = []
         if not x.lead_learned:
             notes.append(f"提前期取商品档案值（其供应商关联采购订单的入库不足 {LT_MIN_OBSERVATIONS} 次）")
@@ -363,6 +377,34 @@ async def _replenish_settings(settings: Settings, args: argparse.Namespace, db: 
                    else "人工锚点没有改善预测" if r.fva == 0 else "人工锚点让预测变差")
         print(f"WAPE：统计 {_pct(float(r.stat_wape))}，混合 {_pct(float(r.blended_wape))} → {verdict}"
               f"（改善 {r.helped} 个，变差 {r.hurt} 个）。FVA > 0 表示人工调整有帮助。")
+    return EXIT_OK
+
+
+async def _replenish_promo(settings: Settings, args: argparse.Namespace, db: Database) -> int:
+    """replenish promo add / list / remove."""
+    from core.replenish.promotions_db import add_promotion, list_promotions, remove_promotion
+
+    if args.promo_command == "add":
+        p = await db.write(lambda s: add_promotion(s, sku=args.sku, start=args.start, end=args.end,
+                                                   reason=args.reason, by=args.by))
+        print(f"已登记促销 #{p.id}：{p.sku} {p.name} {p.start} 至 {p.end}（共 {p.days} 天），原因：{p.reason}。"
+              "补货预测会在这些天按学到的促销系数上调。")
+        return EXIT_OK
+    if args.promo_command == "remove":
+        p = await db.write(lambda s: remove_promotion(s, args.id))
+        print(f"已删除促销 #{p.id}：{p.sku} {p.name} {p.start} 至 {p.end}（{p.reason}）。")
+        return EXIT_OK
+    async with db.read() as s:
+        found = await list_promotions(s, since=args.since)
+    scope = f"{args.since} 起" if args.since else "全部"
+    if not found:
+        print(f"促销日历（{scope}）：没有促销。")
+        return EXIT_OK
+    tz = settings.timezone
+    print(f"促销日历（{scope}，共 {len(found)} 个，日期含首尾两天）")
+    print(render.table(["编号", "SKU", "名称", "开始", "结束", "天数", "原因", "登记人", "登记时间"], [
+        [str(p.id), p.sku, p.name, str(p.start), str(p.end), str(p.days), p.reason, p.created_by,
+         f"{p.created_at.astimezone(tz):%Y-%m-%d %H:%M}"] for p in found]))
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
 from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
 from core.models.masters import ROLES, Batch, Customer, Product, Supplier, User, Warehouse
 from core.models.messaging import InboundEvent, OutboxMessage
-from core.models.replenishment import STRATEGIES, ForecastAnchor, ForecastOverride, ReplenishStrategy
+from core.models.replenishment import STRATEGIES, ForecastAnchor, ForecastOverride, Promotion, ReplenishStrategy
 
 __all__ = [
     "ON_HAND",
@@ -27,6 +27,7 @@ __all__ = [
     "InboundEvent",
     "OutboxMessage",
     "Product",
+    "Promotion",
     "ReplenishStrategy",
     "StockBalance",
     "StockMove",

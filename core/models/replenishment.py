@@ -1,4 +1,4 @@
-"""Replenishment settings: category strategies, monthly forecast anchors and their override log."""
+"""Replenishment settings: category strategies, monthly forecast anchors, their override log, promotion calendar."""
 
 from __future__ import annotations
 
@@ -78,4 +78,24 @@ class ForecastOverride(Base):
     stat_qty: Mapped[Decimal | None] = mapped_column(Dec)
     reason: Mapped[str] = mapped_column(Text)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Promotion(Base):
+    """A planned (or past) promotion of one product on local days [start_date, end_date], both inclusive.
+
+    Past promotions teach the forecaster the product's uplift; scheduled ones raise the forecast on their days."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        CheckConstraint("end_date >= start_date", name="dates"),
+        CheckConstraint(_REASON_NOT_EMPTY, name="reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)  # inclusive
+    reason: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

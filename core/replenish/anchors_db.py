@@ -24,6 +24,7 @@ from core.replenish.history import (
     stockout_days,
     to_dec,
 )
+from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import to_decimal, user_id
 
 MAX_WEIGHT = Decimal(str(anchors.WEIGHT_CAP))
@@ -118,8 +119,8 @@ async def statistical_month(session: AsyncSession, product_ids: list[int], month
                             tz: tzinfo) -> dict[int, Decimal]:
     """The statistical forecast of a month's total demand per product, as the engine forecasts daily demand.
 
-    Made from the history before the month (or before today, for a later month); promotions are not scheduled in
-    the ledger, so none are assumed."""
+    Made from the history before the month (or before today, for a later month), with the promotion calendar's days
+    (past ones teach the uplift, those up to the month's end apply it)."""
     if not product_ids:
         return {}
     origin = min(today, month)
@@ -129,7 +130,9 @@ async def statistical_month(session: AsyncSession, product_ids: list[int], month
     censored = await stockout_days(session, index, window)
     cats = np.unique(np.array(index.categories, dtype=str), return_inverse=True)[1]
     skip = (month - origin).days
-    fc = forecast(demand, censored, None, cats, skip + month_days(month), window.start.weekday())
+    horizon = skip + month_days(month)
+    promo = await promo_matrix(session, index, window.start, window.days + horizon)
+    fc = forecast(demand, censored, promo, cats, horizon, window.start.weekday())
     total = fc.daily[:, skip:].sum(axis=1)
     return {int(pid): to_dec(float(v), 2) for pid, v in zip(index.ids, total, strict=True)}
 

@@ -9,7 +9,8 @@
 # * Policies: `static` = the old formula, 28-day sales average × (lead time + review) with SS = average × lead time,
 #   on the product master's lead time (what the old system used); `dynamic` = the segmented forecaster (censored days
 #   not learned from) with SS = z·√((L+R)σd² + d²σL²) on the lead time learned per supplier, z from the category's
-#   service level.
+#   service level. Given the promotion calendar, `dynamic` learns the uplift from the promotions before each review and
+#   applies it to the promotion days after it (the old formula knows nothing of promotions).
 # * Replay: recorded sales are replayed as demand with lost sales; each order arrives after a lead time drawn (fixed
 #   seed, so runs repeat) from a lognormal with the learned mean and spread. Both policies see the same draws.
 # * Censoring: on a stock-out day (history.py's flag: on hand ≤ 0 at any moment of it) the recorded sales are only a
@@ -26,8 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.replenish.forecast import ForecastParams
+from core.replenish.policy import cover_days
 from core.replenish.safety import z_for
 from core.replenish.simulate import (
+    HORIZON,
     MONTH,
     REVIEW,
     forecast_metrics,
@@ -95,8 +98,12 @@ def layout(days: int, weeks: int = WEEKS, burn_weeks: int = BURN_WEEKS,
 def backtest(demand: np.ndarray, stockout: np.ndarray, category_ids: np.ndarray, *, lead_static: np.ndarray,
              lead_mean: np.ndarray, lead_std: np.ndarray, service_level: np.ndarray | float = 0.95,
              start_weekday: int = 0, weeks: int = WEEKS, params: ForecastParams | None = None,
-             with_sweep: bool = True) -> BacktestResult:
-    """Static vs dynamic on the history (see the module notes); ValueError when `layout` finds no room."""
+             with_sweep: bool = True, promo: np.ndarray | None = None) -> BacktestResult:
+    """Static vs dynamic on the history (see the module notes); ValueError when `layout` finds no room.
+
+    `promo` bool[n, ≥ T] is the promotion calendar from the history's first day (columns past T, e.g. scheduled
+    promotions, are kept; missing ones count as no promotion): `dynamic` learns and applies the uplift as it would
+    have at each review."""
     y = np.asarray(demand, dtype=float)
     censored = np.asarray(stockout, dtype=bool)
     n, t = y.shape
@@ -105,7 +112,12 @@ def backtest(demand: np.ndarray, stockout: np.ndarray, category_ids: np.ndarray,
         raise ValueError(f"{t} days cannot hold {weeks} test weeks after {MIN_HISTORY} days")
     reviews = lay.reviews
     f = lambda v: np.broadcast_to(np.asarray(v, dtype=float), (n,)).astype(float)  # noqa: E731
-    targets = policy_targets(y, censored, None, category_ids, reviews, f(lead_static), f(lead_mean), f(lead_std),
+    if promo is not None:
+        promo = np.asarray(promo, dtype=bool)
+        need = t + max(HORIZON, MONTH, int(cover_days(f(lead_mean), REVIEW).max(initial=0)))
+        if promo.shape[1] < need:
+            promo = np.concatenate([promo, np.zeros((n, need - promo.shape[1]), dtype=bool)], axis=1)
+    targets = policy_targets(y, censored, promo, category_ids, reviews, f(lead_static), f(lead_mean), f(lead_std),
                              params, start_weekday)
     lead = lead_draws(f(lead_mean), f(lead_std), len(reviews), LEAD_SEED)
 

@@ -1,4 +1,4 @@
-"""Purchase suggestions from the ledger: history + category strategies + anchors → plan() → Decimal quantities."""
+"""Purchase suggestions from the ledger: history + category strategies + anchors + promotions → plan() → Decimals."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.replenish.anchors_db import month_anchors, month_days
 from core.replenish.explain import Explanation
 from core.replenish.history import DEFAULT_HISTORY_DAYS, History, load_history
 from core.replenish.plan import PlanInputs, plan
+from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import DEFAULT, Strategy, strategies
 
 MIN_HORIZON = 42
@@ -45,9 +46,9 @@ def _category_ids(categories: tuple[str, ...]) -> np.ndarray:
 
 async def build_inputs(session: AsyncSession, settings: Settings, *, today: date, warehouse: str | None = None,
                        days: int = DEFAULT_HISTORY_DAYS) -> tuple[History, PlanInputs, list[Strategy]]:
-    """The ledger as PlanInputs (one read session): history, each product's category strategy and this month's
-    anchors. Review days are the category's plus the product's buffer days; promotions are not scheduled in the
-    ledger, so none are assumed."""
+    """The ledger as PlanInputs (one read session): history, each product's category strategy, this month's anchors
+    and the promotion calendar. Review days are the category's plus the product's buffer days. ``promo`` covers the
+    history days and the `horizon` days from today: past promotions teach the uplift, scheduled ones apply it."""
     h = await load_history(session, today=today, tz=settings.timezone, days=days, warehouse=warehouse)
     by_category = await strategies(session)
     chosen = [by_category.get(c, DEFAULT) for c in h.index.categories]
@@ -65,8 +66,9 @@ async def build_inputs(session: AsyncSession, settings: Settings, *, today: date
             reasons[i] = a.reason
     longest = float((h.lead.mean + review).max()) if n else 0.0
     horizon = max(MIN_HORIZON, math.ceil(longest) + 1)
+    promo = await promo_matrix(session, h.index, h.window.start, h.window.days + horizon)
     inputs = PlanInputs(
-        demand=h.demand, stockout=h.stockout, category_ids=_category_ids(h.index.categories),
+        demand=h.demand, stockout=h.stockout, promo=promo, category_ids=_category_ids(h.index.categories),
         lead_mean=h.lead.mean, lead_std=h.lead.std, review_days=review,
         service_level=np.array([float(s.service_level) for s in chosen]),
         on_hand=h.position.on_hand, on_order=h.position.on_order, requested=h.position.requested,
@@ -107,7 +109,8 @@ async def backtest_history(db: Database, *, today: date, warehouse: str | None =
                            settings: Settings | None = None, days: int = DEFAULT_HISTORY_DAYS,
                            weeks: int = backtest.WEEKS) -> backtest.BacktestResult:
     """The benchmark's rolling back-test (static vs dynamic, lost-sales replay) on the posted history ending
-    yesterday, lead times as learned per supplier, service levels from the category strategies; DomainError when the
+    yesterday, lead times as learned per supplier, service levels from the category strategies, promotion days from the
+    calendar; DomainError when the
     history is too short or nothing could be measured (see core/replenish/backtest.py)."""
     settings = settings or load_config(None, env={})
     need = backtest.MIN_HISTORY + backtest.REVIEW
@@ -122,7 +125,7 @@ async def backtest_history(db: Database, *, today: date, warehouse: str | None =
         result = backtest.backtest(
             h.demand, h.stockout, inputs.category_ids, lead_static=h.index.lead_time_days, lead_mean=h.lead.mean,
             lead_std=h.lead.std, service_level=inputs.service_level, start_weekday=h.window.start.weekday(),
-            weeks=weeks)
+            weeks=weeks, promo=inputs.promo)
     if result is None or not result.scored or result.static["fill_rate"] is None:
         raise DomainError(
             "SHORT_HISTORY", "已过账的销售历史不足，无法回测",

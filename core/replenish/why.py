@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 from core.replenish.explain import Explanation
@@ -16,9 +17,38 @@ def _q(value: Decimal | float, places: int = 2) -> str:
     return fq(Decimal(repr(value)) if isinstance(value, float) else value.quantize(Decimal(1).scaleb(-places)))
 
 
-def why_zh(e: Explanation, unit: str = "", buffer_days: Decimal | int = 0) -> str:
-    """One paragraph saying how the suggestion was reached; pass an explanation from .as_decimal() and the
-    product buffer days its review days include."""
+def _runs(flags: tuple[bool, ...]) -> list[tuple[int, int]]:
+    """Consecutive True stretches as (first, last) offsets, both inclusive."""
+    out: list[tuple[int, int]] = []
+    for k, on in enumerate(flags):
+        if on and out and out[-1][1] == k - 1:
+            out[-1] = (out[-1][0], k)
+        elif on:
+            out.append((k, k))
+    return out
+
+
+def promo_zh(e: Explanation, today: date | None = None) -> str | None:
+    """The promotion days inside the cover period and their uplift, or None when there are none. The cover period
+    starts today (day 1); with `today` the days are given as dates."""
+    stretches = _runs(tuple(bool(v) for v in e.promo_days))
+    if not stretches:
+        return None
+
+    def day(k: int) -> str:
+        return f"{today + timedelta(days=k):%m-%d}" if today is not None else f"第 {k + 1} 天"
+
+    spans = "、".join(day(a) if a == b else f"{day(a)} 至 {day(b)}" for a, b in stretches)
+    text = f"覆盖期内有促销：{spans}，共 {sum(b - a + 1 for a, b in stretches)} 天"
+    uplift = Decimal(repr(e.uplift)) if isinstance(e.uplift, float) else Decimal(e.uplift)
+    if abs(uplift - 1) < Decimal("0.005"):
+        return text + "，尚无可学习的历史促销，促销日未上调"
+    return text + f"，促销日预测 ×{_q(e.uplift)}（从历史促销学到，并向品类的系数收缩）"
+
+
+def why_zh(e: Explanation, unit: str = "", buffer_days: Decimal | int = 0, today: date | None = None) -> str:
+    """One paragraph saying how the suggestion was reached; pass an explanation from .as_decimal(), the product
+    buffer days its review days include and (for dates of promotions in the cover period) the day it starts."""
     review = Decimal(e.review_days) - Decimal(buffer_days)
     cover = (f"覆盖 {e.cover_days} 天 = 提前期 {_q(e.lead_days)} 天（波动 ±{_q(e.lead_std_days)}）"
              f"+ 补货周期 {_q(review)} 天")
@@ -34,8 +64,9 @@ def why_zh(e: Explanation, unit: str = "", buffer_days: Decimal | int = 0) -> st
         a = e.anchor
         parts.append(f"含人工锚点：日均 {_q(a.stat)} → 人工 {_q(a.manual)}，权重 {_q(a.weight_used)}，"
                      f"采用 {_q(a.blended)}（原因：{a.reason}）")
-    if any(e.promo_days):
-        parts.append(f"其中 {sum(e.promo_days)} 天为促销日（系数 {_q(e.uplift)}）")
+    promo = promo_zh(e, today)
+    if promo is not None:
+        parts.append(promo)
     ss = f"安全库存 {_q(e.safety_stock)}{unit}"
     if e.strategy != "fixed":
         ss += f"（服务水平 {_q(Decimal(e.service_level) * 100, 0)}%）"

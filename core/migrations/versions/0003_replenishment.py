@@ -1,4 +1,4 @@
-"""replenishment: category strategies, monthly forecast anchors and their override log
+"""replenishment: category strategies, monthly forecast anchors, their override log and promotions
 
 Revision ID: 0003
 Revises: 0002
@@ -72,8 +72,28 @@ def upgrade() -> None:
     with op.batch_alter_table('forecast_overrides', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_forecast_overrides_anchor_id'), ['anchor_id'], unique=False)
 
+    op.create_table('promotions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('product_id', sa.Integer(), nullable=False),
+    sa.Column('start_date', sa.Date(), nullable=False),
+    sa.Column('end_date', sa.Date(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', core.types.UTCDateTime(), nullable=False),
+    sa.CheckConstraint('end_date >= start_date', name=op.f('ck_promotions_dates')),
+    sa.CheckConstraint('length(trim(reason)) > 0', name=op.f('ck_promotions_reason')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_promotions_created_by_id_users')),
+    sa.ForeignKeyConstraint(['product_id'], ['products.id'], name=op.f('fk_promotions_product_id_products')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_promotions'))
+    )
+    with op.batch_alter_table('promotions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_promotions_product_id'), ['product_id'], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('promotions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_promotions_product_id'))
+    op.drop_table('promotions')
     with op.batch_alter_table('forecast_overrides', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_forecast_overrides_anchor_id'))
     op.drop_table('forecast_overrides')
