@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +13,6 @@ from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Database
-from core.documents import create_document, post_document, submit_document
 from core.errors import DomainError
 from core.migrate import alembic_config, upgrade
 from core.models import ForecastAnchor, ForecastOverride, Product, ReplenishStrategy, User
@@ -23,27 +22,9 @@ from core.replenish.strategies_db import set_strategy, strategies
 from core.replenish.suggest import suggest
 from tests.conftest import PG_URL, test_database_url
 from tests.factories import line, seed
+from tests.ledger_history import cli_database, daily_sales, dated, local
 
 TODAY = date(2026, 11, 20)
-
-
-def local(settings, day: date, hour: int = 10) -> datetime:
-    return datetime.combine(day, time(hour), settings.timezone)
-
-
-async def post(s, settings, doc_type, lines, when, **kw):
-    doc = await create_document(s, settings, doc_type, lines, now=when, **kw)
-    await submit_document(s, settings, doc, now=when)
-    await post_document(s, settings, doc, now=when)
-    return doc
-
-
-async def daily_sales(s, settings, sku: str, unit: str, first: date, last: date, qty: int) -> None:
-    """One posted sales issue of qty per day from first to last (inclusive) in WH1."""
-    day = first
-    while day <= last:
-        await post(s, settings, "sales_issue", [line(sku, qty, unit)], local(settings, day), warehouse="WH1")
-        day += timedelta(days=1)
 
 
 async def counts(db) -> tuple[int, int]:
@@ -136,8 +117,8 @@ async def test_anchor_blend_in_suggestions_is_capped_and_explained(db, settings)
     month = TODAY.replace(day=1)
     async with db.session() as s:
         await seed(s)
-        await post(s, settings, "purchase_receipt", [line("CREAM", 400, "kg")],
-                   local(settings, TODAY - timedelta(60), 8), warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 400, "kg")],
+                    local(settings, TODAY - timedelta(60), 8), warehouse="WH1")
         await daily_sales(s, settings, "CREAM", "kg", TODAY - timedelta(56), TODAY - timedelta(1), 2)
     before = {x.sku: x for x in await suggest(db, today=TODAY, settings=settings, everything=True)}["CREAM"]
     assert before.explanation.anchor is None
@@ -165,8 +146,8 @@ async def test_anchor_blend_in_suggestions_is_capped_and_explained(db, settings)
 async def test_fva_report_compares_statistical_blended_and_actual(db, settings):
     async with db.session() as s:
         await seed(s)
-        await post(s, settings, "purchase_receipt", [line("CREAM", 500, "kg")], local(settings, date(2026, 7, 31)),
-                   warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 500, "kg")], local(settings, date(2026, 7, 31)),
+                    warehouse="WH1")
         await daily_sales(s, settings, "CREAM", "kg", date(2026, 8, 1), date(2026, 9, 27), 3)
         await set_anchor(s, settings, sku="CREAM", month="2026-10", qty=150, reason="国庆团购", by="张库管",
                          now=local(settings, date(2026, 9, 28)))
@@ -200,8 +181,8 @@ async def test_category_strategies_validate_and_drive_the_plan(db, settings):
     async with db.session() as s:
         await seed(s)
         await s.execute(update(Product).where(Product.sku == "CREAM").values(lead_time_days=5))
-        await post(s, settings, "purchase_receipt", [line("CREAM", 100, "kg")], local(settings, TODAY - timedelta(40)),
-                   warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 100, "kg")], local(settings, TODAY - timedelta(40)),
+                    warehouse="WH1")
         await daily_sales(s, settings, "CREAM", "kg", TODAY - timedelta(35), TODAY - timedelta(1), 1)
     for kw, code in (({"strategy": "magic"}, "BAD_STRATEGY"), ({"strategy": "fixed"}, "BAD_FIXED_QTY"),
                      ({"service_level": "1.2"}, "BAD_SERVICE_LEVEL"), ({"review_days": 0}, "BAD_REVIEW_DAYS")):
@@ -259,17 +240,8 @@ async def test_migration_0003_adds_the_replenishment_tables_and_downgrade_remove
 async def test_cli_anchor_strategy_and_fva(tmp_path: Path, settings, capsys):
     from bot.cli import run
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    cfg = tmp_path / "jxcbot.toml"
-    cfg.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-    assert await run(["--config", str(cfg), "init"]) == 0
-    db = Database(url)
-    try:
-        async with db.session() as s:
-            await seed(s)
-    finally:
-        await db.dispose()
-    base = ["--config", str(cfg), "replenish"]
+    cfg, _ = await cli_database(tmp_path, "cli")
+    base = ["--config", cfg, "replenish"]
     capsys.readouterr()
     assert await run([*base, "anchor", "CREAM", "2026-12", "300", "--reason", " ", "--by", "张库管"]) == 2
     assert "必须填写原因" in capsys.readouterr().err

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from core.documents import cancel_document, create_document, post_document, submit_document
+from core.documents import cancel_document
 from core.errors import DomainError
 from core.models import Product
 from core.replenish.history import LT_PRIOR_CV, Window, load_history
 from tests.factories import line, seed
+from tests.ledger_history import dated
 
 TODAY = date(2026, 11, 20)
 DAYS = 30
@@ -29,15 +30,6 @@ def day(days_ago: int) -> int:
     return DAYS - days_ago
 
 
-async def make(s, settings, doc_type, lines, when, *, submit=True, post=True, **kw):
-    doc = await create_document(s, settings, doc_type, lines, now=when, **kw)
-    if submit:
-        await submit_document(s, settings, doc, now=when)
-    if post:
-        await post_document(s, settings, doc, now=when)
-    return doc
-
-
 async def history(db, settings, **kw):
     async with db.read() as s:
         return await load_history(s, today=TODAY, tz=settings.timezone, days=DAYS, **kw)
@@ -50,25 +42,25 @@ def row(h, sku: str) -> int:
 async def test_demand_is_posted_sales_issues_only_and_returns_net_off_the_original_day(db, settings):
     async with db.session() as s:
         await seed(s)
-        await make(s, settings, "purchase_receipt", [line("CREAM", 100, "kg")], at(settings, 25), warehouse="WH1")
-        await make(s, settings, "sales_issue", [line("CREAM", 5, "kg")], at(settings, 10), warehouse="WH1",
-                   customer="C2")
-        await make(s, settings, "sales_issue", [line("CREAM", 3, "kg")], at(settings, 9), warehouse="WH1",
-                   post=False)  # submitted, never posted
-        await make(s, settings, "sales_issue", [line("CREAM", 4, "kg")], at(settings, 9), warehouse="WH1",
-                   submit=False, post=False)  # draft
-        await make(s, settings, "borrow", [line("CREAM", 4, "kg")], at(settings, 8), warehouse="WH1", customer="C2")
-        await make(s, settings, "transfer", [line("CREAM", 10, "kg")], at(settings, 7), warehouse="WH1",
-                   to_warehouse="S01")
-        await make(s, settings, "loss", [line("CREAM", 1, "kg")], at(settings, 7, 11), warehouse="WH1")
-        cancelled = await make(s, settings, "sales_issue", [line("CREAM", 6, "kg")], at(settings, 6),
-                               warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 100, "kg")], at(settings, 25), warehouse="WH1")
+        await dated(s, settings, "sales_issue", [line("CREAM", 5, "kg")], at(settings, 10), warehouse="WH1",
+                    customer="C2")
+        await dated(s, settings, "sales_issue", [line("CREAM", 3, "kg")], at(settings, 9), warehouse="WH1",
+                    post=False)  # submitted, never posted
+        await dated(s, settings, "sales_issue", [line("CREAM", 4, "kg")], at(settings, 9), warehouse="WH1",
+                    submit=False, post=False)  # draft
+        await dated(s, settings, "borrow", [line("CREAM", 4, "kg")], at(settings, 8), warehouse="WH1", customer="C2")
+        await dated(s, settings, "transfer", [line("CREAM", 10, "kg")], at(settings, 7), warehouse="WH1",
+                    to_warehouse="S01")
+        await dated(s, settings, "loss", [line("CREAM", 1, "kg")], at(settings, 7, 11), warehouse="WH1")
+        cancelled = await dated(s, settings, "sales_issue", [line("CREAM", 6, "kg")], at(settings, 6),
+                                warehouse="WH1")
         await cancel_document(s, settings, cancelled, now=at(settings, 6, 12))
-        sale = await make(s, settings, "sales_issue", [line("CREAM", 8, "kg")], at(settings, 5), warehouse="WH1")
-        await make(s, settings, "sales_return", [line("CREAM", 2, "kg")], at(settings, 3), warehouse="WH1",
-                   ref_number=sale.number)
-        await make(s, settings, "sales_issue", [line("CREAM", 2, "kg")], at(settings, 1), warehouse="S01")
-        await make(s, settings, "sales_issue", [line("CREAM", 1, "kg")], at(settings, 0), warehouse="WH1")  # today
+        sale = await dated(s, settings, "sales_issue", [line("CREAM", 8, "kg")], at(settings, 5), warehouse="WH1")
+        await dated(s, settings, "sales_return", [line("CREAM", 2, "kg")], at(settings, 3), warehouse="WH1",
+                    ref_number=sale.number)
+        await dated(s, settings, "sales_issue", [line("CREAM", 2, "kg")], at(settings, 1), warehouse="S01")
+        await dated(s, settings, "sales_issue", [line("CREAM", 1, "kg")], at(settings, 0), warehouse="WH1")  # today
 
     h = await history(db, settings)
     assert h.demand.shape == (3, DAYS) and h.stockout.shape == (3, DAYS)
@@ -88,12 +80,12 @@ async def test_demand_is_posted_sales_issues_only_and_returns_net_off_the_origin
 async def test_return_bigger_than_the_day_never_makes_negative_demand(db, settings):
     async with db.session() as s:
         await seed(s)
-        await make(s, settings, "purchase_receipt", [line("CREAM", 50, "kg")], at(settings, 20), warehouse="WH1")
-        sale = await make(s, settings, "sales_issue", [line("CREAM", 4, "kg")], at(settings, 12), warehouse="WH1")
-        await make(s, settings, "sales_return", [line("CREAM", 3, "kg")], at(settings, 11), warehouse="WH1",
-                   ref_number=sale.number)
-        await make(s, settings, "sales_return", [line("CREAM", 1, "kg")], at(settings, 10), warehouse="WH1",
-                   ref_number=sale.number)
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 50, "kg")], at(settings, 20), warehouse="WH1")
+        sale = await dated(s, settings, "sales_issue", [line("CREAM", 4, "kg")], at(settings, 12), warehouse="WH1")
+        await dated(s, settings, "sales_return", [line("CREAM", 3, "kg")], at(settings, 11), warehouse="WH1",
+                    ref_number=sale.number)
+        await dated(s, settings, "sales_return", [line("CREAM", 1, "kg")], at(settings, 10), warehouse="WH1",
+                    ref_number=sale.number)
     h = await history(db, settings)
     assert h.demand.min() == 0.0 and h.demand[row(h, "CREAM")].sum() == 0.0
 
@@ -101,15 +93,15 @@ async def test_return_bigger_than_the_day_never_makes_negative_demand(db, settin
 async def test_stockout_days_are_flagged_from_movements(db, settings):
     async with db.session() as s:
         await seed(s)
-        await make(s, settings, "purchase_receipt", [line("CREAM", 10, "kg")], at(settings, 20), warehouse="WH1")
-        await make(s, settings, "sales_issue", [line("CREAM", 10, "kg")], at(settings, 15), warehouse="WH1")
-        await make(s, settings, "purchase_receipt", [line("CREAM", 10, "kg")], at(settings, 12, 9), warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 10, "kg")], at(settings, 20), warehouse="WH1")
+        await dated(s, settings, "sales_issue", [line("CREAM", 10, "kg")], at(settings, 15), warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 10, "kg")], at(settings, 12, 9), warehouse="WH1")
         # a same-day dip to zero and back
-        await make(s, settings, "sales_issue", [line("CREAM", 10, "kg")], at(settings, 8, 9), warehouse="WH1")
-        await make(s, settings, "purchase_receipt", [line("CREAM", 10, "kg")], at(settings, 8, 15), warehouse="WH1")
+        await dated(s, settings, "sales_issue", [line("CREAM", 10, "kg")], at(settings, 8, 9), warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 10, "kg")], at(settings, 8, 15), warehouse="WH1")
         # all of it moves to a store: the company still has it, WH1 does not
-        await make(s, settings, "transfer", [line("CREAM", 10, "kg")], at(settings, 4), warehouse="WH1",
-                   to_warehouse="S01")
+        await dated(s, settings, "transfer", [line("CREAM", 10, "kg")], at(settings, 4), warehouse="WH1",
+                    to_warehouse="S01")
 
     h = await history(db, settings)
     out = h.stockout[row(h, "CREAM")]
@@ -130,13 +122,13 @@ async def test_lead_time_is_learned_per_supplier_from_receipts_against_orders(db
         await seed(s)
         await s.execute(update(Product).where(Product.sku.in_(["CREAM", "SUGAR"])).values(lead_time_days=6))
         for ordered_ago, lead in ((60, 3), (45, 5), (30, 4)):
-            po = await make(s, settings, "purchase_order", [line("CREAM", 20, "kg")], at(settings, ordered_ago),
-                            warehouse="WH1", supplier="SUP1")
-            await make(s, settings, "purchase_receipt", [line("CREAM", 20, "kg")],
-                       at(settings, ordered_ago - lead, 16), warehouse="WH1", supplier="SUP1", ref_number=po.number)
+            po = await dated(s, settings, "purchase_order", [line("CREAM", 20, "kg")], at(settings, ordered_ago),
+                             warehouse="WH1", supplier="SUP1")
+            await dated(s, settings, "purchase_receipt", [line("CREAM", 20, "kg")],
+                        at(settings, ordered_ago - lead, 16), warehouse="WH1", supplier="SUP1", ref_number=po.number)
         # MILK comes from the same supplier (its latest receipt), without orders of its own
-        await make(s, settings, "purchase_receipt", [line("MILK", 2, "箱", batch="B1")], at(settings, 10),
-                   warehouse="WH1", supplier="SUP1")
+        await dated(s, settings, "purchase_receipt", [line("MILK", 2, "箱", batch="B1")], at(settings, 10),
+                    warehouse="WH1", supplier="SUP1")
     h = await history(db, settings)
     cream, milk, sugar = row(h, "CREAM"), row(h, "MILK"), row(h, "SUGAR")
     assert h.lead.learned[cream] and h.lead.learned[milk] and not h.lead.learned[sugar]
@@ -149,10 +141,10 @@ async def test_too_few_receipts_fall_back_to_the_product_lead_time(db, settings)
     async with db.session() as s:
         await seed(s)
         await s.execute(update(Product).where(Product.sku == "CREAM").values(lead_time_days=2))
-        po = await make(s, settings, "purchase_order", [line("CREAM", 20, "kg")], at(settings, 20),
-                        warehouse="WH1", supplier="SUP1")
-        await make(s, settings, "purchase_receipt", [line("CREAM", 20, "kg")], at(settings, 10), warehouse="WH1",
-                   supplier="SUP1", ref_number=po.number)
+        po = await dated(s, settings, "purchase_order", [line("CREAM", 20, "kg")], at(settings, 20),
+                         warehouse="WH1", supplier="SUP1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 20, "kg")], at(settings, 10), warehouse="WH1",
+                    supplier="SUP1", ref_number=po.number)
     h = await history(db, settings)
     cream = row(h, "CREAM")
     assert not h.lead.learned[cream] and h.lead.observations[cream] == 1 and h.lead.mean[cream] == 2.0
@@ -161,33 +153,33 @@ async def test_too_few_receipts_fall_back_to_the_product_lead_time(db, settings)
 async def test_position_on_order_requested_and_reserved_as_allocation(db, settings):
     async with db.session() as s:
         await seed(s)
-        await make(s, settings, "purchase_receipt", [line("CREAM", 40, "kg")], at(settings, 9), warehouse="WH1")
-        await make(s, settings, "purchase_receipt", [line("CREAM", 5, "kg")], at(settings, 9), warehouse="S01")
-        open_po = await make(s, settings, "purchase_order", [line("CREAM", 50, "kg")], at(settings, 8),
-                             warehouse="WH1", supplier="SUP1", post=False)  # submitted: on order
-        await make(s, settings, "purchase_receipt", [line("CREAM", 20, "kg")], at(settings, 7), warehouse="WH1",
-                   supplier="SUP1", ref_number=open_po.number)  # partly received
-        done_po = await make(s, settings, "purchase_order", [line("CREAM", 10, "kg")], at(settings, 8),
-                             warehouse="WH1", supplier="SUP1")
-        await make(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], at(settings, 6), warehouse="WH1",
-                   supplier="SUP1", ref_number=done_po.number)  # over-delivered: nothing left on order
-        dead_po = await make(s, settings, "purchase_order", [line("CREAM", 99, "kg")], at(settings, 8),
-                             warehouse="WH1", post=False)
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 40, "kg")], at(settings, 9), warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 5, "kg")], at(settings, 9), warehouse="S01")
+        open_po = await dated(s, settings, "purchase_order", [line("CREAM", 50, "kg")], at(settings, 8),
+                              warehouse="WH1", supplier="SUP1", post=False)  # submitted: on order
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 20, "kg")], at(settings, 7), warehouse="WH1",
+                    supplier="SUP1", ref_number=open_po.number)  # partly received
+        done_po = await dated(s, settings, "purchase_order", [line("CREAM", 10, "kg")], at(settings, 8),
+                              warehouse="WH1", supplier="SUP1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], at(settings, 6), warehouse="WH1",
+                    supplier="SUP1", ref_number=done_po.number)  # over-delivered: nothing left on order
+        dead_po = await dated(s, settings, "purchase_order", [line("CREAM", 99, "kg")], at(settings, 8),
+                              warehouse="WH1", post=False)
         await cancel_document(s, settings, dead_po, now=at(settings, 7))
-        await make(s, settings, "purchase_order", [line("CREAM", 77, "kg")], at(settings, 8), warehouse="WH1",
-                   submit=False, post=False)  # a draft order is not on order
-        await make(s, settings, "purchase_request", [line("CREAM", 12, "kg")], at(settings, 5), warehouse="WH1",
-                   post=False)
-        converted = await make(s, settings, "purchase_request", [line("CREAM", 30, "kg")], at(settings, 5),
-                               warehouse="WH1")
-        await make(s, settings, "purchase_order", [line("CREAM", 30, "kg")], at(settings, 4), warehouse="WH1",
-                   ref_number=converted.number)  # the request became an order: counted once, as on order
-        await make(s, settings, "purchase_request", [line("MILK", 1, "箱")], at(settings, 4), warehouse="S01",
-                   post=False)
-        await make(s, settings, "sales_order", [line("CREAM", 20, "kg")], at(settings, 3), warehouse="WH1",
-                   customer="C1", post=False)  # strategic: 15 % reserved
-        await make(s, settings, "sales_order", [line("CREAM", 40, "kg")], at(settings, 3), warehouse="WH1",
-                   customer="C2", post=False)  # not strategic: no allocation
+        await dated(s, settings, "purchase_order", [line("CREAM", 77, "kg")], at(settings, 8), warehouse="WH1",
+                    submit=False, post=False)  # a draft order is not on order
+        await dated(s, settings, "purchase_request", [line("CREAM", 12, "kg")], at(settings, 5), warehouse="WH1",
+                    post=False)
+        converted = await dated(s, settings, "purchase_request", [line("CREAM", 30, "kg")], at(settings, 5),
+                                warehouse="WH1")
+        await dated(s, settings, "purchase_order", [line("CREAM", 30, "kg")], at(settings, 4), warehouse="WH1",
+                    ref_number=converted.number)  # the request became an order: counted once, as on order
+        await dated(s, settings, "purchase_request", [line("MILK", 1, "箱")], at(settings, 4), warehouse="S01",
+                    post=False)
+        await dated(s, settings, "sales_order", [line("CREAM", 20, "kg")], at(settings, 3), warehouse="WH1",
+                    customer="C1", post=False)  # strategic: 15 % reserved
+        await dated(s, settings, "sales_order", [line("CREAM", 40, "kg")], at(settings, 3), warehouse="WH1",
+                    customer="C2", post=False)  # not strategic: no allocation
 
     h = await history(db, settings)
     cream, milk = row(h, "CREAM"), row(h, "MILK")

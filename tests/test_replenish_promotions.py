@@ -3,7 +3,7 @@ ones raise the forecast and the suggestion, the back-test sees them, and the `re
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,8 +13,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.cli import run
-from core.db import Database
-from core.documents import create_document, post_document, submit_document
 from core.errors import DomainError
 from core.models import Product, Promotion, User
 from core.replenish import backtest
@@ -22,6 +20,7 @@ from core.replenish.promotions_db import MAX_PROMO_DAYS, add_promotion, list_pro
 from core.replenish.suggest import backtest_history, build_inputs, suggest
 from core.replenish.why import why_zh
 from tests.factories import line, seed
+from tests.ledger_history import cli_database, dated, local
 
 TODAY = date(2026, 11, 20)
 HISTORY = 84
@@ -29,17 +28,6 @@ BASE, PROMO = 4, 12  # cream sells 4 kg a day, 12 kg on promotion days
 PAST = ((TODAY - timedelta(days=50), TODAY - timedelta(days=48)),
         (TODAY - timedelta(days=22), TODAY - timedelta(days=20)))
 COMING = (TODAY + timedelta(days=1), TODAY + timedelta(days=3))
-
-
-def local(settings, day: date, hour: int = 10) -> datetime:
-    return datetime.combine(day, time(hour), settings.timezone)
-
-
-async def post(s, settings, doc_type, lines, when, **kw):
-    doc = await create_document(s, settings, doc_type, lines, now=when, **kw)
-    await submit_document(s, settings, doc, now=when)
-    await post_document(s, settings, doc, now=when)
-    return doc
 
 
 async def promo_count(db) -> int:
@@ -57,12 +45,12 @@ async def promoted_history(db, settings, *, record_past: bool = True) -> None:
         await seed(s)
         await s.execute(update(Product).where(Product.sku == "CREAM").values(lead_time_days=2))
         first = TODAY - timedelta(days=HISTORY)
-        await post(s, settings, "purchase_receipt", [line("CREAM", 400, "kg")], local(settings, first, 8),
-                   warehouse="WH1")  # sales total 384: 16 kg left today
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 400, "kg")], local(settings, first, 8),
+                    warehouse="WH1")  # sales total 384: 16 kg left today
         day = first
         while day < TODAY:
             qty = PROMO if on_promo(day) else BASE
-            await post(s, settings, "sales_issue", [line("CREAM", qty, "kg")], local(settings, day), warehouse="WH1")
+            await dated(s, settings, "sales_issue", [line("CREAM", qty, "kg")], local(settings, day), warehouse="WH1")
             day += timedelta(days=1)
         if record_past:
             for a, b in PAST:
@@ -202,19 +190,10 @@ async def test_backtest_history_runs_with_the_calendar(db, settings):
 
 
 async def test_cli_promo_add_list_remove(tmp_path: Path, settings, capsys):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'promo.db'}"
-    cfg = tmp_path / "jxcbot.toml"
-    cfg.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-    assert await run(["--config", str(cfg), "init"]) == 0
-    db = Database(url)
-    try:
-        async with db.session() as s:
-            await seed(s)
-    finally:
-        await db.dispose()
+    cfg, _ = await cli_database(tmp_path, "promo")
     today = datetime.now(settings.timezone).date()
     start, end = today + timedelta(days=1), today + timedelta(days=3)
-    base = ["--config", str(cfg), "replenish", "promo"]
+    base = ["--config", cfg, "replenish", "promo"]
     capsys.readouterr()
     assert await run([*base, "add", "CREAM", str(start), str(end), "--reason", "店庆", "--by", "张库管"]) == 0
     out = capsys.readouterr().out
@@ -229,7 +208,7 @@ async def test_cli_promo_add_list_remove(tmp_path: Path, settings, capsys):
     assert "促销日历（全部，共 1 个" in out and "CREAM" in out and str(start) in out and "张库管" in out
     assert await run([*base, "list", "--from", str(end + timedelta(days=1))]) == 0
     assert "没有促销" in capsys.readouterr().out
-    assert await run(["--config", str(cfg), "replenish", "suggest", "--all"]) == 0
+    assert await run(["--config", cfg, "replenish", "suggest", "--all"]) == 0
     assert f"覆盖期内有促销：{start:%m-%d} 至 {end:%m-%d}" in capsys.readouterr().out
     assert await run([*base, "remove", "1"]) == 0
     assert "已删除促销 #1" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,33 +11,14 @@ from sqlalchemy import update
 
 from bot.cli import run
 from core.db import Database
-from core.documents import create_document, post_document, submit_document
 from core.errors import DomainError
 from core.models import Product
 from core.replenish.suggest import backtest_history, suggest
 from core.replenish.why import why_zh
 from tests.factories import line, seed
+from tests.ledger_history import cli_config, cli_database, daily_sales, dated, local
 
 TODAY = date(2026, 11, 20)
-
-
-def local(settings, day: date, hour: int = 10) -> datetime:
-    return datetime.combine(day, time(hour), settings.timezone)
-
-
-async def make(s, settings, doc_type, lines, when, *, post=True, **kw):
-    doc = await create_document(s, settings, doc_type, lines, now=when, **kw)
-    await submit_document(s, settings, doc, now=when)
-    if post:
-        await post_document(s, settings, doc, now=when)
-    return doc
-
-
-async def daily_sales(s, settings, sku: str, unit: str, first: date, last: date, qty: int) -> None:
-    day = first
-    while day <= last:
-        await make(s, settings, "sales_issue", [line(sku, qty, unit)], local(settings, day), warehouse="WH1")
-        day += timedelta(days=1)
 
 
 async def by_sku(db, settings, **kw):
@@ -53,12 +34,12 @@ async def stocked_history(db, settings, *, days: int = 56) -> None:
         await s.execute(update(Product).where(Product.sku == "CREAM").values(lead_time_days=2))
         start = TODAY - timedelta(days=days)
         boxes = -(-(4 * days + 16) // 24)  # milk runs low by today: ≤ 16 + 24 bottles left
-        await make(s, settings, "purchase_receipt", [line("CREAM", 1000, "kg"), line("MILK", boxes, "箱", batch="B1")],
-                   local(settings, start - timedelta(days=1)), warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 1000, "kg"), line("MILK", boxes, "箱", batch="B1")],
+                    local(settings, start - timedelta(days=1)), warehouse="WH1")
         day = start
         while day < TODAY:
-            await make(s, settings, "sales_issue", [line("CREAM", 3 + day.weekday() % 3, "kg"), line("MILK", 4, "瓶")],
-                       local(settings, day), warehouse="WH1")
+            await dated(s, settings, "sales_issue", [line("CREAM", 3 + day.weekday() % 3, "kg"), line("MILK", 4, "瓶")],
+                        local(settings, day), warehouse="WH1")
             day += timedelta(days=1)
 
 
@@ -86,10 +67,10 @@ async def test_strategic_reservation_is_an_allocation_not_more_forecast(db, sett
     await stocked_history(db, settings)
     before = (await by_sku(db, settings))["CREAM"].explanation
     async with db.session() as s:
-        await make(s, settings, "sales_order", [line("CREAM", 400, "kg")], local(settings, TODAY, 8), warehouse="WH1",
-                   customer="C1", post=False)  # strategic: 15 % = 60 kg reserved
-        await make(s, settings, "sales_order", [line("CREAM", 400, "kg")], local(settings, TODAY, 8), warehouse="WH1",
-                   customer="C2", post=False)  # not strategic: nothing reserved
+        await dated(s, settings, "sales_order", [line("CREAM", 400, "kg")], local(settings, TODAY, 8), warehouse="WH1",
+                    customer="C1", post=False)  # strategic: 15 % = 60 kg reserved
+        await dated(s, settings, "sales_order", [line("CREAM", 400, "kg")], local(settings, TODAY, 8), warehouse="WH1",
+                    customer="C2", post=False)  # not strategic: nothing reserved
     after = (await by_sku(db, settings))["CREAM"].explanation
     assert after.reserved == Decimal(60) and after.projected == before.projected - 60
     assert after.cover_demand == before.cover_demand and after.safety_stock == before.safety_stock
@@ -98,8 +79,8 @@ async def test_strategic_reservation_is_an_allocation_not_more_forecast(db, sett
 async def test_stockout_days_do_not_teach_the_engine_to_under_order(db, settings):
     async with db.session() as s:
         await seed(s)
-        await make(s, settings, "purchase_receipt", [line("CREAM", 168, "kg")], local(settings, TODAY - timedelta(57)),
-                   warehouse="WH1")
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 168, "kg")], local(settings, TODAY - timedelta(57)),
+                    warehouse="WH1")
         # 4 kg a day for six weeks, then sold out: the last two weeks could not sell
         await daily_sales(s, settings, "CREAM", "kg", TODAY - timedelta(56), TODAY - timedelta(15), 4)
     cream = (await by_sku(db, settings))["CREAM"]
@@ -138,11 +119,9 @@ async def test_backtest_on_posted_history(db, settings):
 
 @pytest.fixture
 async def demo_cfg(tmp_path: Path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
-    cfg = tmp_path / "jxcbot.toml"
-    cfg.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-    assert await run(["--config", str(cfg), "demo", "--no-serve", "--db", str(tmp_path / "demo.db")]) == 0
-    return str(cfg)
+    cfg, _ = cli_config(tmp_path, "demo")
+    assert await run(["--config", cfg, "demo", "--no-serve", "--db", str(tmp_path / "demo.db")]) == 0
+    return cfg
 
 
 async def test_cli_replenish_suggest_and_backtest_on_the_demo(demo_cfg, capsys):
@@ -162,17 +141,14 @@ async def test_cli_replenish_suggest_and_backtest_on_the_demo(demo_cfg, capsys):
 
 
 async def test_cli_replenish_backtest_prints_the_table(tmp_path: Path, settings, capsys):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
-    cfg = tmp_path / "jxcbot.toml"
-    cfg.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-    assert await run(["--config", str(cfg), "init"]) == 0
+    cfg, url = await cli_database(tmp_path, "bt", seeded=False)
     db = Database(url)
     try:
         await stocked_history(db, settings, days=70)
     finally:
         await db.dispose()
     capsys.readouterr()
-    assert await run(["--config", str(cfg), "replenish", "backtest", "--weeks", "4"]) == 0
+    assert await run(["--config", cfg, "replenish", "backtest", "--weeks", "4"]) == 0
     out = capsys.readouterr().out
     assert "静态公式" in out and "动态预测" in out and "月度 ±25% 命中率" in out and "WAPE" in out
     assert "满足率" in out and "缺货天数占比" in out and "平均库存天数" in out
@@ -185,10 +161,7 @@ async def test_cli_replenish_backtest_prints_the_table(tmp_path: Path, settings,
 
 async def test_cli_backtest_reports_fill_rate_and_stockout_days_for_both_policies(tmp_path: Path, settings, capsys):
     """A 120-day ledger ending yesterday: cream sells 3–9 kg by weekday, sold out for 10 days mid-way (censored)."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bt.db'}"
-    cfg = tmp_path / "jxcbot.toml"
-    cfg.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
-    assert await run(["--config", str(cfg), "init"]) == 0
+    cfg, url = await cli_database(tmp_path, "bt")
     today = datetime.now(settings.timezone).date()
     first, gap = today - timedelta(days=120), (today - timedelta(days=60), today - timedelta(days=51))
     cream = lambda d: 3 + 2 * (d.weekday() % 4)  # noqa: E731
@@ -196,24 +169,23 @@ async def test_cli_backtest_reports_fill_rate_and_stockout_days_for_both_policie
     db = Database(url)
     try:
         async with db.session() as s:
-            await seed(s)
             stock = [line("CREAM", sold_out, "kg"), line("MILK", 30, "箱", batch="B1")]
-            await make(s, settings, "purchase_receipt", stock, local(settings, first - timedelta(days=1)),
-                       warehouse="WH1")
+            await dated(s, settings, "purchase_receipt", stock, local(settings, first - timedelta(days=1)),
+                        warehouse="WH1")
             day = first
             while day < today:
                 lines = [line("MILK", 2 + day.day % 3, "瓶")]
                 if not gap[0] <= day <= gap[1]:
                     lines.append(line("CREAM", cream(day), "kg"))
-                await make(s, settings, "sales_issue", lines, local(settings, day), warehouse="WH1")
+                await dated(s, settings, "sales_issue", lines, local(settings, day), warehouse="WH1")
                 if day == gap[1]:  # restocked in the evening of the gap's last day
-                    await make(s, settings, "purchase_receipt", [line("CREAM", 1000, "kg")], local(settings, day, 23),
-                               warehouse="WH1")
+                    await dated(s, settings, "purchase_receipt", [line("CREAM", 1000, "kg")], local(settings, day, 23),
+                                warehouse="WH1")
                 day += timedelta(days=1)
     finally:
         await db.dispose()
     capsys.readouterr()
-    assert await run(["--config", str(cfg), "replenish", "backtest", "--days", "120", "--weeks", "8"]) == 0
+    assert await run(["--config", cfg, "replenish", "backtest", "--days", "120", "--weeks", "8"]) == 0
     out = capsys.readouterr().out
     assert "预热 5 周 + 回测 8 周" in out and "满足率" in out and "缺货天数占比" in out
     rows = [line_.split() for line_ in out.splitlines() if line_.startswith(("静态公式", "动态预测"))]
