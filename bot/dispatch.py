@@ -3,6 +3,7 @@ run the command and queue the replies in the outbox — the replies in the same 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ UNREGISTERED = ("你还没有在 jxcbot 登记，暂时不能使用。请把这�
 SENDER_TTL = 60.0  # seconds a known sender's roles are reused before they are read again
 UNKNOWN_TTL = 5.0  # an unregistered sender is looked up again soon (they are being registered)
 SENDER_CACHE = 10_000
+PACE_BACKLOG = 32  # events being handled + replies not yet sent, beyond which acknowledgements wait
+PACE_MAX_WAIT = 2.0  # seconds an acknowledgement waits at most (platforms retry after 5 s)
 SESSION_MARGIN = 120  # seconds a DingTalk session webhook must still be valid to carry a reply
 _ID_FIELD = {"wecom": ("wecom_user_id", "企业微信账号"), "dingtalk": ("dingtalk_staff_id", "钉钉员工 ID"),
              "console": ("name", "姓名")}
@@ -42,13 +45,20 @@ class Dispatcher:
 
     def __init__(self, db: Any, settings: Any, tracker: TaskTracker,
                  on_enqueued: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 delivered: Callable[[], int] | None = None) -> None:
         self.db, self.settings, self.tracker = db, settings, tracker
+        # Reply rows queued by this dispatcher, and how many of them the outbox has finished with (by default
+        # all: without a sender there is no reply backlog to pace by).
+        self.queued = 0
+        self._delivered = delivered or (lambda: self.queued)
         self.on_enqueued, self.clock = on_enqueued, clock
         # Events arriving together are stored in one transaction, and so are handlers' replies (group commit):
         # SQLite has one writer, and a transaction per callback made every acknowledgement queue behind it.
         self.stores, self.finishes = GroupCommit(db), GroupCommit(db)
         self._senders: dict[tuple[str, str], tuple[float, Sender | None]] = {}
+        self._running = 0  # handlers spawned and not yet finished
+        self._paced: list[asyncio.Future[None]] = []
 
     async def accept(self, event: Inbound) -> bool:
         """Store the event under its dedupe_key (committed before this returns) and start handling it;
@@ -61,12 +71,50 @@ class Dispatcher:
 
         def stored(new: bool) -> None:  # runs at commit, even if the platform's request was cancelled meanwhile
             if new:
-                self.tracker.spawn(self.handle(event), name=f"handle {event.dedupe_key}")
+                self._running += 1
+                self.tracker.spawn(self._counted(event), name=f"handle {event.dedupe_key}")
 
         if not await self.stores.submit(store, on_commit=stored):
             log.info("duplicate inbound %s ignored", event.dedupe_key)
             return False
+        await self._pace()
         return True
+
+    async def _pace(self) -> None:
+        """Flow control: while many events are being handled or their replies wait to be sent, hold this
+        acknowledgement back (at most PACE_MAX_WAIT; the event is stored already) so a burst does not pile up
+        replies behind acknowledgements the bot cannot keep up with."""
+        if self._backlog() <= PACE_BACKLOG:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._paced.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), PACE_MAX_WAIT)
+        except TimeoutError:
+            pass
+        finally:
+            if waiter in self._paced:
+                self._paced.remove(waiter)
+
+    async def _counted(self, event: Inbound) -> None:
+        try:
+            await self.handle(event)
+        finally:
+            self._running -= 1
+            self.backlog_shrank()
+
+    def _backlog(self) -> int:
+        return self._running + max(0, self.queued - self._delivered())
+
+    def backlog_shrank(self) -> None:
+        """Let the held acknowledgements go once the backlog is down to the mark (the outbox sender calls
+        this after each row it finishes with). All of them: their events are counted already, and letting
+        them go together keeps the group commits large."""
+        if self._backlog() <= PACE_BACKLOG:
+            paced, self._paced = self._paced, []
+            for waiter in paced:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def close(self) -> None:
         """Commit what is queued (call after the handler tasks have finished)."""
@@ -101,15 +149,18 @@ class Dispatcher:
         target = reply_target(event)
         now = self.clock()
 
-        async def finish(session: Any) -> None:
+        async def finish(session: Any) -> int:
+            rows = 0
             for i, message in enumerate(replies):  # a long reply: one row per part (bot.parts)
-                await parts.enqueue(session, f"reply:{event.dedupe_key}:{i}", target, message, now)
+                rows += await parts.enqueue(session, f"reply:{event.dedupe_key}:{i}", target, message, now)
             if error is None:
                 await inbound_events.mark_handled(session, event.dedupe_key, now)
             else:
                 await inbound_events.mark_failed(session, event.dedupe_key, error, now)
+            return rows
 
-        await self.finishes.submit(finish)
+        rows = await self.finishes.submit(finish)  # not `self.queued += await …`: that reads queued before waiting
+        self.queued += rows
         self.on_enqueued()
 
     async def _replies(self, event: Inbound) -> list[Message]:

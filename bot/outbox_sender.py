@@ -129,7 +129,7 @@ async def enqueue_message(session: AsyncSession, dedupe_key: str, target: Target
                           now: datetime) -> bool:
     """Queue a message in the caller's transaction, one row per part (bot.parts.enqueue); False for a
     duplicate key."""
-    return await parts.enqueue(session, dedupe_key, target, message, now)
+    return bool(await parts.enqueue(session, dedupe_key, target, message, now))
 
 
 class OutboxSender:
@@ -156,6 +156,8 @@ class OutboxSender:
         self._rng = rng
         self._wake = asyncio.Event()
         self._marks = GroupCommit(db)
+        self.done = 0  # rows this process delivered or gave up on (the dispatcher paces acknowledgements by it)
+        self.on_done: Callable[[], None] = lambda: None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -339,6 +341,8 @@ class OutboxSender:
         # re-sends after the lease — the at-least-once window every mark has anyway.
         if not await self._marks.submit(lambda session: outbox.mark_sent(session, item, now)):
             log.warning("outbox sender: %s was sent after its claim expired", item.dedupe_key)
+        self.done += 1
+        self.on_done()
 
     async def _release(self, items: list[outbox.Claimed], until: datetime) -> None:
         if items:
@@ -360,6 +364,9 @@ class OutboxSender:
             return status
 
         status = await self.db.write(work)
+        if status == "dead":
+            self.done += 1
+            self.on_done()
         level = logging.ERROR if status == "dead" else logging.WARNING
         log.log(level, "outbox sender: %s attempt %d failed (%s) -> %s", item.dedupe_key, item.attempts, error,
                 status or "claim lost")

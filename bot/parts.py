@@ -70,9 +70,9 @@ def split_message(target: Target, message: Message) -> list[Message]:
 
 
 async def enqueue(session: AsyncSession, dedupe_key: str, target: Target, message: Message, now: datetime, *,
-                  not_before: datetime | None = None) -> bool:
+                  not_before: datetime | None = None) -> int:
     """Queue a message in the caller's transaction as one outbox row per part (keys key, key#2, … in order);
-    False, and nothing queued, when `dedupe_key` is queued already."""
+    the number of rows queued, 0 (nothing queued) when `dedupe_key` is queued already."""
     parts = split_message(target, message)
     for n, part in enumerate(parts, start=1):
         data = part.to_json()
@@ -81,5 +81,5 @@ async def enqueue(session: AsyncSession, dedupe_key: str, target: Target, messag
         new = await outbox.enqueue(session, part_key(dedupe_key, n), target.to_json(), data, now,
                                    not_before=not_before)
         if n == 1 and not new:
-            return False
-    return True
+            return 0
+    return len(parts)

@@ -1,0 +1,90 @@
+"""Flow control: acknowledgements wait (bounded) while handlers and unsent replies pile up; nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from bot import dispatch
+from bot.inbound import Inbound
+from bot.tasks import TaskTracker
+from cards.model import text
+from core.models import InboundEvent
+from tests.factories import seed
+
+
+def _event(n: int) -> Inbound:
+    return Inbound("wecom", "zhang", f"pace:{n}", datetime.now(UTC), text="帮助")
+
+
+async def _stored(db) -> int:
+    async with db.read() as s:
+        return (await s.execute(select(func.count()).select_from(InboundEvent))).scalar_one()
+
+
+async def test_acks_wait_while_handlers_are_behind_and_go_when_they_catch_up(db, settings, monkeypatch):
+    await db.write(seed)
+    monkeypatch.setattr(dispatch, "PACE_BACKLOG", 2)
+    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", 30.0)
+    gate = asyncio.Event()
+    tracker = TaskTracker()
+    d = dispatch.Dispatcher(db, settings, tracker)
+
+    async def slow(_event: Inbound) -> list:
+        await gate.wait()
+        return [text("好的")]
+
+    monkeypatch.setattr(d, "_replies", slow)
+    assert await d.accept(_event(1)) and await d.accept(_event(2))  # backlog 1, 2: answered at once
+    third = asyncio.create_task(d.accept(_event(3)))
+    await asyncio.sleep(0.3)
+    assert not third.done()  # backlog 3 > 2: held back …
+    assert await _stored(db) == 3  # … but stored before it was held
+    gate.set()  # the handlers catch up
+    assert await asyncio.wait_for(third, 10) is True
+    await tracker.close()
+    await d.close()
+
+
+async def test_an_ack_is_held_at_most_pace_max_wait(db, settings, monkeypatch):
+    await db.write(seed)
+    monkeypatch.setattr(dispatch, "PACE_BACKLOG", 0)
+    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", 0.2)
+    gate = asyncio.Event()
+    tracker = TaskTracker()
+    d = dispatch.Dispatcher(db, settings, tracker)
+
+    async def stuck(_event: Inbound) -> list:
+        await gate.wait()
+        return [text("好的")]
+
+    monkeypatch.setattr(d, "_replies", stuck)
+    assert await asyncio.wait_for(d.accept(_event(1)), 10) is True  # answered although the handler is stuck
+    assert not gate.is_set() and await _stored(db) == 1
+    gate.set()
+    await tracker.close()
+    await d.close()
+
+
+async def test_unsent_replies_count_toward_the_backlog(db, settings, monkeypatch):
+    await db.write(seed)
+    monkeypatch.setattr(dispatch, "PACE_BACKLOG", 1)
+    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", 30.0)
+    delivered = 0
+    tracker = TaskTracker()
+    d = dispatch.Dispatcher(db, settings, tracker, delivered=lambda: delivered)
+    assert await d.accept(_event(1))
+    await tracker.close()  # handled: its reply row is queued, not yet sent
+    tracker2 = TaskTracker()
+    d.tracker = tracker2
+    assert d.queued == 1
+    second = asyncio.create_task(d.accept(_event(2)))  # backlog: 1 unsent reply + 1 handler > 1
+    await asyncio.sleep(0.3)
+    assert not second.done()
+    delivered = 1  # the outbox sender delivered the first reply …
+    d.backlog_shrank()  # … and says so
+    await asyncio.wait_for(tracker2.close(), 10)
+    assert await asyncio.wait_for(second, 10) is True
+    await d.close()
