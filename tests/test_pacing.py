@@ -24,10 +24,12 @@ async def _stored(db) -> int:
         return (await s.execute(select(func.count()).select_from(InboundEvent))).scalar_one()
 
 
-async def test_acks_wait_while_handlers_are_behind_and_go_when_they_catch_up(db, settings, monkeypatch):
+async def _gated(db, settings, monkeypatch, backlog: int, max_wait: float
+                 ) -> tuple[dispatch.Dispatcher, TaskTracker, asyncio.Event]:
+    """A dispatcher whose handlers wait for the returned gate, with the given pacing settings."""
     await db.write(seed)
-    monkeypatch.setattr(dispatch, "PACE_BACKLOG", 2)
-    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", 30.0)
+    monkeypatch.setattr(dispatch, "PACE_BACKLOG", backlog)
+    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", max_wait)
     gate = asyncio.Event()
     tracker = TaskTracker()
     d = dispatch.Dispatcher(db, settings, tracker)
@@ -37,6 +39,11 @@ async def test_acks_wait_while_handlers_are_behind_and_go_when_they_catch_up(db,
         return [text("好的")]
 
     monkeypatch.setattr(d, "_replies", slow)
+    return d, tracker, gate
+
+
+async def test_acks_wait_while_handlers_are_behind_and_go_when_they_catch_up(db, settings, monkeypatch):
+    d, tracker, gate = await _gated(db, settings, monkeypatch, 2, 30.0)
     assert await d.accept(_event(1)) and await d.accept(_event(2))  # backlog 1, 2: answered at once
     third = asyncio.create_task(d.accept(_event(3)))
     await asyncio.sleep(0.3)
@@ -49,18 +56,7 @@ async def test_acks_wait_while_handlers_are_behind_and_go_when_they_catch_up(db,
 
 
 async def test_an_ack_is_held_at_most_pace_max_wait(db, settings, monkeypatch):
-    await db.write(seed)
-    monkeypatch.setattr(dispatch, "PACE_BACKLOG", 0)
-    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", 0.2)
-    gate = asyncio.Event()
-    tracker = TaskTracker()
-    d = dispatch.Dispatcher(db, settings, tracker)
-
-    async def stuck(_event: Inbound) -> list:
-        await gate.wait()
-        return [text("好的")]
-
-    monkeypatch.setattr(d, "_replies", stuck)
+    d, tracker, gate = await _gated(db, settings, monkeypatch, 0, 0.2)
     assert await asyncio.wait_for(d.accept(_event(1)), 10) is True  # answered although the handler is stuck
     assert not gate.is_set() and await _stored(db) == 1
     gate.set()
