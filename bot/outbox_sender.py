@@ -314,6 +314,10 @@ class OutboxSender:
         if target.kind == "session" and target.expires_at and now.timestamp() * 1000 >= target.expires_at:
             return await self._failed(item, "session webhook expired", retryable=False), None
         later = self.limiter.reserve(target, now)
+        if later is None and self.db.dialect == "postgresql":
+            later = await self._shared_slot(item, target, now)
+            if later is not None:
+                self.limiter.unreserve(target, now)
         if later is not None:
             return "released", later
         try:
@@ -332,6 +336,14 @@ class OutboxSender:
             return await self._failed(item, f"unexpected {type(exc).__name__}: {exc}", retryable=True), None
         await self._sent(item)
         return "sent", None
+
+    async def _shared_slot(self, item: outbox.Claimed, target: Target, now: datetime) -> datetime | None:
+        """On PostgreSQL other instances may send to the same target: check its limits across all of them
+        (one short transaction; none for targets without limits). None when this send may go now."""
+        windows = [(w.count, w.seconds) for w in self.limiter.windows(target)]
+        if not windows:
+            return None
+        return await self.db.write(lambda session: outbox.reserve_slot(session, item, now, windows))
 
     # -- bookkeeping (one short transaction each) ----------------------------------------------------
 

@@ -41,7 +41,8 @@ class RateLimiter:
         self._log: dict[str, list[float]] = {}
         self._blocked: dict[str, float] = {}
 
-    def _windows(self, target: Target) -> tuple[RateLimit, ...]:
+    def windows(self, target: Target) -> tuple[RateLimit, ...]:
+        """The limits that apply to a target (none for kinds not listed)."""
         return self._limits.get(f"{target.platform}:{target.kind}", ())
 
     def reserve(self, target: Target, now: datetime) -> datetime | None:
@@ -49,7 +50,7 @@ class RateLimiter:
         t = now.timestamp()
         key = target.rate_key
         free = self._blocked.get(key, t)
-        windows = self._windows(target)
+        windows = self.windows(target)
         log = self._log.get(key, [])
         if windows and log:
             del log[: bisect.bisect_right(log, t - max(w.seconds for w in windows))]
@@ -63,9 +64,18 @@ class RateLimiter:
             bisect.insort(self._log.setdefault(key, log), t)
         return None
 
+    def unreserve(self, target: Target, at: datetime) -> None:
+        """Give back a slot `reserve` took at `at` that was not used (the send did not happen)."""
+        log = self._log.get(target.rate_key)
+        t = at.timestamp()
+        if log:
+            i = bisect.bisect_left(log, t)
+            if i < len(log) and log[i] == t:
+                del log[i]
+
     def record(self, target: Target, at: datetime) -> None:
         """Count a send made earlier (by a previous run of the sender)."""
-        if self._windows(target):
+        if self.windows(target):
             bisect.insort(self._log.setdefault(target.rate_key, []), at.timestamp())
 
     def block(self, target: Target, until: datetime) -> None:

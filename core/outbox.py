@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,6 +130,32 @@ _ROWS = OutboxMessage.__table__
 _MARK_SENT = Fast(update(_ROWS).where((_ROWS.c.id == bindparam("id_")) & (_ROWS.c.status == "sending")
                                       & (_ROWS.c.attempts == bindparam("attempts_")))
                   .values(status="sent", sent_at=bindparam("at", type_=UTCDateTime()), last_error=None))
+
+
+async def reserve_slot(session: AsyncSession, item: Claimed, now: datetime,
+                       windows: Sequence[tuple[int, float]]) -> datetime | None:
+    """Rate limits counted across every sender on this PostgreSQL database: take a slot for sending the
+    claimed row now (None; the row's sent_at marks the slot until it is marked), or say when the next slot
+    frees (nothing taken). windows: (count, seconds) — at most count sends to the target in any seconds.
+
+    Serialised per target by an advisory transaction lock, so two instances cannot both take the last slot.
+    A slot taken by a send that then failed still counts until its window passes (erring on the safe side)."""
+    target = _dump(item.target)
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(target))))
+    longest = max(seconds for _, seconds in windows)
+    times = sorted((await session.execute(
+        select(OutboxMessage.sent_at).where(OutboxMessage.target == target, OutboxMessage.id != item.id,
+                                            OutboxMessage.sent_at > now - timedelta(seconds=longest))
+    )).scalars())
+    free = now
+    for count, seconds in windows:
+        recent = [t for t in times if t > now - timedelta(seconds=seconds)]
+        if len(recent) >= count:
+            free = max(free, recent[len(recent) - count] + timedelta(seconds=seconds))
+    if free > now:
+        return free
+    await session.execute(update(OutboxMessage).where(OutboxMessage.id == item.id).values(sent_at=now))
+    return None
 
 
 def backoff_delay(attempts: int, base_delay: float, max_delay: float, rng: random.Random | None = None) -> float:

@@ -295,6 +295,15 @@ def test_limiter_applies_every_window_and_the_longest_decides():
     assert limiter.reserve(user, T0 + timedelta(seconds=120)) == T0 + timedelta(seconds=3600)
 
 
+def test_a_slot_given_back_is_free_again():
+    limiter = RateLimiter({"wecom:robot": (RateLimit(2, 60),)})
+    robot = Target("wecom", "robot", "r")
+    assert limiter.reserve(robot, T0) is None and limiter.reserve(robot, T0) is None
+    assert limiter.reserve(robot, T0) is not None
+    limiter.unreserve(robot, T0)  # e.g. another instance had the slot: this send did not happen
+    assert limiter.reserve(robot, T0) is None
+
+
 async def test_retry_after_blocks_the_target_and_is_honoured(db):
     clock = Clock()
     throttled = {"on": True}
@@ -441,6 +450,34 @@ async def test_two_senders_on_postgresql_deliver_each_message_once(db):
         assert sorted(b for _, b in delivered) == sorted(f"m{i}" for i in range(60))
         assert one.transports["dingtalk"].sent is two.transports["dingtalk"].sent
         assert one.transports["dingtalk"].calls and two.transports["dingtalk"].calls
+    finally:
+        await other.dispose()
+
+
+async def test_two_senders_on_postgresql_share_a_robots_rate_limit(db):
+    """Each instance counts its own sends; on PostgreSQL the outbox counts everyone's, so two instances
+    together still send at most 3 per minute to one robot (without the shared check: 3 each)."""
+    if db.is_sqlite:
+        pytest.skip("concurrent sender instances need PostgreSQL")
+    other = Database(db.url)
+    try:
+        for i in range(8):
+            await put(db, f"r{i}", WH_ROBOT, f"m{i}")
+        limits = {"wecom:robot": (RateLimit(3, 60),)}
+        delivered: list = []
+        clock = Clock()
+        settings = SenderSettings(batch_size=2, lease_seconds=300, send_timeout=5)  # both get rows to send
+        one = sender_for(db, clock, FakeTransport("wecom", sent=delivered), limits=limits, settings=settings)
+        two = sender_for(other, clock, FakeTransport("wecom", sent=delivered), limits=limits, settings=settings)
+        for _ in range(3):
+            await asyncio.gather(one.run_once(), two.run_once())
+        assert one.transports["wecom"].calls and two.transports["wecom"].calls  # both instances sent
+        assert len(delivered) == 3  # within the first minute, across both instances
+        clock.at(61)
+        for _ in range(3):
+            await asyncio.gather(one.run_once(), two.run_once())
+        assert len(delivered) == 6
+        assert sorted(b for _, b in delivered) == sorted({b for _, b in delivered})  # none twice
     finally:
         await other.dispose()
 

@@ -57,6 +57,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         CheckConstraint(_in(OUTBOX_STATUSES), name="status"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_target_sent", "target", "sent_at"),  # sends per target in a window (shared limits)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
