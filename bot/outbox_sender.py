@@ -27,6 +27,7 @@ from core.models.messaging import fit_key
 
 log = logging.getLogger(__name__)
 
+BATCHES_IN_FLIGHT = 2  # a claimed batch may still be sending while the next one is claimed
 ALERT_PREFIX = "outbox-dead:"  # dedupe_key prefix of the admin alert about a dead letter
 # Webhook keys, tokens and session ids travel in URLs, and URLs end up in exception texts.
 _SECRET_PARAM = re.compile(r"\b((?:key|access_token|token|sign|secret|session)=)[^&\s'\"]+", re.IGNORECASE)
@@ -156,6 +157,7 @@ class OutboxSender:
         self._rng = rng
         self._wake = asyncio.Event()
         self._marks = GroupCommit(db)
+        self._target_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, batches holding or waiting
         self.done = 0  # rows this process delivered or gave up on (the dispatcher paces acknowledgements by it)
         self.on_done: Callable[[], None] = lambda: None
         self._stopping = False
@@ -202,17 +204,29 @@ class OutboxSender:
 
     async def _run(self) -> None:
         failures = 0
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                claimed = await self.run_once()
-                failures = 0
-            except Exception:  # database down: keep the loop alive, back off
-                failures += 1
-                log.exception("outbox sender: cycle failed (%d in a row)", failures)
-                claimed = 0
-            if claimed < self.settings.batch_size and not self._stopping:
-                await self._idle(min(30.0, self.settings.poll_interval * 2 ** min(failures, 5)))
+        sending: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    items = await self._claim()
+                    failures = 0
+                except Exception:  # database down: keep the loop alive, back off
+                    failures += 1
+                    log.exception("outbox sender: cycle failed (%d in a row)", failures)
+                    items = []
+                if items:
+                    # The next claim overlaps this batch's sends (per-target order is kept by _target_locks).
+                    task = asyncio.create_task(self._send(items), name="jxcbot-outbox-batch")
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                    if len(sending) >= BATCHES_IN_FLIGHT:
+                        await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                if len(items) < self.settings.batch_size and not self._stopping:
+                    await self._idle(min(30.0, self.settings.poll_interval * 2 ** min(failures, 5)))
+        finally:
+            if sending:
+                await asyncio.gather(*sending, return_exceptions=True)
 
     async def _idle(self, seconds: float) -> None:
         if self._wake.is_set():
@@ -229,21 +243,43 @@ class OutboxSender:
 
     async def run_once(self) -> int:
         """Claim one batch of due rows and send them; returns how many rows were claimed."""
+        items = await self._claim()
+        await self._send(items)
+        return len(items)
+
+    async def _claim(self) -> list[outbox.Claimed]:
         now, s = self._clock(), self.settings
 
         async def claim(session: AsyncSession) -> list[outbox.Claimed]:
             claimed = await outbox.claim_due(session, now, s.batch_size, s.lease_seconds)
             return await self._hold_parts(session, claimed, now)
 
-        items = await self.db.write(claim)
+        return await self.db.write(claim)
+
+    async def _send(self, items: list[outbox.Claimed]) -> None:
         groups: dict[str, list[outbox.Claimed]] = {}
         for item in items:
             groups.setdefault(_rate_key(item.target), []).append(item)
-        results = await asyncio.gather(*(self._send_group(g) for g in groups.values()), return_exceptions=True)
+        results = await asyncio.gather(*(self._send_locked(k, g) for k, g in groups.items()),
+                                       return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 log.error("outbox sender: a send group failed", exc_info=result)
-        return len(items)
+
+    async def _send_locked(self, key: str, items: list[outbox.Claimed]) -> None:
+        """_send_group under the target's lock: batches in flight together send to one target in claim order
+        (asyncio.Lock is first come, first served, and batches ask for it in the order they were claimed)."""
+        lock, users = self._target_locks.get(key, (asyncio.Lock(), 0))
+        self._target_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._send_group(items)
+        finally:
+            lock, users = self._target_locks[key]
+            if users == 1:
+                del self._target_locks[key]  # nobody else holds or waits for it
+            else:
+                self._target_locks[key] = (lock, users - 1)
 
     async def _hold_parts(self, session: AsyncSession, items: list[outbox.Claimed],
                           now: datetime) -> list[outbox.Claimed]:

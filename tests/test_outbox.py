@@ -422,6 +422,33 @@ async def test_start_wake_and_stop_let_the_send_in_flight_finish(db):
     assert [(r.status, r.attempts) for r in await rows(db)] == [("sent", 1), ("pending", 0), ("pending", 0)]
 
 
+async def test_overlapping_batches_keep_each_targets_order(db):
+    """While one batch is still sending, the next is claimed; its rows for the same target wait their turn,
+    rows for other targets go at once."""
+    gate = asyncio.Event()
+    slow = FakeTransport("wecom", gate=gate)
+    sender = sender_for(db, Clock(), slow, settings=SenderSettings(batch_size=1, lease_seconds=300,
+                                                                   send_timeout=5, poll_interval=30))
+    for i in range(2):
+        await put(db, f"k{i}", WH_ROBOT, f"m{i}")
+    await sender.start()
+    sender.wake()
+    await asyncio.wait_for(slow.entered.wait(), 2)  # m0 is being sent, held at the gate
+    for _ in range(100):  # the loop claims the next batch (m1) meanwhile
+        if [r.status for r in await rows(db)] == ["sending", "sending"]:
+            break
+        await asyncio.sleep(0.01)
+    assert [r.status for r in await rows(db)] == ["sending", "sending"]
+    assert slow.calls == 1  # m1 waits for m0: same target
+    gate.set()
+    for _ in range(200):
+        if len(slow.sent) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await sender.stop()
+    assert slow.sent == [("warehouse", "m0"), ("warehouse", "m1")]
+
+
 async def test_two_senders_on_postgresql_deliver_each_message_once(db):
     if db.is_sqlite:
         pytest.skip("SQLite has one writer at a time; concurrent senders need PostgreSQL (SKIP LOCKED)")
