@@ -117,6 +117,28 @@ async def test_backtest_on_posted_history(db, settings):
     assert e.value.code == "SHORT_HISTORY"
 
 
+async def test_the_numpy_work_runs_off_the_event_loop(db, settings, monkeypatch):
+    """plan() and the back-test replay are CPU work: a worker thread runs them, the event loop stays free."""
+    import threading
+
+    from core.replenish import suggest as module
+
+    await stocked_history(db, settings, days=84)
+    threads: list[threading.Thread] = []
+
+    def spy(real):
+        def run(*args, **kwargs):
+            threads.append(threading.current_thread())
+            return real(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(module, "plan", spy(module.plan))
+    monkeypatch.setattr(module.backtest, "backtest", spy(module.backtest.backtest))
+    assert await suggest(db, today=TODAY, settings=settings, everything=True)
+    await backtest_history(db, today=TODAY, settings=settings)
+    assert len(threads) == 2 and threading.main_thread() not in threads
+
+
 @pytest.fixture
 async def demo_cfg(tmp_path: Path):
     cfg, _ = cli_config(tmp_path, "demo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -89,6 +90,12 @@ async def suggest(db: Database, *, today: date, warehouse: str | None = None, se
         h, inputs, _chosen = await build_inputs(session, settings, today=today, warehouse=warehouse, days=days)
     if not len(h.index):
         return []
+    # numpy work (about half a second for 10k products): off the event loop
+    return await asyncio.to_thread(_suggestions, h, inputs, everything)
+
+
+def _suggestions(h: History, inputs: PlanInputs, everything: bool) -> list[Suggestion]:
+    """plan() and the explanations as Suggestions, largest first (CPU only: runs in a worker thread)."""
     result = plan(inputs)
     out = []
     for i in range(len(h.index)):
@@ -122,10 +129,10 @@ async def backtest_history(db: Database, *, today: date, warehouse: str | None =
         h, inputs, _chosen = await build_inputs(session, settings, today=today, warehouse=warehouse, days=days)
     result = None
     if len(h.index):
-        result = backtest.backtest(
-            h.demand, h.stockout, inputs.category_ids, lead_static=h.index.lead_time_days, lead_mean=h.lead.mean,
-            lead_std=h.lead.std, service_level=inputs.service_level, start_weekday=h.window.start.weekday(),
-            weeks=weeks, promo=inputs.promo)
+        result = await asyncio.to_thread(  # the replay is seconds of numpy: off the event loop
+            backtest.backtest, h.demand, h.stockout, inputs.category_ids, lead_static=h.index.lead_time_days,
+            lead_mean=h.lead.mean, lead_std=h.lead.std, service_level=inputs.service_level,
+            start_weekday=h.window.start.weekday(), weeks=weeks, promo=inputs.promo)
     if result is None or not result.scored or result.static["fill_rate"] is None:
         raise DomainError(
             "SHORT_HISTORY", "已过账的销售历史不足，无法回测",
