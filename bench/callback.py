@@ -22,6 +22,7 @@ import yarl
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench.report import emit
 from bot.server import build_app
 from core.config import Settings
 from core.db import Database
@@ -396,11 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(tmpdir, ignore_errors=True)
     result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
     table = render(result) + f"\nTotal wall time {result['elapsed_seconds']:.1f} s"
-    if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(table)
+    emit(table, result, args.json)
     return 0
 
 

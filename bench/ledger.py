@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import random
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
+from bench.report import emit
 from core.config import Settings
 from core.db import Database
 from core.documents import LineInput, create_document, get_document, post_document, submit_document
@@ -882,11 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(t0, f"database kept at {tmpdir}/ledger.db")
     result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
     table = render(result, url) + f"\nTotal wall time {result['elapsed_seconds']:.1f} s"
-    if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(table)
+    emit(table, result, args.json)
     return 0
 
 

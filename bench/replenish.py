@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import emit
 from core.replenish.forecast import ForecastParams
 from core.replenish.plan import PlanInputs, plan
 from core.replenish.policy import cover_days, cover_demand
@@ -268,11 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args.seed, args.dispersion, args.skus, timing=not args.no_timing)
     table = render(result)
-    if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(result))
-    else:
-        print(table)
+    emit(table, result, args.json)
     return 0
 
 

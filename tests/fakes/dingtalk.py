@@ -405,6 +405,15 @@ class FakeDingTalk:
 
     # -- robot OpenAPI ------------------------------------------------------------------------------------------
 
+    async def _robot_call(self, request: web.Request) -> tuple[web.Response | None, dict[str, Any], dict[str, Any]]:
+        """A robot message API call (batchSend, groupSend) authenticated and checked: (error answer or None, body,
+        msgParam)."""
+        if (denied := self._auth(request)) is not None:
+            return denied, {}, {}
+        body = await self._json(request)
+        problem, param = self._check_robot_message(body)
+        return problem, body if isinstance(body, dict) else {}, param
+
     def _check_robot_message(self, body: Any) -> tuple[web.Response | None, dict[str, Any]]:
         if not isinstance(body, dict):
             return _api_error(400, "invalidParameter", "body is not JSON"), {}
@@ -431,10 +440,7 @@ class FakeDingTalk:
         return None, param
 
     async def _batch_send(self, request: web.Request) -> web.Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
-        body = await self._json(request)
-        problem, param = self._check_robot_message(body)
+        problem, body, param = await self._robot_call(request)
         if problem is not None:
             return problem
         users = body.get("userIds")
@@ -451,10 +457,7 @@ class FakeDingTalk:
                                   "flowControlledStaffIdList": flow, "filteredStaffIdList": []})
 
     async def _group_send(self, request: web.Request) -> web.Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
-        body = await self._json(request)
-        problem, param = self._check_robot_message(body)
+        problem, body, param = await self._robot_call(request)
         if problem is not None:
             return problem
         conversation = body.get("openConversationId")

@@ -232,6 +232,17 @@ class FakeWeCom:
             return None
         return data if isinstance(data, dict) else None
 
+    async def _app_body(self, request: web.Request, path: str) -> web.Response | dict[str, Any]:
+        """An app API call's token, JSON object body and agentid checked: WeCom's error answer, or the body."""
+        if (bad := self._check_token(request, path)) is not None:
+            return bad
+        data = await self._json(request)
+        if data is None:
+            return self._answer(path, 47001, "data format error, Warning: wrong json format.")
+        if data.get("agentid") != self.agent_id:
+            return self._answer(path, 40056, "invalid agentid")
+        return data
+
     @staticmethod
     def _too_long(content: object, limit: int) -> int:
         """0, 44004 (empty) or 45002 (over the byte limit)."""
@@ -307,13 +318,9 @@ class FakeWeCom:
         fault = await self._fault(path)
         if isinstance(fault, web.Response):
             return fault
-        if (bad := self._check_token(request, path)) is not None:
-            return bad
-        data = await self._json(request)
-        if data is None:
-            return self._answer(path, 47001, "data format error, Warning: wrong json format.")
-        if data.get("agentid") != self.agent_id:
-            return self._answer(path, 40056, "invalid agentid")
+        data = await self._app_body(request, path)
+        if isinstance(data, web.Response):
+            return data
         msgtype = data.get("msgtype")
         if msgtype not in APP_MSGTYPES or not isinstance(data.get(msgtype), dict):
             return self._answer(path, 40008, "invalid message type")
@@ -356,13 +363,9 @@ class FakeWeCom:
         fault = await self._fault(path)
         if isinstance(fault, web.Response):
             return fault
-        if (bad := self._check_token(request, path)) is not None:
-            return bad
-        data = await self._json(request)
-        if data is None:
-            return self._answer(path, 47001, "data format error, Warning: wrong json format.")
-        if data.get("agentid") != self.agent_id:
-            return self._answer(path, 40056, "invalid agentid")
+        data = await self._app_body(request, path)
+        if isinstance(data, web.Response):
+            return data
         rc = self.response_codes.get(str(data.get("response_code")))
         if rc is None or rc.used or rc.expires <= self.now():
             return self._answer(path, 40058, "invalid response_code")
