@@ -20,17 +20,15 @@ from urllib.parse import quote
 import aiohttp
 import yarl
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.report import emit
 from bot.server import build_app
 from core.config import Settings
 from core.db import Database
 from core.migrate import recreate_schema
-from core.models import User
 
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
-from tests.factories import seed_stocked
+from tests.factories import seed_chat_users
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
 from tests.server_proc import free_port, serve_bot, spawn, stop, write_config
 
@@ -179,16 +177,6 @@ def bare_app() -> web.Application:
     return app
 
 
-async def seed_db(db: Database, settings: Settings, users: Sequence[str]) -> None:
-    """The test bakery, 12 kg of cream received into WH1, and one registered WeCom user per name."""
-
-    async def work(s: AsyncSession) -> None:
-        await seed_stocked(s, settings)
-        s.add_all(User(name=f"压测{u}", wecom_user_id=u, department="仓储部", roles="warehouse") for u in users)
-
-    await db.write(work)
-
-
 async def wait_replies(fake: FakeWeCom, want: int, seconds: float) -> bool:
     """Poll until the fake holds `want` messages (the timestamps come from StampedList, not from here)."""
     deadline = time.perf_counter() + seconds
@@ -228,7 +216,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         await recreate_schema(db)
         settings = Settings(database_url=opts.url)  # defaults; a jxcbot.toml in the working directory is ignored
         log(t0, f"seeding {len(warm_users) + len(users)} users, products and stock")
-        await seed_db(db, settings, warm_users + users)
+        await seed_chat_users(db, settings, warm_users + users)
         await fake.start()
         raw = {"wecom": {"corp_id": fake.corp_id, "agent_id": fake.agent_id, "secret": fake.secret, "token": TOKEN,
                          "encoding_aes_key": AES_KEY, "api_base": fake.base_url}}

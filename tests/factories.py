@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
+from core.db import Database
 from core.documents import LineInput, create_document, post_document, submit_document
 from core.models import Customer, Document, Product, Supplier, User, Warehouse
 
@@ -37,6 +39,20 @@ async def seed_stocked(session: AsyncSession, settings: Settings) -> None:
     """seed() plus 12 kg of cream received into WH1 (what the chat-server tests and benchmark query)."""
     await seed(session)
     await post(session, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
+
+
+async def seed_chat_users(db: Database, settings: Settings, wecom_ids: Iterable[str] = (), *,
+                          manager: bool = False) -> None:
+    """seed_stocked() plus a registered warehouse user per WeCom id (and 李经理, a manager, if asked), committed:
+    what the chat-server tests and benchmark talk to."""
+
+    async def work(s: AsyncSession) -> None:
+        await seed_stocked(s, settings)
+        s.add_all(User(name=f"用户{u}", wecom_user_id=u, department="仓储部", roles="warehouse") for u in wecom_ids)
+        if manager:
+            s.add(User(name="李经理", department="管理部", roles="manager"))
+
+    await db.write(work)
 
 
 async def post(session: AsyncSession, settings: Settings, doc_type: str, lines: list[LineInput],

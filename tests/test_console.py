@@ -11,16 +11,12 @@ from sqlalchemy import func, select
 
 from bot.server import CONSOLE_LOG, build_app
 from core.models import User
-from tests.factories import seed, seed_stocked
+from tests.factories import seed, seed_chat_users
 
 
 @pytest.fixture
 async def client(db, settings):
-    async def setup(s) -> None:
-        await seed_stocked(s, settings)
-        s.add(User(name="李经理", department="管理部", roles="manager"))
-
-    await db.write(setup)
+    await seed_chat_users(db, settings, manager=True)
     app = build_app(settings, db)
     async with TestClient(TestServer(app)) as c:
         yield c

@@ -9,8 +9,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.server import build_app
-from core.models import User
-from tests.factories import seed_stocked
+from tests.factories import seed_chat_users
 
 CHROMIUM = os.environ.get("JXCBOT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)
@@ -18,11 +17,7 @@ HAVE_CHROMIUM = os.path.exists(CHROMIUM)
 
 @pytest.fixture
 async def server(db, settings):
-    async def setup(s) -> None:
-        await seed_stocked(s, settings)
-        s.add(User(name="李经理", department="管理部", roles="manager"))
-
-    await db.write(setup)
+    await seed_chat_users(db, settings, manager=True)
     srv = TestServer(build_app(settings, db), host="127.0.0.1")
     await srv.start_server()
     yield srv

@@ -13,7 +13,7 @@ from core.db import Database
 from core.migrate import recreate_schema
 from core.models import OutboxMessage
 from tests.conftest import PG_URL
-from tests.factories import seed_stocked
+from tests.factories import seed_chat_users
 from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault
 from tests.server_proc import free_port, serve_bot, write_config
 
@@ -37,13 +37,7 @@ async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, se
     db = Database(url)
     await recreate_schema(db)
 
-    async def setup(s) -> None:
-        await seed_stocked(s, settings)
-        from core.models import User
-
-        s.add_all([User(name=f"用户{u}", wecom_user_id=u, roles="warehouse") for u in USERS])
-
-    await db.write(setup)
+    await seed_chat_users(db, settings, USERS)
     port = free_port()
     async with FakeWeCom() as fake:
         fake.inject(PATH_SEND, *[Fault(status=502)] * 10_000)  # WeCom is down

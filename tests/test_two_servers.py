@@ -11,9 +11,8 @@ import pytest
 
 from core.db import Database
 from core.migrate import recreate_schema
-from core.models import User
 from tests.conftest import PG_URL
-from tests.factories import seed_stocked
+from tests.factories import seed_chat_users
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
 from tests.server_proc import free_port, serve_bot, stop, write_config
 
@@ -28,11 +27,7 @@ async def test_two_server_processes_send_each_reply_once(tmp_path, settings):
     db = Database(PG_URL)
     await recreate_schema(db)
 
-    async def setup(s) -> None:
-        await seed_stocked(s, settings)
-        s.add_all([User(name=f"用户{u}", wecom_user_id=u, roles="warehouse") for u in USERS])
-
-    await db.write(setup)
+    await seed_chat_users(db, settings, USERS)
     await db.dispose()
     async with FakeWeCom(per_user_per_minute=10**9) as fake:
         ports = [free_port(), free_port()]
