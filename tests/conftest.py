@@ -39,3 +39,11 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await reset_schema(database)
     yield database
     await database.dispose()
+
+
+async def table_names(db: Database) -> set[str]:
+    """The tables in db's schema now (for migration tests)."""
+    from sqlalchemy import inspect
+
+    async with db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))

@@ -7,21 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select, text
 
 from core.db import Database
 from core.inbound_events import record_inbound
 from core.migrate import alembic_config, upgrade
 from core.models import Customer
 from core.outbox import enqueue
-from tests.conftest import PG_URL, test_database_url
+from tests.conftest import PG_URL, table_names, test_database_url
 
 NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
-
-
-async def _tables(db: Database) -> set[str]:
-    async with db.engine.connect() as conn:
-        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
 
 
 async def test_upgrade_from_0001_adds_the_messaging_tables_and_downgrade_removes_them(tmp_path: Path):
@@ -35,10 +30,10 @@ async def test_upgrade_from_0001_adds_the_messaging_tables_and_downgrade_removes
         await upgrade(url, "0001")
         async with db.session() as s:
             s.add(Customer(code="C1", name="老客户"))
-        assert not {"inbound_events", "outbox"} & await _tables(db)
+        assert not {"inbound_events", "outbox"} & await table_names(db)
 
         await upgrade(url)  # what `jxcbot init` runs
-        assert {"inbound_events", "outbox", "customers"} <= await _tables(db)
+        assert {"inbound_events", "outbox", "customers"} <= await table_names(db)
         async with db.session() as s:
             assert [c.code for c in (await s.execute(select(Customer))).scalars()] == ["C1"]
             assert await record_inbound(s, platform="wecom", user_id="u1", dedupe_key="u1:1", received_at=NOW)
@@ -48,7 +43,7 @@ async def test_upgrade_from_0001_adds_the_messaging_tables_and_downgrade_removes
         await db.dispose()
 
         await asyncio.to_thread(command.downgrade, alembic_config(url), "0001")
-        assert not {"inbound_events", "outbox"} & await _tables(db)
-        assert "customers" in await _tables(db)
+        assert not {"inbound_events", "outbox"} & await table_names(db)
+        assert "customers" in await table_names(db)
     finally:
         await db.dispose()

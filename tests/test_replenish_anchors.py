@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Database
@@ -20,7 +20,7 @@ from core.replenish import anchors
 from core.replenish.anchors_db import fva_report, list_anchors, override_log, record_actuals, set_anchor
 from core.replenish.strategies_db import set_strategy, strategies
 from core.replenish.suggest import suggest
-from tests.conftest import PG_URL, test_database_url
+from tests.conftest import PG_URL, table_names, test_database_url
 from tests.factories import line, seed
 from tests.ledger_history import cli_database, daily_sales, dated, local
 
@@ -207,11 +207,6 @@ async def test_category_strategies_validate_and_drive_the_plan(db, settings):
     assert cream.lead_days == Decimal(5) and cream.safety_stock == Decimal(5)  # the old formula: d̄ × L = 1 × 5
 
 
-async def _tables(db: Database) -> set[str]:
-    async with db.engine.connect() as conn:
-        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-
-
 async def test_migration_0003_adds_the_replenishment_tables_and_downgrade_removes_them(tmp_path: Path):
     url = test_database_url(tmp_path)
     db = Database(url)
@@ -224,15 +219,15 @@ async def test_migration_0003_adds_the_replenishment_tables_and_downgrade_remove
         await upgrade(url, "0002")
         async with db.session() as s:
             s.add(User(name="张库管"))
-        assert not new & await _tables(db)
+        assert not new & await table_names(db)
         await upgrade(url)
-        assert new <= await _tables(db)
+        assert new <= await table_names(db)
         async with db.session() as s:
             assert [u.name for u in (await s.execute(select(User))).scalars()] == ["张库管"]
             await set_strategy(s, category="原料", strategy="dynamic", by="张库管")
         await db.dispose()
         await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
-        assert not new & await _tables(db) and "users" in await _tables(db)
+        assert not new & await table_names(db) and "users" in await table_names(db)
     finally:
         await db.dispose()
 
