@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from wechatpy.enterprise.crypto import PrpCrypto
 
 from bot.inbound import Inbound
+from bot.platforms import WeComConfig, wecom_routes
 from bot.transport import SendError, Target
 from bot.wecom.callback import parse_inbound
 from bot.wecom.client import (
@@ -402,33 +403,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def callback_site() -> AsyncIterator[tuple[str, list[Inbound]]]:
-    crypto = CallbackCrypto(TOKEN, AES_KEY, CORP)
+    """The server's own /wecom/callback routes (bot.platforms.wecom_routes), recording what they accept."""
     received: list[Inbound] = []
 
-    async def get(request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            plain = crypto.verify_url(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""),
-                                      q.get("echostr", ""))
-        except CallbackRejected as exc:
-            return web.Response(status=400, text=exc.reason)
-        return web.Response(text=plain)
-
-    async def post(request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            plain = crypto.decrypt_post(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""),
-                                        await request.read())
-            inbound = parse_inbound(plain)
-        except CallbackRejected as exc:
-            return web.Response(status=400, text=exc.reason)
-        if inbound is not None:
-            received.append(inbound)
-        return web.Response(text="")
+    async def accept(inbound: Inbound) -> bool:
+        received.append(inbound)
+        return True
 
     app = web.Application(client_max_size=DEFAULT_MAX_BODY)
-    app.router.add_get("/wecom/callback", get)
-    app.router.add_post("/wecom/callback", post)
+    app.add_routes(wecom_routes(WeComConfig(CORP, 1000002, "secret", TOKEN, AES_KEY), accept))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield str(server.make_url("/wecom/callback")), received
@@ -468,7 +451,7 @@ async def test_http_tampered_callbacks_get_4xx_and_are_retried(session: aiohttp.
     url, received = callback_site
     d = CallbackDriver(TOKEN, AES_KEY, CORP)
     attempts = await d.deliver(session, url, d.text_xml("zhang", "x", 1), tamper="signature")
-    assert [a.status for a in attempts] == [400] * 4  # WeCom re-sends 3 times on non-200
+    assert [a.status for a in attempts] == [403] * 4  # WeCom re-sends 3 times on non-200
     assert received == []
 
 
