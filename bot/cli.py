@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -22,9 +24,33 @@ EXIT_OK, EXIT_BAD_INPUT = 0, 2
 KINDS = ("products", "warehouses", "users", "opening")
 
 
+# argparse's usage errors, in Chinese (anything not listed is shown as argparse says it).
+_USAGE_ERRORS = (
+    (re.compile(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)"),
+     lambda m: f"参数 {m[1]} 的取值「{m[2]}」无效，可选：" + m[3].replace("'", "")),
+    (re.compile(r"argument (\S+): invalid (int|float) value: '(.*)'"),
+     lambda m: f"参数 {m[1]} 需要{'整数' if m[2] == 'int' else '数字'}，收到「{m[3]}」"),
+    (re.compile(r"argument (\S+): expected one argument"), lambda m: f"参数 {m[1]} 后面缺少取值"),
+    (re.compile(r"the following arguments are required: (.*)"), lambda m: f"缺少参数：{m[1]}"),
+    (re.compile(r"unrecognized arguments: (.*)"), lambda m: f"无法识别的参数：{m[1]}"),
+)
+
+
+class ChineseArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors say in Chinese what is wrong and how to see the usage (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        for pattern, say in _USAGE_ERRORS:
+            if (m := pattern.fullmatch(message)) is not None:
+                message = say(m)
+                break
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"错误：{message}\n处理办法：运行 {self.prog} -h 查看用法\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (help texts in Chinese)."""
-    p = argparse.ArgumentParser(prog="jxcbot", description="jxcbot 进销存机器人：账本命令行")
+    p = ChineseArgumentParser(prog="jxcbot", description="jxcbot 进销存机器人：账本命令行")
     p.add_argument("--config", metavar="FILE", help="配置文件（默认 ./jxcbot.toml，不存在则用内置默认值）")
     sub = p.add_subparsers(dest="command", required=True, metavar="命令")
     sub.add_parser("init", help="创建或升级数据库结构")

@@ -111,3 +111,17 @@ async def test_bad_config_names_key_and_line(tmp_path, capsys):
     assert await run(["--config", str(cfg), "stock", "x"]) == 2
     err = capsys.readouterr().err
     assert "[database] url" in err and "第 3 行" in err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["template", "badkind", "x.xlsx"], "参数 kind 的取值「badkind」无效，可选：products, warehouses, users, opening"),
+    (["stock"], "缺少参数：query"),
+    (["stock", "奶油", "--bogus"], "无法识别的参数：--bogus"),
+    (["replenish", "strategy", "原料", "weird"], "参数 strategy 的取值「weird」无效"),
+])
+async def test_usage_errors_are_chinese_with_the_fix(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        await run(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"错误：{says}" in err and "处理办法：运行 jxcbot" in err and "-h 查看用法" in err
