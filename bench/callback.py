@@ -30,7 +30,7 @@ from core.migrate import recreate_schema
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
 from tests.factories import seed_chat_users
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
-from tests.server_proc import free_port, serve_bot, spawn, stop, write_config
+from tests.server_proc import free_port, log_path, serve_bot, spawn, stop, write_config
 
 TARGET_ACK_P99 = 100.0  # ms
 TARGET_RATIO = 0.40  # callbacks/s of the bot ÷ callbacks/s of the bare handler
@@ -197,6 +197,8 @@ class Options:
     warmup: int
     reply_timeout: float
     separate: bool = True  # servers in their own processes (the load client and fake WeCom stay here)
+    workdir: str = "."  # where the server's jxcbot.toml is written
+    workers: int = 1  # bot server processes sharing the port (SO_REUSEPORT; PostgreSQL only)
 
 
 async def run(opts: Options, t0: float) -> dict[str, Any]:
@@ -211,7 +213,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
 
     db = Database(opts.url)
     runner: web.AppRunner | None = None
-    proc: asyncio.subprocess.Process | None = None
+    procs: list[asyncio.subprocess.Process] = []
+    server_logs: list[str] = []
     try:
         await recreate_schema(db)
         settings = Settings(database_url=opts.url)  # defaults; a jxcbot.toml in the working directory is ignored
@@ -223,10 +226,10 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         if opts.separate:
             await db.dispose()
             port = free_port()
-            config = write_config(Path(opts.url.split(":///", 1)[1]).with_name("jxcbot.toml"), opts.url, port, fake,
-                                  TOKEN, AES_KEY)
+            config = write_config(Path(opts.workdir) / "jxcbot.toml", opts.url, port, fake, TOKEN, AES_KEY,
+                                  workers=opts.workers)
             base = f"http://127.0.0.1:{port}"
-            proc = await serve_bot(config, port)
+            procs = [await serve_bot(config, port) for _ in range(opts.workers)]
         else:
             runner, base = await serve(build_app(replace(settings, raw=MappingProxyType(raw)), db))
         async with client_session(opts.senders) as session:
@@ -244,8 +247,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         log(t0, "stopping the bot (handlers and outbox sender finish first)")
         if runner is not None:
             await runner.cleanup()
-        if proc is not None:
-            await stop(proc)
+        await asyncio.gather(*(stop(p, keep_log=True) for p in procs))
+        server_logs = [str(log_path(p)) for p in procs]
         await fake.close()
         await db.dispose()
 
@@ -311,7 +314,10 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         "dropped_at_fake": len(fake.dropped),
         "users": len(users) + len(warm_users),
         "database": opts.url,
-        "database_note": "fresh SQLite file in a temporary directory, removed after the run",
+        "database_note": ("fresh SQLite file in a temporary directory, removed after the run"
+                          if opts.url.startswith("sqlite") else "schema dropped and recreated before the run"),
+        "workers": opts.workers,
+        "server_logs": server_logs,
         "servers": "own processes (jxcbot serve; a bare aiohttp app)" if opts.separate else "in the client's process",
     }
     result["targets_met"] = {
@@ -322,6 +328,14 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     return result
 
 
+def problems(r: dict[str, Any]) -> list[str]:
+    """What went wrong in the run (empty when nothing did)."""
+    return [f"{r[k]} {label}" for k, label in (
+        ("errors", "failed requests"), ("non_200", "non-200 answers"), ("replies_missing", "replies missing"),
+        ("replies_without_stock", "replies without the stock"), ("dropped_at_fake", "dropped at the fake"),
+        ("bare_errors", "bare failed requests"), ("bare_non_200", "bare non-200 answers")) if r[k]]
+
+
 def render(r: dict[str, Any]) -> str:
     """The human-readable report."""
     ok = r["targets_met"]
@@ -329,10 +343,7 @@ def render(r: dict[str, Any]) -> str:
     def mark(key: str) -> str:
         return "met" if ok[key] else "MISSED"
 
-    problems = [f"{r[k]} {label}" for k, label in (
-        ("errors", "failed requests"), ("non_200", "non-200 answers"), ("replies_missing", "replies missing"),
-        ("replies_without_stock", "replies without the stock"), ("dropped_at_fake", "dropped at the fake"),
-        ("bare_errors", "bare failed requests"), ("bare_non_200", "bare non-200 answers")) if r[k]]
+    found = problems(r)
     return "\n".join([
         f"jxcbot callback benchmark: {r['callbacks']:,} encrypted WeCom text callbacks 「{QUERY}」, "
         f"{r['senders']} concurrent senders, loopback",
@@ -351,7 +362,7 @@ def render(r: dict[str, Any]) -> str:
         f"{', '.join(f'{x:,.0f}' for x in r['bare_rounds_per_s'])})",
         f"  ratio          {r['ratio'] or 0:>9.3f}                 target >= {TARGET_RATIO:g}: {mark('ratio')}",
         f"  replies: {r['replies']:,} received, the last {cell(r['reply_drain_ms'], 0)} ms after the last ack",
-        "  problems: " + ("; ".join(problems) if problems else "none"),
+        "  problems: " + ("; ".join(found) + "; the bot's stderr: " + ", ".join(r["server_logs"]) if found else "none"),
         f"targets_met: {all(ok.values())}",
     ])
 
@@ -367,7 +378,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "so the load client and the fake WeCom do not share its interpreter)")
     p.add_argument("--reply-timeout", type=float, default=30.0,
                    help="seconds to wait for the replies after the last ack (default 30)")
+    p.add_argument("--database-url", help="run the bot on this database instead of a fresh SQLite file; its schema is "
+                                          "DROPPED and recreated (e.g. postgresql+asyncpg://postgres@127.0.0.1/jxcbench)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="bot server processes sharing the port (SO_REUSEPORT; needs --database-url on PostgreSQL)")
     args = p.parse_args(argv)
+    if args.workers < 1 or (args.workers > 1 and (args.in_process or not (args.database_url or "").startswith(
+            "postgresql"))):
+        p.error("--workers above 1 needs --database-url on PostgreSQL and separate processes")
     if args.callbacks < 1 or args.senders < 1 or (args.warmup is not None and args.warmup < 0):
         p.error("--callbacks and --senders must be at least 1, --warmup at least 0")
     return args
@@ -377,13 +395,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
     tmpdir = tempfile.mkdtemp(prefix="jxcbench-")
-    opts = Options(f"sqlite+aiosqlite:///{Path(tmpdir) / 'callback.db'}", args.callbacks, args.senders,
-                   args.senders if args.warmup is None else args.warmup, args.reply_timeout, not args.in_process)
+    url = args.database_url or f"sqlite+aiosqlite:///{Path(tmpdir) / 'callback.db'}"
+    opts = Options(url, args.callbacks, args.senders, args.senders if args.warmup is None else args.warmup,
+                   args.reply_timeout, not args.in_process, tmpdir, args.workers)
     try:
         result = asyncio.run(run(opts, t0))
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
+    if not problems(result):  # the bot's stderr is kept only when something went wrong
+        for name in result["server_logs"]:
+            Path(name).unlink(missing_ok=True)
     table = render(result) + f"\nTotal wall time {result['elapsed_seconds']:.1f} s"
     emit(table, result, args.json)
     return 0

@@ -192,7 +192,8 @@ async def serve(settings: Settings, db: Database) -> int:
     await runner.setup()
     try:
         try:
-            await web.TCPSite(runner, settings.server_host, settings.server_port).start()
+            await web.TCPSite(runner, settings.server_host, settings.server_port,
+                              reuse_port=settings.server_reuse_port or None).start()
         except OSError as e:
             raise DomainError("PORT_BUSY", f"无法监听 {settings.server_host}:{settings.server_port}（{e.strerror}）",
                               "端口可能已被占用：换一个端口（[server] port 或 JXCBOT_SERVER_PORT）后重试") from None

@@ -116,6 +116,13 @@ class Dispatcher:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def outbox_drained(self, in_flight: int) -> None:
+        """The outbox sender found no more due rows: of the replies queued here only the `in_flight` rows it
+        holds are still unsent (the rest were sent — maybe by another server instance, which `delivered` does not
+        count —, or wait for a retry, which is no reason to hold acknowledgements)."""
+        self.queued = self._delivered() + in_flight
+        self.backlog_shrank()
+
     async def close(self) -> None:
         """Commit what is queued (call after the handler tasks have finished)."""
         await self.stores.close()

@@ -160,6 +160,11 @@ class OutboxSender:
         self._target_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, batches holding or waiting
         self.done = 0  # rows this process delivered or gave up on (the dispatcher paces acknowledgements by it)
         self.on_done: Callable[[], None] = lambda: None
+        # Called with the rows still in this sender's hands when a claim finds no more due rows: then whatever
+        # the dispatcher queued is sent, scheduled for later or claimed — maybe by another instance, whose
+        # deliveries `done` never counts (two servers on PostgreSQL).
+        self.on_drained: Callable[[int], None] = lambda _in_flight: None
+        self.in_flight = 0  # rows claimed by this sender whose batch has not finished
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -250,18 +255,25 @@ class OutboxSender:
     async def _claim(self) -> list[outbox.Claimed]:
         now, s = self._clock(), self.settings
 
-        async def claim(session: AsyncSession) -> list[outbox.Claimed]:
+        async def claim(session: AsyncSession) -> tuple[list[outbox.Claimed], list[outbox.Claimed]]:
             claimed = await outbox.claim_due(session, now, s.batch_size, s.lease_seconds)
-            return await self._hold_parts(session, claimed, now)
+            return claimed, await self._hold_parts(session, claimed, now)
 
-        return await self.db.write(claim)
+        claimed, items = await self.db.write(claim)
+        self.in_flight += len(items)
+        if len(claimed) < s.batch_size:
+            self.on_drained(self.in_flight)
+        return items
 
     async def _send(self, items: list[outbox.Claimed]) -> None:
         groups: dict[str, list[outbox.Claimed]] = {}
         for item in items:
             groups.setdefault(_rate_key(item.target), []).append(item)
-        results = await asyncio.gather(*(self._send_locked(k, g) for k, g in groups.items()),
-                                       return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(self._send_locked(k, g) for k, g in groups.items()),
+                                           return_exceptions=True)
+        finally:
+            self.in_flight -= len(items)
         for result in results:
             if isinstance(result, BaseException):
                 log.error("outbox sender: a send group failed", exc_info=result)

@@ -42,7 +42,7 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
     sender = OutboxSender(db, {"console": console.ConsoleTransport(console_log), **(transports or {})},
                           outbox_cfg.limits, outbox_cfg.settings, admin_targets=outbox_cfg.admin_targets)
     dispatcher = Dispatcher(db, settings, tracker, on_enqueued=sender.wake, clock=clock, delivered=lambda: sender.done)
-    sender.on_done = dispatcher.backlog_shrank
+    sender.on_done, sender.on_drained = dispatcher.backlog_shrank, dispatcher.outbox_drained
     app[DB], app[SETTINGS], app[DISPATCHER], app[SENDER] = db, settings, dispatcher, sender
     app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
     app.add_routes(console.routes(console_log, db, dispatcher.accept))

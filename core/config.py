@@ -56,7 +56,7 @@ _DB_URL_PREFIXES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 _TOP_LEVEL_KEYS = frozenset({"timezone"})
 _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "database": frozenset({"url"}),
-    "server": frozenset({"host", "port"}),
+    "server": frozenset({"host", "port", "reuse_port"}),
     "ledger": frozenset({"magnitude_factor", "strategic_reserve_rate", "allow_backdating"}),
     "validation": frozenset(VALIDATED_DOC_TYPES),
 }
@@ -125,6 +125,7 @@ class Settings:
     allow_backdating: bool = False
     server_host: str = "127.0.0.1"
     server_port: int = 8080
+    server_reuse_port: bool = False  # several `jxcbot serve` processes share the port (PostgreSQL only)
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
 
     def validation_mode(self, doc_type: str) -> str:
@@ -369,6 +370,9 @@ def _build(doc: dict[str, Any], source: _Source) -> Settings:
     if "port" in server:
         server_port = _as_int(server["port"], "server", "port", source, 1, 65535)
         server["port"] = server_port
+    server_reuse_port = False
+    if "reuse_port" in server:
+        server_reuse_port = _as_bool(server["reuse_port"], "server", "reuse_port", source)
 
     ledger = doc.get("ledger", {})
     magnitude_factor = defaults.magnitude_factor
@@ -410,6 +414,7 @@ def _build(doc: dict[str, Any], source: _Source) -> Settings:
         allow_backdating=allow_backdating,
         server_host=server_host,
         server_port=server_port,
+        server_reuse_port=server_reuse_port,
         raw=_freeze(doc),
     )
 

@@ -90,7 +90,7 @@ class Database:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
         else:
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=40, pool_timeout=60)
+            self.engine = create_async_engine(url, pool_size=16, max_overflow=0, pool_timeout=60)
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ def free_port() -> int:
 
 
 def write_config(path: Path, url: str, port: int, fake: Any, token: str, aes_key: str,
-                 outbox: Mapping[str, float | int] | None = None) -> str:
+                 outbox: Mapping[str, float | int] | None = None, workers: int = 1) -> str:
     """A jxcbot.toml for a server on 127.0.0.1:port, the database `url` and a fake WeCom; returns its path."""
     lines = ["[database]", f"url = {json.dumps(url)}", "[server]", 'host = "127.0.0.1"', f"port = {port}",
+             *(["reuse_port = true"] if workers > 1 else []),
              "[wecom]", f"corp_id = {json.dumps(fake.corp_id)}", f"agent_id = {fake.agent_id}",
              f"secret = {json.dumps(fake.secret)}", f"token = {json.dumps(token)}",
              f"encoding_aes_key = {json.dumps(aes_key)}", f"api_base = {json.dumps(fake.base_url)}"]
@@ -35,13 +37,29 @@ def write_config(path: Path, url: str, port: int, fake: Any, token: str, aes_key
     return str(path)
 
 
+_LOGS: dict[int, Path] = {}
+
+
+def log_path(proc: asyncio.subprocess.Process) -> Path:
+    """The file a process started by `spawn` writes its stderr to."""
+    return _LOGS[proc.pid]
+
+
+def log_text(proc: asyncio.subprocess.Process) -> str:
+    """What the process has written to stderr so far."""
+    return log_path(proc).read_text(encoding="utf-8", errors="replace")
+
+
 async def spawn(args: Sequence[str], health: str, *, want_ok: bool = False,
                 seconds: float = 30.0) -> asyncio.subprocess.Process:
     """Start `python args…` and wait until `health` answers (with 200 when want_ok, else any HTTP status).
 
-    AssertionError with the process's stderr when it exits first or does not answer in time."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
+    AssertionError with the process's stderr when it exits first or does not answer in time. Its stderr goes
+    to a file (`log_path(proc)`), not a pipe: a pipe nobody reads blocks a chatty server once it is full."""
+    with tempfile.NamedTemporaryFile(prefix="jxcbot-server-", suffix=".log", delete=False) as err:
+        proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=err)
+    _LOGS[proc.pid] = Path(err.name)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     async with aiohttp.ClientSession() as http:
@@ -53,8 +71,7 @@ async def spawn(args: Sequence[str], health: str, *, want_ok: bool = False,
             except aiohttp.ClientError:
                 pass
             if proc.returncode is not None:
-                assert proc.stderr is not None
-                raise AssertionError("server process exited: " + (await proc.stderr.read()).decode()[-2000:])
+                raise AssertionError("server process exited: " + log_text(proc)[-2000:])
             await asyncio.sleep(0.05)
     proc.kill()
     await proc.wait()
@@ -67,8 +84,9 @@ async def serve_bot(config: str, port: int) -> asyncio.subprocess.Process:
                        want_ok=True)
 
 
-async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0) -> None:
-    """SIGTERM (the bot finishes its handlers and outbox first) and wait; SIGKILL after `seconds`."""
+async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0, *, keep_log: bool = False) -> None:
+    """SIGTERM (the bot finishes its handlers and outbox first) and wait; SIGKILL after `seconds`. Its stderr
+    file is removed unless keep_log."""
     if proc.returncode is None:
         proc.terminate()
         try:
@@ -76,3 +94,5 @@ async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0) -> None:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+    if not keep_log and proc.pid in _LOGS:
+        _LOGS.pop(proc.pid).unlink(missing_ok=True)

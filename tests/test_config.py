@@ -29,7 +29,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.magnitude_factor == Decimal(100)
     assert s.strategic_reserve_rate == Decimal("0.15")
     assert s.allow_backdating is False
-    assert (s.server_host, s.server_port) == ("127.0.0.1", 8080)
+    assert (s.server_host, s.server_port, s.server_reuse_port) == ("127.0.0.1", 8080, False)
     assert set(s.validation) == set(VALIDATED_DOC_TYPES)
     assert all(s.validation_mode(t) == "strict" for t in VALIDATED_DOC_TYPES)
     assert dict(s.raw) == {}
@@ -87,6 +87,7 @@ url = "postgresql+asyncpg://jxc:pw@db/jxc"
 [server]
 host = "0.0.0.0"
 port = 9001
+reuse_port = true
 
 [ledger]
 magnitude_factor = 50
@@ -107,7 +108,7 @@ cron = "0 18 * * *"
     s = load_config(path, env={})
     assert s.timezone == ZoneInfo("Europe/Berlin")
     assert s.database_url == "postgresql+asyncpg://jxc:pw@db/jxc"
-    assert (s.server_host, s.server_port) == ("0.0.0.0", 9001)
+    assert (s.server_host, s.server_port, s.server_reuse_port) == ("0.0.0.0", 9001, True)
     assert s.magnitude_factor == Decimal(50)
     assert s.strategic_reserve_rate == Decimal("0.2")
     assert s.allow_backdating is True
@@ -338,3 +339,9 @@ def test_secret_values_never_in_error_messages(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, env={"JXCBOT_SERVER_PORT": secret, "JXCBOT_WECOM_SECRET": secret})
     assert secret not in str(info.value)
+
+
+def test_reuse_port_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, '[server]\nreuse_port = "yes"\n'), env={})
+    assert "reuse_port" in str(e.value)

@@ -84,3 +84,34 @@ async def test_unsent_replies_count_toward_the_backlog(db, settings, monkeypatch
     await asyncio.wait_for(tracker2.close(), 10)
     assert await asyncio.wait_for(second, 10) is True
     await d.close()
+
+
+async def test_replies_another_instance_sent_stop_holding_acks_once_the_outbox_is_drained(db, settings, monkeypatch):
+    """Two servers on one database: this one's replies may be sent by the other's outbox sender, which this
+    dispatcher never hears of. Its own sender finding nothing due lets the held acknowledgements go."""
+    from bot.outbox_sender import OutboxSender
+    from tests.test_outbox import FakeTransport
+
+    await db.write(seed)
+    monkeypatch.setattr(dispatch, "PACE_MAX_WAIT", 30.0)
+    mine = OutboxSender(db, {"wecom": FakeTransport("wecom")})
+    other_transport = FakeTransport("wecom")
+    other = OutboxSender(db, {"wecom": other_transport})
+    tracker = TaskTracker()
+    d = dispatch.Dispatcher(db, settings, tracker, delivered=lambda: mine.done)  # PACE_BACKLOG 32 for now
+    mine.on_done, mine.on_drained = d.backlog_shrank, d.outbox_drained
+    assert await d.accept(_event(1)) and await d.accept(_event(2))
+    await tracker.close()  # both handled: two reply rows queued here, unsent
+    d.tracker = tracker2 = TaskTracker()
+    monkeypatch.setattr(dispatch, "PACE_BACKLOG", 1)
+    third = asyncio.create_task(d.accept(_event(3)))
+    await asyncio.sleep(0.3)
+    assert not third.done()  # backlog 2 unsent replies (+ a handler) > 1: held
+    assert await other.run_once() >= 2  # the other instance sends them …
+    await asyncio.sleep(0.3)
+    assert not third.done()  # … which this dispatcher cannot know
+    assert await mine.run_once() <= 1  # this instance's sender finds (at most the third reply) due: drained
+    assert await asyncio.wait_for(third, 10) is True
+    assert len(other_transport.sent) >= 2 and mine.done + other.done >= 3
+    await tracker2.close()
+    await d.close()
