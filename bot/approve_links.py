@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import html
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from aiohttp import web
 from bot.inbound import Inbound
 
 MAX_TOKEN = 1024
+
+log = logging.getLogger(__name__)
 
 
 class LinkRejected(Exception):
@@ -108,7 +111,12 @@ def routes(secret: str, accept: Callable[[Inbound], Awaitable[bool]],
         if isinstance(claim, web.Response):
             return claim
         event = Inbound("dingtalk", claim.user_id, f"link:{claim.nonce}", clock(), action=claim.action)
-        if not await accept(event):
+        try:
+            new = await accept(event)
+        except Exception:
+            log.exception("approval link %s could not be stored", event.dedupe_key)
+            return _page("<h2>暂时无法提交</h2><p>系统繁忙，操作没有生效。请稍后刷新本页面再点一次“确认”。</p>", 503)
+        if not new:
             return _page("<h2>该链接已使用过</h2><p>操作不会重复执行，结果以钉钉中的通知为准。</p>", 409)
         return _page("<h2>已提交</h2><p>处理结果会通过钉钉通知你，可以关闭此页面。</p>")
 

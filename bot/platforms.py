@@ -141,7 +141,7 @@ def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
                 await accept(inbound)  # stored before we answer; a duplicate is answered the same way
             except Exception:
                 # Not stored: let WeCom's retry of this very request through the replay guard, and say so.
-                crypto.release(int(q.get("timestamp", "0")), q.get("nonce", ""))
+                crypto.release(q.get("timestamp", ""), q.get("nonce", ""))
                 log.exception("wecom callback could not be stored")
                 return web.Response(status=503, text="try again")
         return web.Response(text="")
@@ -160,9 +160,7 @@ def dingtalk_routes(cfg: DingTalkConfig, accept: Accept) -> list[web.RouteDef]:
         except DingTalkRejected as e:
             log.warning("dingtalk callback rejected from %s: %s", request.remote, e.reason)
             return web.json_response({"error": "rejected"}, status=403 if "sign" in e.reason else 400)
-        if inbound is not None:
-            await accept(inbound)
-        return web.json_response({})
+        return await _accepted(inbound, accept, "dingtalk callback")
 
     async def card(request: web.Request) -> web.Response:
         body = await request.read()
@@ -174,12 +172,21 @@ def dingtalk_routes(cfg: DingTalkConfig, accept: Accept) -> list[web.RouteDef]:
         except DingTalkRejected as e:
             log.warning("dingtalk card callback rejected from %s: %s", request.remote, e.reason)
             return web.json_response({"error": "rejected"}, status=403)
-        if inbound is not None:
-            await accept(inbound)
-        return web.json_response({})
+        return await _accepted(inbound, accept, "dingtalk card callback")
 
     links = approve_links.routes(cfg.link_secret, accept) if cfg.link_secret else []
     return [web.post("/dingtalk/callback", message), web.post("/dingtalk/card-callback", card), *links]
+
+
+async def _accepted(inbound: Inbound | None, accept: Accept, what: str) -> web.Response:
+    """Store a verified DingTalk event and answer 200; 503 when it could not be stored (DingTalk retries)."""
+    if inbound is not None:
+        try:
+            await accept(inbound)
+        except Exception:
+            log.exception("%s could not be stored", what)
+            return web.json_response({"error": "try again"}, status=503)
+    return web.json_response({})
 
 
 async def _register_card_callback(client: DingTalkClient, cfg: DingTalkConfig) -> None:

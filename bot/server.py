@@ -35,7 +35,7 @@ MAX_BODY = 64 * 1024  # callbacks are small; anything larger is refused with 413
 def build_app(settings: Settings, db: Database, *, transports: dict[str, Transport] | None = None,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
     """The application; `transports` adds/overrides platform clients (tests pass fakes' clients)."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_log_refusals])
     console_log = console.ConsoleLog()
     tracker = TaskTracker()
     outbox_cfg = parse_outbox_config(settings.raw)
@@ -59,6 +59,18 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
         app.cleanup_ctx.append(platforms.transports_ctx(wecom, dingtalk, register))
     app.cleanup_ctx.append(_workers)
     return app
+
+
+@web.middleware
+async def _log_refusals(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """A request aiohttp refuses before our handlers can (413 body too large, 405, 400) gets a log line too."""
+    try:
+        return await handler(request)
+    except web.HTTPClientError as e:
+        level = logging.DEBUG if e.status == 404 else logging.WARNING  # scanners probing paths: no noise
+        log.log(level, "%s %s from %s refused: %d %s", request.method, request.path, request.remote, e.status,
+                e.reason)
+        raise
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:

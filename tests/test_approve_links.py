@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.approve_links import LinkRejected, make_token, read_token
-from bot.server import build_app
+from bot.server import DISPATCHER, build_app
 from core.models import InboundEvent, User
 from tests.factories import seed
 from tests.fakes.dingtalk import FakeDingTalk
@@ -86,3 +86,22 @@ async def test_forged_and_expired_links_are_refused(client, db):
     r = await c.post(f"/approve/{forged}")
     assert r.status == 403 and "无效" in await r.text()
     assert await _events(db) == 0
+
+
+async def test_a_decision_not_stored_says_try_again_and_the_link_still_works(client, db, monkeypatch):
+    c, _fake = client
+    token = make_token(SECRET, "manager01", "approval:12:1:approve", datetime.now(UTC) + timedelta(hours=1))
+    stores = c.server.app[DISPATCHER].stores
+    real = stores.submit
+
+    async def broken(*_a, **_kw):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(stores, "submit", broken)
+    failed = await c.post(f"/approve/{token}")
+    assert failed.status == 503 and "没有生效" in await failed.text()
+    assert await _events(db) == 0
+    monkeypatch.setattr(stores, "submit", real)
+    again = await c.post(f"/approve/{token}")
+    assert again.status == 200 and "已提交" in await again.text()
+    assert await _events(db) == 1

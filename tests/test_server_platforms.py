@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.server import SENDER, build_app
+from bot.server import DISPATCHER, SENDER, build_app
 from bot.transport import Target
 from cards.model import Button, Message
 from core.models import User
@@ -72,21 +72,50 @@ async def test_wecom_stock_query_is_answered_once_despite_retries(wecom):
 
 
 @pytest.mark.parametrize("tamper", ["signature", "corp_id", "base64"])
-async def test_wecom_forged_callbacks_get_4xx_and_change_nothing(wecom, tamper):
+async def test_wecom_forged_callbacks_get_4xx_and_change_nothing(wecom, tamper, caplog):
     client, fake, driver = wecom
     params, body = driver.post(driver.text_xml("zhang", "库存 奶油", msg_id=7002), tamper=tamper)
     r = await client.post("/wecom/callback", params=params, data=body)
     assert 400 <= r.status < 500
+    assert "wecom callback rejected" in caplog.text
     await asyncio.sleep(0.2)
     assert fake.messages == []
 
 
-async def test_wecom_malformed_and_oversized_bodies_are_4xx(wecom):
+async def test_wecom_malformed_and_oversized_bodies_are_4xx_with_a_log_line(wecom, caplog):
     client, _fake, driver = wecom
     params, _body = driver.post(driver.text_xml("zhang", "帮助", msg_id=7003))
     assert (await client.post("/wecom/callback", params=params, data=b"<xml><oops")).status in (400, 403)
+    assert "wecom callback rejected" in caplog.text
+    caplog.clear()
     assert (await client.post("/wecom/callback", params=params, data=b"x" * 70_000)).status == 413
+    assert "POST /wecom/callback from" in caplog.text and "413" in caplog.text
+    caplog.clear()
     assert (await client.get("/wecom/callback", params={"echostr": "abc"})).status == 403
+    assert "wecom URL check rejected" in caplog.text
+
+
+async def test_wecom_callback_not_stored_is_503_and_its_retry_goes_through(wecom, caplog, monkeypatch):
+    """The database fails while storing: WeCom is told to retry (503, not a 500), and the retry of the very
+    same request (same nonce) is stored and answered once, not turned away as a replay."""
+    client, fake, driver = wecom
+    stores = client.server.app[DISPATCHER].stores
+    real = stores.submit
+
+    async def broken(*_a, **_kw):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(stores, "submit", broken)
+    params, body = driver.post(driver.text_xml("zhang", "库存 奶油", msg_id=7004))
+    r = await client.post("/wecom/callback", params=params, data=body)
+    assert r.status == 503
+    assert "wecom callback could not be stored" in caplog.text
+    monkeypatch.setattr(stores, "submit", real)
+    r = await client.post("/wecom/callback", params=params, data=body)  # WeCom's retry: identical request
+    assert r.status == 200
+    await _until(lambda: fake.messages, "the reply at the fake WeCom")
+    await asyncio.sleep(0.2)
+    assert len(fake.messages) == 1 and "淡奶油" in str(fake.messages[0])
 
 
 @pytest.fixture
@@ -122,17 +151,38 @@ async def test_dingtalk_unregistered_sender_is_told_how_to_register(dingtalk):
     assert "登记" in str(fake.sent[0].payload) and "淡奶油" not in str(fake.sent[0].payload)
 
 
-async def test_dingtalk_forged_and_malformed_callbacks_are_4xx(dingtalk):
+async def test_dingtalk_forged_and_malformed_callbacks_are_4xx(dingtalk, caplog):
     client, fake = dingtalk
     payload = fake.text_message("库存 奶油", staff_id="manager01", msg_id="dmsg-3")
     headers, body = signed_callback(payload, "not-the-secret")
     assert (await client.post("/dingtalk/callback", headers=headers, data=body)).status == 403
+    assert "dingtalk callback rejected" in caplog.text
     headers, _ = signed_callback(payload, fake.app_secret)
     assert (await client.post("/dingtalk/callback", headers=headers, data=b"{not json")).status == 400
     assert (await client.post("/dingtalk/callback", data=b"{}")).status in (400, 403)
     assert (await client.post("/dingtalk/card-callback?token=wrong", json={})).status == 403
     await asyncio.sleep(0.2)
     assert fake.sent == []
+
+
+async def test_dingtalk_callback_not_stored_is_503_and_its_retry_goes_through(dingtalk, caplog, monkeypatch):
+    client, fake = dingtalk
+    stores = client.server.app[DISPATCHER].stores
+    real = stores.submit
+
+    async def broken(*_a, **_kw):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(stores, "submit", broken)
+    headers, body = signed_callback(fake.text_message("库存 奶油", staff_id="manager01", msg_id="dmsg-9"),
+                                    fake.app_secret)
+    r = await client.post("/dingtalk/callback", headers=headers, data=body)
+    assert r.status == 503 and "dingtalk callback could not be stored" in caplog.text
+    monkeypatch.setattr(stores, "submit", real)
+    assert (await client.post("/dingtalk/callback", headers=headers, data=body)).status == 200
+    await _until(lambda: fake.sent, "the reply at the fake DingTalk")
+    await asyncio.sleep(0.2)
+    assert len(fake.sent) == 1
 
 
 async def test_dingtalk_card_callback_is_registered_at_start_and_clicks_arrive(db, settings):
