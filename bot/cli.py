@@ -159,7 +159,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     path = await asyncio.to_thread(_fresh_file, Path(args.db))
     url = f"sqlite+aiosqlite:///{path}"
-    demo_settings = replace(settings, database_url=url)
+    demo_settings = replace(settings, database_url=url, server_console=True)  # the demo is tried in the console
     await _init(demo_settings)
     db = Database(url)
     try:
@@ -197,8 +197,14 @@ async def serve(settings: Settings, db: Database) -> int:
         except OSError as e:
             raise DomainError("PORT_BUSY", f"无法监听 {settings.server_host}:{settings.server_port}（{e.strerror}）",
                               "端口可能已被占用：换一个端口（[server] port 或 JXCBOT_SERVER_PORT）后重试") from None
-        print(f"jxcbot 已启动。本地控制台：http://{settings.server_host}:{settings.server_port}/console"
-              "（按 Ctrl-C 停止）", flush=True)
+        where = f"http://{settings.server_host}:{settings.server_port}"
+        if settings.console_enabled:
+            print(f"jxcbot 已启动。本地控制台：{where}/console（按 Ctrl-C 停止）", flush=True)
+        else:
+            why = ("已按配置关闭（[server] console = false）" if settings.server_console is False else
+                   "默认关闭：已配置企业微信/钉钉，而控制台不验证身份，能访问本端口的人都能冒用用户身份；"
+                   "仅在可信网络中需要时设置 [server] console = true")
+            print(f"jxcbot 已启动，监听 {where}（按 Ctrl-C 停止）。本地控制台{why}。", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

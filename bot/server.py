@@ -45,7 +45,8 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
     sender.on_done, sender.on_drained = dispatcher.backlog_shrank, dispatcher.outbox_drained
     app[DB], app[SETTINGS], app[DISPATCHER], app[SENDER] = db, settings, dispatcher, sender
     app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
-    app.add_routes(console.routes(console_log, db, dispatcher.accept))
+    if settings.console_enabled:
+        app.add_routes(console.routes(console_log, db, dispatcher.accept))
     app.router.add_get("/healthz", healthz)
     wecom, dingtalk = platforms.wecom_config(settings.raw), platforms.dingtalk_config(settings.raw)
     if wecom is not None:

@@ -56,7 +56,7 @@ _DB_URL_PREFIXES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 _TOP_LEVEL_KEYS = frozenset({"timezone"})
 _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "database": frozenset({"url"}),
-    "server": frozenset({"host", "port", "reuse_port"}),
+    "server": frozenset({"host", "port", "reuse_port", "console"}),
     "ledger": frozenset({"magnitude_factor", "strategic_reserve_rate", "allow_backdating"}),
     "validation": frozenset(VALIDATED_DOC_TYPES),
 }
@@ -126,7 +126,17 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = 8080
     server_reuse_port: bool = False  # several `jxcbot serve` processes share the port (PostgreSQL only)
+    # The unauthenticated /console: None = on unless WeCom or DingTalk is configured (a server reachable by a
+    # platform is reachable by others, and the console lets anyone speak as any user).
+    server_console: bool | None = None
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
+
+    @property
+    def console_enabled(self) -> bool:
+        """Whether the server mounts /console ([server] console, by default on only without a platform)."""
+        if self.server_console is not None:
+            return self.server_console
+        return "wecom" not in self.raw and "dingtalk" not in self.raw
 
     def validation_mode(self, doc_type: str) -> str:
         """'strict' or 'loose' for a document type code; KeyError for an unknown type."""
@@ -373,6 +383,9 @@ def _build(doc: dict[str, Any], source: _Source) -> Settings:
     server_reuse_port = False
     if "reuse_port" in server:
         server_reuse_port = _as_bool(server["reuse_port"], "server", "reuse_port", source)
+    server_console = None
+    if "console" in server:
+        server_console = _as_bool(server["console"], "server", "console", source)
 
     ledger = doc.get("ledger", {})
     magnitude_factor = defaults.magnitude_factor
@@ -415,6 +428,7 @@ def _build(doc: dict[str, Any], source: _Source) -> Settings:
         server_host=server_host,
         server_port=server_port,
         server_reuse_port=server_reuse_port,
+        server_console=server_console,
         raw=_freeze(doc),
     )
 

@@ -186,3 +186,35 @@ async def test_sender_lookup_is_cached_briefly(db, settings, monkeypatch):
     d._senders.clear()
     assert (await d.sender(event)).roles == frozenset({"warehouse", "manager"})
     assert await d.sender(Inbound("wecom", "nobody", "k2", datetime.now(UTC), text="帮助")) is None
+
+
+@pytest.mark.parametrize(("raw", "console", "mounted"), [
+    ({}, None, True),  # local only: the console is how the bot is tried
+    ({"wecom": {"corp_id": "ww1"}}, None, False),  # reachable by a platform: no unauthenticated console …
+    ({"dingtalk": {"app_key": "k"}}, None, False),
+    ({"wecom": {"corp_id": "ww1"}}, True, True),  # … unless asked for
+    ({}, False, False),
+])
+def test_console_is_mounted_only_without_a_platform_unless_configured(settings, raw, console, mounted):
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    s = replace(settings, raw=MappingProxyType(raw), server_console=console)
+    assert s.console_enabled is mounted
+
+
+async def test_a_server_with_a_platform_has_no_console(db, settings):
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from tests.fakes.wecom import FakeWeCom
+
+    async with FakeWeCom() as fake:
+        raw = {"wecom": {"corp_id": fake.corp_id, "agent_id": fake.agent_id, "secret": fake.secret,
+                         "token": "t" * 8, "encoding_aes_key": "a" * 43, "api_base": fake.base_url}}
+        app = build_app(replace(settings, raw=MappingProxyType(raw)), db)
+        async with TestClient(TestServer(app)) as c:
+            assert (await c.get("/console")).status == 404
+            r = await c.post("/console/api/send", json={"user": "张库管", "text": "库存 奶油"})
+            assert r.status in (404, 405)
+            assert (await c.get("/healthz")).status == 200
