@@ -67,8 +67,9 @@ def command(*names: str, summary: str, usage: str, roles: tuple[str, ...] = ()) 
 
 def find(text: str) -> tuple[Command, str] | None:
     """The command a message calls and its argument text; None when the first word is no command."""
-    word, _, rest = text.strip().partition(" ")
-    word = word.strip().lower()
+    # split(): any whitespace, including the full-width space (U+3000) a Chinese input method types
+    word, rest = [*text.split(maxsplit=1), "", ""][:2]
+    word = word.lower()
     for c in COMMANDS:
         if word in (n.lower() for n in c.names):
             return c, rest.strip()

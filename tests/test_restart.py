@@ -15,7 +15,7 @@ from core.models import OutboxMessage
 from tests.conftest import PG_URL
 from tests.factories import seed_chat_users
 from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault
-from tests.server_proc import free_port, serve_bot, write_config
+from tests.server_proc import free_port, serve_bot, stop, write_config
 
 TOKEN = "jxcbotRestartToken"
 AES_KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg"
@@ -59,7 +59,7 @@ async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, se
                 await asyncio.sleep(0.05)
             assert fake.messages == []
             proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            await stop(proc)  # reaps it and removes its stderr file
 
             fake._faults.clear()  # WeCom is back (drop the faults still queued)
             proc = await serve_bot(config, port)
@@ -72,8 +72,7 @@ async def test_sigkill_with_a_backlog_then_restart_delivers_it_once(tmp_path, se
                 assert sorted(m["touser"] for m in fake.messages) == sorted(USERS)
                 assert all("淡奶油" in str(m) for m in fake.messages)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), 30)
+                await stop(proc, 30)
         finally:
             os.environ.update(env_guard)
             await db.dispose()
