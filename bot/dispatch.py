@@ -216,14 +216,16 @@ _SENDER = {platform: Fast(select(User.id, User.name, User.roles, User.department
 
 
 def reply_target(event: Inbound) -> Target:
-    """Where the answer goes: the DingTalk session webhook while valid, else the group, else the sender."""
+    """Where the answer goes: the DingTalk session webhook while valid (falling back to the group or the
+    sender should it expire before the reply is sent), else the group, else the sender."""
     if event.platform == "dingtalk":
+        direct = Target("dingtalk", "group", event.chat_id) if event.chat_id else Target("dingtalk", "user",
+                                                                                         event.user_id)
         hook, expires = event.reply.get("session_webhook"), event.reply.get("session_webhook_expires")
-        # A session webhook lives ~1.5 h; one about to expire would only dead-letter the reply.
+        # A session webhook lives ~1.5 h; one about to expire would only delay the reply.
         if hook and expires and int(expires) > (time.time() + SESSION_MARGIN) * 1000:
-            return Target("dingtalk", "session", str(hook), int(expires))
-        if event.chat_id:
-            return Target("dingtalk", "group", event.chat_id)
+            return Target("dingtalk", "session", str(hook), int(expires), fallback=direct)
+        return direct
     return Target(event.platform, "user", event.user_id)
 
 

@@ -360,7 +360,9 @@ class OutboxSender:
             return await self._failed(item, f"no transport for platform {target.platform!r}", retryable=False), None
         now = self._clock()
         if target.kind == "session" and target.expires_at and now.timestamp() * 1000 >= target.expires_at:
-            return await self._failed(item, "session webhook expired", retryable=False), None
+            if target.fallback is None:
+                return await self._failed(item, "session webhook expired", retryable=False), None
+            target = target.fallback  # e.g. the platform was down longer than the webhook lives
         later = self.limiter.reserve(target, now)
         if later is None and self.db.dialect == "postgresql":
             later = await self._shared_slot(item, target, now)

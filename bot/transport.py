@@ -17,13 +17,15 @@ class Target:
     kind "user": one person by platform user id (WeCom app message / DingTalk oToMessages);
     "group": a conversation the app is in (DingTalk openConversationId);
     "robot": a configured group robot by its name in [wecom.robots] / [dingtalk.robots];
-    "session": a DingTalk sessionWebhook URL (valid until `expires_at`, epoch ms).
+    "session": a DingTalk sessionWebhook URL (valid until `expires_at`, epoch ms), with the `fallback` the
+    message goes to instead once it has expired (the group or the person, through the OpenAPI).
     For platform "console" the address is a demo user name or a channel name."""
 
     platform: str
     kind: str
     address: str
     expires_at: int | None = None
+    fallback: Target | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
@@ -34,12 +36,16 @@ class Target:
         out: dict[str, Any] = {"platform": self.platform, "kind": self.kind, "address": self.address}
         if self.expires_at is not None:
             out["expires_at"] = self.expires_at
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.to_json()
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Target:
         """The inverse of to_json."""
-        return cls(data["platform"], data["kind"], data["address"], data.get("expires_at"))
+        fallback = data.get("fallback")
+        return cls(data["platform"], data["kind"], data["address"], data.get("expires_at"),
+                   cls.from_json(fallback) if fallback else None)
 
     @property
     def rate_key(self) -> str:

@@ -149,6 +149,8 @@ def test_reply_target_prefers_a_live_session_webhook_then_group_then_user():
         return Inbound("dingtalk", "manager01", "k", datetime.now(UTC), chat_id=chat, text="帮助", reply=reply)
 
     assert reply_target(event(now_ms + 3_600_000, "cid")).kind == "session"
+    assert reply_target(event(now_ms + 3_600_000, "cid")).fallback.address == "cid"  # should it expire unsent
+    assert reply_target(event(now_ms + 3_600_000, None)).fallback.address == "manager01"
     assert reply_target(event(now_ms + 30_000, "cid")).kind == "group"  # about to expire
     assert reply_target(event(now_ms - 1, None)).kind == "user"
     assert reply_target(event(None, None)).address == "manager01"
