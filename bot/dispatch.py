@@ -24,6 +24,7 @@ from core import inbound_events
 from core.errors import DomainError
 from core.fastsql import Fast
 from core.models import User
+from core.models.masters import roles_zh
 from handlers.registry import Context, Sender, find
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class Dispatcher:
             return [text(f"没有看懂「{_short(event.text or '')}」。发送「帮助」查看可用的命令，例如：库存 奶油")]
         cmd, args = found
         if not cmd.allowed(sender):
-            return [text(f"「{cmd.names[0]}」需要以下角色之一：{'、'.join(sorted(cmd.roles))}。"
+            return [text(f"「{cmd.names[0]}」需要以下角色之一：{roles_zh(cmd.roles)}。"
                          "如需开通请联系管理员。")]
         return await cmd.run(ctx, args)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cards.model import Message
+from core.models.masters import roles_zh
 from handlers.registry import COMMANDS, Context, command
 
 
@@ -14,6 +15,5 @@ async def help_(ctx: Context, args: str) -> list[Message]:
     lines = [f"**{ctx.sender.name}，你可以这样用 jxcbot：**"]
     lines += [f"- **{c.names[0]}**：{c.summary}\n  用法：{c.usage}" for c in mine]
     if others:
-        lines.append("\n需要其他角色的命令：" + "、".join(f"{c.names[0]}（{'/'.join(sorted(c.roles))}）"
-                                                        for c in others))
+        lines.append("\n需要其他角色的命令：" + "、".join(f"{c.names[0]}（{roles_zh(c.roles)}）" for c in others))
     return [Message("markdown", title="jxcbot 帮助", text="\n".join(lines))]

@@ -150,7 +150,7 @@ def manager_command():
 
 async def test_a_sender_without_the_role_gets_the_role_message_and_nothing_runs(client, manager_command):
     body = await say(client, "张库管", "测试审批 CG001")
-    assert body == "「测试审批」需要以下角色之一：manager。如需开通请联系管理员。"
+    assert body == "「测试审批」需要以下角色之一：主管。如需开通请联系管理员。"  # the role as users know it
     assert await say(client, "张库管", "testapprove CG001") == body
     assert manager_command == []
     assert await say(client, "李经理", "测试审批 CG001") == "已审批 CG001"
@@ -161,7 +161,15 @@ async def test_a_sender_without_the_role_gets_the_role_message_and_nothing_runs(
 async def test_help_names_commands_needing_another_role(client, manager_command):
     clerk = await say(client, "张库管", "帮助")
     assert "测试审批 <单号>" not in clerk
-    assert clerk.splitlines()[-1] == "需要其他角色的命令：测试审批（manager）"
+    assert clerk.splitlines()[-1] == "需要其他角色的命令：测试审批（主管）"
     manager = await say(client, "李经理", "帮助")
     assert "- **测试审批**：测试用：审批单据\n  用法：测试审批 <单号>" in manager
     assert "需要其他角色的命令" not in manager
+
+
+def test_roles_are_named_in_chinese_in_a_fixed_order():
+    from core.models.masters import roles_zh
+
+    assert roles_zh({"admin", "manager"}) == "主管、管理员"
+    assert roles_zh(["sales", "warehouse", "purchasing"]) == "库管、采购、销售"
+    assert roles_zh({"auditor"}) == "auditor"  # an unknown code stays readable

@@ -15,9 +15,8 @@ from core.importer.reading import _Table
 from core.importer.results import RowError
 from core.importer.rowcheck import _Cells, _duplicates, _final_owner_conflict
 from core.importer.writing import _write_simple
-from core.models import ROLES, User
+from core.models import ROLE_ZH, ROLES, User
 
-ROLE_ZH = {"warehouse": "库管", "purchasing": "采购", "sales": "销售", "manager": "主管", "admin": "管理员"}
 _ROLE_ALIASES = {**{r: r for r in ROLES}, **{zh: r for r, zh in ROLE_ZH.items()}, "经理": "manager"}
 _ROLES_HELP = "、".join(f"{r}（{zh}）" for r, zh in ROLE_ZH.items())
 

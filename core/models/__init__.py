@@ -4,7 +4,7 @@ from core.models.base import Base, utcnow
 from core.models.documents import DocCounter, Document, DocumentLine
 from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
 from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
-from core.models.masters import ROLES, Batch, Customer, Product, Supplier, User, Warehouse
+from core.models.masters import ROLE_ZH, ROLES, Batch, Customer, Product, Supplier, User, Warehouse
 from core.models.messaging import InboundEvent, OutboxMessage
 from core.models.replenishment import STRATEGIES, ForecastAnchor, ForecastOverride, Promotion, ReplenishStrategy
 
@@ -12,6 +12,7 @@ __all__ = [
     "ON_HAND",
     "ON_LOAN",
     "ROLES",
+    "ROLE_ZH",
     "STRATEGIES",
     "Base",
     "Batch",

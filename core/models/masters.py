@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
@@ -12,6 +13,13 @@ from core.models.base import Base
 from core.types import Dec
 
 ROLES = ("warehouse", "purchasing", "sales", "manager", "admin")
+ROLE_ZH = {"warehouse": "库管", "purchasing": "采购", "sales": "销售", "manager": "主管", "admin": "管理员"}
+
+
+def roles_zh(roles: Iterable[str]) -> str:
+    """Role codes as the Chinese names users know them by, e.g. "主管、管理员" (unknown codes as they are)."""
+    ordered = sorted(roles, key=lambda r: (ROLES.index(r) if r in ROLES else len(ROLES), r))
+    return "、".join(ROLE_ZH.get(r, r) for r in ordered)
 
 
 class Product(Base):
