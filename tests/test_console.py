@@ -40,7 +40,7 @@ async def test_page_and_users(client):
     page = await client.get("/console")
     assert page.status == 200 and "jxcbot 本地控制台" in await page.text()
     users = await (await client.get("/console/api/users")).json()
-    assert {"name": "张库管", "roles": "warehouse", "department": "仓储部"} in users
+    assert {"name": "张库管", "roles": "warehouse", "roles_zh": "库管", "department": "仓储部"} in users
 
 
 async def test_stock_query_reply(client):

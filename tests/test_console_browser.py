@@ -35,7 +35,7 @@ async def test_console_in_chromium(server):
             page = await browser.new_page()
             await page.goto(str(server.make_url("/console")))
             await page.locator(".user", has_text="张库管").click()
-            await page.get_by_text("warehouse · 仓储部").wait_for()
+            await page.get_by_text("库管 · 仓储部").wait_for()  # roles as users know them
             await page.fill("#text", "库存 奶油")
             await page.click("button[type=submit]")
             reply = page.locator(".from-bot").filter(has_text="淡奶油")
