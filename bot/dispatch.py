@@ -71,9 +71,14 @@ class Dispatcher:
                 chat_id=event.chat_id, payload=_payload(event), received_at=event.received_at)
 
         def stored(new: bool) -> None:  # runs at commit, even if the platform's request was cancelled meanwhile
-            if new:
-                self._running += 1
+            if not new:
+                return
+            try:
                 self.tracker.spawn(self._counted(event), name=f"handle {event.dedupe_key}")
+            except RuntimeError:  # shutting down: it is stored, and the next start handles it (resume)
+                log.warning("inbound %s stored during shutdown; it is handled on the next start", event.dedupe_key)
+                return
+            self._running += 1
 
         if not await self.stores.submit(store, on_commit=stored):
             log.info("duplicate inbound %s ignored", event.dedupe_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 Job = Callable[[AsyncSession], Awaitable[Any]]
+log = logging.getLogger(__name__)
 
 
 class GroupCommit:
@@ -59,7 +61,10 @@ class GroupCommit:
             self.transactions += 1
             for (_, fut, on_commit), result in zip(live, results, strict=True):
                 if on_commit is not None:
-                    on_commit(result)
+                    try:
+                        on_commit(result)
+                    except Exception:  # committed all the same: the caller still gets its result
+                        log.exception("group commit: an on_commit callback failed")
                 if not fut.done():
                     fut.set_result(result)
 

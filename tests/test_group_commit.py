@@ -73,3 +73,17 @@ async def test_on_commit_runs_even_if_the_caller_was_cancelled(db):
     await gc.close()
     assert committed == [True]
     assert await _count(db, InboundEvent) == 1
+
+
+async def test_a_failing_on_commit_callback_neither_hangs_its_batch_nor_stops_later_ones(db):
+    gc = GroupCommit(db)
+
+    def boom(_result) -> None:
+        raise RuntimeError("shutting down: no new background tasks")
+
+    results = await asyncio.wait_for(asyncio.gather(gc.submit(_store("a"), on_commit=boom), gc.submit(_store("b"))),
+                                     10)
+    assert results == [True, True]
+    assert await asyncio.wait_for(gc.submit(_store("c"), on_commit=boom), 10) is True
+    assert await _count(db, InboundEvent) == 3
+    await gc.close()
