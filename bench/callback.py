@@ -22,6 +22,7 @@ import yarl
 from aiohttp import web
 
 from bench.report import emit
+from bench.store_only import store_only_app
 from bot.server import build_app
 from core.config import Settings
 from core.db import Database
@@ -187,6 +188,37 @@ async def wait_replies(fake: FakeWeCom, want: int, seconds: float) -> bool:
     return True
 
 
+async def store_only_phase(opts: Options, corp_id: str, warm_shots: Sequence[Shot], shots: Sequence[Shot],
+                           t0: float) -> tuple[list[Sample], float]:
+    """The same callbacks against the bot's callback route that only stores each event (bench.store_only), on a
+    fresh database: what acknowledging costs without handling and replying. One round: a second one would be
+    answered by the replay guard."""
+    url = opts.url if not opts.url.startswith("sqlite") else f"sqlite+aiosqlite:///{Path(opts.workdir) / 'store.db'}"
+    db = Database(url)
+    try:
+        await recreate_schema(db)
+    finally:
+        await db.dispose()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    if opts.separate:
+        proc = await spawn(["-m", "bench.store_only", str(port), url, corp_id, TOKEN, AES_KEY], f"{base}/")
+        runner = None
+    else:
+        store_db = Database(url)
+        runner, base = await serve(store_only_app(store_db, corp_id, TOKEN, AES_KEY))
+    try:
+        async with client_session(opts.senders) as session:
+            log(t0, f"store-only handler: warm-up, then {opts.callbacks} callbacks at {base}")
+            await load(session, base, warm_shots, opts.senders)
+            return await load(session, base, shots, opts.senders)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        else:
+            await stop(proc)
+
+
 @dataclass(frozen=True)
 class Options:
     """What to run."""
@@ -260,6 +292,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     wrong = [m for m in fake.messages[skip:] if "淡奶油" not in json.dumps(m, ensure_ascii=False)]
     last_ack = max(s.acked for s in samples)
 
+    store_samples, store_seconds = await store_only_phase(opts, fake.corp_id, warm_shots, shots, t0)
+
     bare_runner: web.AppRunner | None = None
     bare_proc: asyncio.subprocess.Process | None = None
     if opts.separate:
@@ -280,6 +314,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
             await stop(bare_proc)
 
     acks = [s.ack_ms for s in samples if s.status == 200]
+    store_ok = [s for s in store_samples if s.status == 200]
+    store_rate = len(store_ok) / store_seconds
     bare_samples = [s for run_samples, _ in bare_runs for s in run_samples]
     bare_acks = [s.ack_ms for s in bare_samples if s.status == 200]
     bare_rates = sorted(sum(1 for s in ss if s.status == 200) / secs for ss, secs in bare_runs)
@@ -296,6 +332,11 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         "reply_ms_p50": pct(replies, 50),
         "reply_ms_max": pct(replies, 100),
         "reply_drain_ms": round((max(stamps.values()) - last_ack) * 1000, 1) if stamps else None,
+        "store_per_s": round(store_rate, 1),
+        "ratio_to_store": round(rate / store_rate, 3) if store_rate else None,
+        "store_ack_ms_p50": pct([s.ack_ms for s in store_ok], 50),
+        "store_ack_ms_p99": pct([s.ack_ms for s in store_ok], 99),
+        "store_errors": len(store_samples) - len(store_ok),
         "bare_ack_ms_p50": pct(bare_acks, 50),
         "bare_ack_ms_p99": pct(bare_acks, 99),
         "senders": opts.senders,
@@ -333,7 +374,8 @@ def problems(r: dict[str, Any]) -> list[str]:
     return [f"{r[k]} {label}" for k, label in (
         ("errors", "failed requests"), ("non_200", "non-200 answers"), ("replies_missing", "replies missing"),
         ("replies_without_stock", "replies without the stock"), ("dropped_at_fake", "dropped at the fake"),
-        ("bare_errors", "bare failed requests"), ("bare_non_200", "bare non-200 answers")) if r[k]]
+        ("bare_errors", "bare failed requests"), ("bare_non_200", "bare non-200 answers"),
+        ("store_errors", "store-only failed or non-200")) if r[k]]
 
 
 def render(r: dict[str, Any]) -> str:
@@ -355,12 +397,15 @@ def render(r: dict[str, Any]) -> str:
         f"   target p99 <= {TARGET_ACK_P99:g}: {mark('ack_ms_p99')}",
         f"  {'reply at the fake, ms':<28}{cell(r['reply_ms_p50'])}{cell(r['reply_ms_p99'])}{cell(r['reply_ms_max'])}"
         f"   target p99 <= {TARGET_REPLY_P99:g}: {mark('reply_ms_p99')}",
+        f"  {'store-only handler ack, ms':<28}{cell(r['store_ack_ms_p50'])}{cell(r['store_ack_ms_p99'])}",
         f"  {'bare handler ack, ms':<28}{cell(r['bare_ack_ms_p50'])}{cell(r['bare_ack_ms_p99'])}",
         "",
         f"  bot            {r['callbacks_per_s']:>9,.0f} callbacks/s   ({r['seconds']:.2f} s)",
         f"  bare handler   {r['bare_per_s']:>9,.0f} callbacks/s   (median of "
         f"{', '.join(f'{x:,.0f}' for x in r['bare_rounds_per_s'])})",
+        f"  store-only     {r['store_per_s']:>9,.0f} callbacks/s   (verify + decrypt + parse + store, no handling)",
         f"  ratio          {r['ratio'] or 0:>9.3f}                 target >= {TARGET_RATIO:g}: {mark('ratio')}",
+        f"  ratio to the store-only handler: {r['ratio_to_store'] or 0:.3f} (for information; no target)",
         f"  replies: {r['replies']:,} received, the last {cell(r['reply_drain_ms'], 0)} ms after the last ack",
         "  problems: " + ("; ".join(found) + "; the bot's stderr: " + ", ".join(r["server_logs"]) if found else "none"),
         f"targets_met: {all(ok.values())}",

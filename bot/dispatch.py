@@ -68,7 +68,7 @@ class Dispatcher:
         async def store(session: Any) -> bool:
             return await inbound_events.record_inbound(
                 session, platform=event.platform, user_id=event.user_id, dedupe_key=event.dedupe_key,
-                chat_id=event.chat_id, payload=_payload(event), received_at=event.received_at)
+                chat_id=event.chat_id, payload=event_payload(event), received_at=event.received_at)
 
         def stored(new: bool) -> None:  # runs at commit, even if the platform's request was cancelled meanwhile
             if not new:
@@ -235,7 +235,8 @@ def reply_target(event: Inbound) -> Target:
     return Target(event.platform, "user", event.user_id)
 
 
-def _payload(event: Inbound) -> dict[str, Any]:
+def event_payload(event: Inbound) -> dict[str, Any]:
+    """What is stored of an inbound event (JSON-able; `resume` reads it back)."""
     return {"platform": event.platform, "user_id": event.user_id, "dedupe_key": event.dedupe_key,
             "received_at": event.received_at.isoformat(), "chat_id": event.chat_id, "text": event.text,
             "action": event.action, "reply": dict(event.reply)}
