@@ -96,10 +96,11 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int, lease_seco
     if not ids:
         return []
     lease_until = now + timedelta(seconds=lease_seconds)
-    stmt = (update(OutboxMessage).where(OutboxMessage.id.in_(ids), due)
-            .values(status="sending", attempts=OutboxMessage.attempts + 1, next_attempt_at=lease_until)
-            .returning(OutboxMessage.id, OutboxMessage.dedupe_key, OutboxMessage.target, OutboxMessage.message,
-                       OutboxMessage.attempts))
+    t = OutboxMessage.__table__.c  # a Core UPDATE: no ORM bulk-update bookkeeping (this runs per claim)
+    stmt = (update(OutboxMessage.__table__)
+            .where(t.id.in_(ids), t.status.in_(_OPEN), t.next_attempt_at <= now)
+            .values(status="sending", attempts=t.attempts + 1, next_attempt_at=lease_until)
+            .returning(t.id, t.dedupe_key, t.target, t.message, t.attempts))
     rows = {r.id: r for r in await session.execute(stmt)}
     return [Claimed(i, rows[i].dedupe_key, json.loads(rows[i].target), json.loads(rows[i].message),
                     rows[i].attempts, lease_until) for i in ids if i in rows]
