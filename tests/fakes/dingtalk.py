@@ -19,6 +19,7 @@ from bot.dingtalk.sign import compute_sign
 
 __all__ = [
     "MSG_KEYS",
+    "Delivery",
     "FakeCard",
     "FakeClock",
     "FakeDingTalk",
@@ -101,6 +102,17 @@ class Sent:
     kind: str
     payload: dict[str, Any]
     at: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One callback POST by the inbound driver: HTTP status (0 = no answer within the timeout / connection
+    failed), answer body, seconds until the answer, and the signed `timestamp` header it carried."""
+
+    status: int
+    body: str
+    latency: float
+    timestamp: str
 
 
 @dataclass
@@ -329,6 +341,60 @@ class FakeDingTalk:
                 card.params = {**card.params, **new} if by_key else dict(new)
                 card.history.append(dict(card.params))
         return status, answer
+
+    # -- inbound driver (fake DingTalk → bot) -------------------------------------------------------------------
+
+    async def deliver(self, session: aiohttp.ClientSession, url: str, payload: Mapping[str, Any], *,
+                      redeliver_after: float | None = None, redeliveries: int = 1, late_after: float | None = None,
+                      deadline: float = 10.0, unsigned: bool = False, **switches: Any) -> list[Delivery]:
+        """POST a robot message (§1) to the bot's callback URL, signed with this fake's appSecret and clock.
+
+        A group message that does not @mention the robot is not delivered at all (returns []), as DingTalk
+        never passes those on. redeliver_after: the same body (same msgId, freshly signed) is POSTed again that
+        many seconds after the previous attempt started, up to `redeliveries` times — always (a duplicate on
+        demand), or with late_after only while the previous attempt has no 200 ack within late_after seconds
+        (the reported "slow ack → same msgId again 15–60 s later"). A redelivery does not wait for a hung
+        ack: attempts overlap. deadline: seconds each attempt waits for its answer (status 0 beyond). unsigned:
+        no timestamp/sign headers; other switches as in signed_headers.
+        Returns every attempt in the order sent."""
+        if payload.get("conversationType") == "2" and not payload.get("isInAtList"):
+            return []
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        loop = asyncio.get_running_loop()
+
+        def start() -> tuple[float, asyncio.Task[Delivery]]:
+            if unsigned:
+                headers = {"Content-Type": "application/json; charset=utf-8"}
+            else:
+                headers = signed_headers(self.app_secret, self.clock.ms(), **switches)
+            return loop.time(), asyncio.create_task(self._post_callback(session, url, headers, body, deadline))
+
+        attempts = [start()]
+        try:
+            for _ in range(redeliveries if redeliver_after is not None else 0):
+                started, previous = attempts[-1]
+                if late_after is not None:
+                    done, _ = await asyncio.wait({previous}, timeout=late_after)
+                    if previous in done and previous.result().status == 200:
+                        break  # acknowledged in time: no redelivery
+                await asyncio.sleep(max(0.0, started + (redeliver_after or 0.0) - loop.time()))
+                attempts.append(start())
+            return list(await asyncio.gather(*(task for _, task in attempts)))
+        finally:
+            for _, task in attempts:  # only when cancelled: don't leave attempts running
+                task.cancel()
+
+    @staticmethod
+    async def _post_callback(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes,
+                             deadline: float) -> Delivery:
+        started = time.monotonic()
+        try:
+            async with session.post(url, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=deadline)) as resp:
+                text = await resp.text()
+                return Delivery(resp.status, text, time.monotonic() - started, headers.get("timestamp", ""))
+        except (TimeoutError, aiohttp.ClientError):
+            return Delivery(0, "", time.monotonic() - started, headers.get("timestamp", ""))
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
@@ -644,11 +710,13 @@ def signed_headers(app_secret: str, timestamp_ms: int | None = None, *, skew_ms:
 def text_message(text: str, *, staff_id: str | None = "manager01", conversation_id: str | None = None,
                  msg_id: str | None = None, created_ms: int | None = None, session_webhook: str | None = None,
                  robot_code: str = "ding-robot-code", sender_nick: str = "张经理",
-                 msgtype: str = "text") -> dict[str, Any]:
+                 msgtype: str = "text", at_bot: bool = True) -> dict[str, Any]:
     """A §1 robot message body. conversation_id given → a group message ("2", text after the @mention keeps
-    its leading space); else 1:1 ("1"). staff_id None → a sender outside the organisation."""
+    its leading space); else 1:1 ("1"). staff_id None → a sender outside the organisation. at_bot False → a
+    group message that does not @mention the robot (FakeDingTalk.deliver never sends those)."""
     created = created_ms if created_ms is not None else int(time.time() * 1000)
     group = conversation_id is not None
+    mentioned = group and at_bot
     body: dict[str, Any] = {
         "msgtype": msgtype,
         "msgId": msg_id or f"msg{created}",
@@ -662,8 +730,8 @@ def text_message(text: str, *, staff_id: str | None = "manager01", conversation_
         "chatbotUserId": "$:LWCP_v1:$fakeBot",
         "robotCode": robot_code,
         "isAdmin": False,
-        "isInAtList": group,
-        "atUsers": [{"dingtalkId": "$:LWCP_v1:$fakeBot"}] if group else [],
+        "isInAtList": mentioned,
+        "atUsers": [{"dingtalkId": "$:LWCP_v1:$fakeBot"}] if mentioned else [],
         "sessionWebhook": session_webhook or "https://oapi.dingtalk.com/robot/sendBySession?session=fake",
         "sessionWebhookExpiredTime": created + SESSION_TTL_MS,
     }
@@ -672,7 +740,7 @@ def text_message(text: str, *, staff_id: str | None = "manager01", conversation_
     if staff_id is not None:
         body["senderStaffId"] = staff_id
     if msgtype == "text":
-        body["text"] = {"content": f" {text}" if group else text}
+        body["text"] = {"content": f" {text}" if mentioned else text}
     elif msgtype == "richText":
         body["content"] = {"richText": [{"text": text}, {"type": "picture", "downloadCode": "dc1"}]}
     else:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+from xml.parsers.expat import ExpatError
 
 import aiohttp
 import xmltodict
@@ -24,13 +25,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-__all__ = ["CallbackDriver", "Delivery", "FakeWeCom", "Fault"]
+__all__ = ["CallbackDriver", "CardView", "Delivery", "FakeWeCom", "Fault"]
 
 TEXT_LIMIT = 2048
 APP_MARKDOWN_LIMIT = 2048
 ROBOT_MARKDOWN_LIMIT = 4096
 APP_IMAGE_LIMIT = 10 * 1024 * 1024
 ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024
+VOICE_LIMIT = 2 * 1024 * 1024  # AMR
+VIDEO_LIMIT = 10 * 1024 * 1024  # MP4
+FILE_LIMIT = 20 * 1024 * 1024
+DUPLICATE_CHECK_INTERVAL = 1800.0  # message/send duplicate_check_interval: default 1800 s, at most 4 h
+DUPLICATE_CHECK_MAX = 4 * 3600.0
 MEDIA_TTL = 3 * 24 * 3600.0
 RESPONSE_CODE_TTL = 72 * 3600.0
 TASK_ID_RE = re.compile(r"^[0-9A-Za-z_\-@]{1,128}$")
@@ -42,6 +48,7 @@ PATH_SEND = "/cgi-bin/message/send"
 PATH_UPDATE = "/cgi-bin/message/update_template_card"
 PATH_UPLOAD = "/cgi-bin/media/upload"
 PATH_ROBOT = "/cgi-bin/webhook/send"
+PATH_ROBOT_UPLOAD = "/cgi-bin/webhook/upload_media"
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Media:
     filename: str
     content_type: str
     expires: float
+    owner: str = ""  # "" = the app (media/upload); else the robot key that uploaded it (webhook/upload_media)
 
 
 @dataclass
@@ -77,6 +85,15 @@ class ResponseCode:
 
 
 @dataclass
+class CardView:
+    """What one member's copy of a button_interaction card shows now: the card (replaced by a template_card
+    update) and, after a `button` update, the text its greyed-out buttons carry."""
+
+    card: dict[str, Any]
+    replace_name: str | None = None
+
+
+@dataclass
 class FakeWeCom:
     """WeCom's server side for one corp, one self-built app and some group robots.
 
@@ -85,7 +102,14 @@ class FakeWeCom:
     (path, errcode or HTTP status) for every answered request. Knobs: `inject(path, Fault…)`
     (path "*" = any), `expire_tokens()` (→ 42001 once, then the client refreshes),
     `always_invalid_token` (every API call → 40014), `advance(seconds)` for the fake clock, `users`
-    (None = everyone exists), per-user 30/min silent drop, per-robot 20/min → 45009."""
+    (None = everyone exists), per-user 30/min and 1000/h silent drop, per-robot 20/min → 45009.
+
+    Also: message/send honours `enable_duplicate_check` (an identical message to the same recipients within
+    `duplicate_check_interval`, default 1800 s, max 4 h, of the last delivered one is answered ok but swallowed
+    into `duplicates`); `card_views[(task_id, user)]` is each member's card as updates left it;
+    webhook/upload_media stores robot files/voices in `media` (usable by that robot only);
+    `gettoken_per_minute` (45009 beyond), `trusted_ips` (app APIs from other addresses → 60020),
+    `revoke_tokens()` (→ 40014 once)."""
 
     corp_id: str = "wwfakecorp0001"
     secret: str = "fake-app-secret-DO-NOT-LOG"
@@ -107,6 +131,11 @@ class FakeWeCom:
     tokens: dict[str, float] = field(default_factory=dict)
     gettoken_calls: int = 0
     always_invalid_token: bool = False
+    per_user_per_hour: int = 1000
+    gettoken_per_minute: int | None = None
+    trusted_ips: set[str] | None = None
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    card_views: dict[tuple[str, str], CardView] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -114,6 +143,9 @@ class FakeWeCom:
         self._ids = itertools.count(1)
         self._sent_at: dict[str, deque[float]] = defaultdict(deque)
         self._robot_at: dict[str, deque[float]] = defaultdict(deque)
+        self._sent_hour: dict[str, deque[float]] = defaultdict(deque)
+        self._gettoken_at: dict[str, deque[float]] = defaultdict(deque)
+        self._delivered_at: dict[str, float] = {}  # message fingerprint → when last delivered
         self._closing = asyncio.Event()
         self._server: TestServer | None = None
         self.base_url = ""
@@ -136,6 +168,10 @@ class FakeWeCom:
         """Every token issued so far is expired (→ 42001); the next gettoken issues a new one."""
         for token in self.tokens:
             self.tokens[token] = self.now() - 1
+
+    def revoke_tokens(self) -> None:
+        """WeCom revokes every token issued so far (→ 40014 invalid); the next gettoken issues a new one."""
+        self.tokens.clear()
 
     def robot_key(self, name: str) -> str:
         """The webhook key of a configured robot."""
@@ -161,6 +197,7 @@ class FakeWeCom:
         app.router.add_post(PATH_UPDATE, self._update_card)
         app.router.add_post(PATH_UPLOAD, self._upload)
         app.router.add_post(PATH_ROBOT, self._robot_send)
+        app.router.add_post(PATH_ROBOT_UPLOAD, self._robot_upload)
         return app
 
     async def start(self) -> str:
@@ -223,6 +260,8 @@ class FakeWeCom:
             return self._answer(path, 40014, "invalid access_token")
         if self.tokens[token] <= self.now():
             return self._answer(path, 42001, "access_token expired")
+        if self.trusted_ips is not None and request.remote not in self.trusted_ips:
+            return self._answer(path, 60020, "not allow to access from your ip")
         return None
 
     async def _json(self, request: web.Request) -> dict[str, Any] | None:
@@ -251,14 +290,84 @@ class FakeWeCom:
         return 45002 if len(content.encode("utf-8")) > limit else 0
 
     def _rate_ok(self, windows: dict[str, deque[float]], key: str, per_minute: int) -> bool:
+        return self._windows_ok(key, (windows, per_minute, 60.0))
+
+    def _windows_ok(self, key: str, *limits: tuple[dict[str, deque[float]], int, float]) -> bool:
+        """Take a slot for key in every (windows, count, seconds) sliding window, or in none when one is full."""
         now = self.now()
-        window = windows[key]
-        while window and window[0] <= now - 60:
-            window.popleft()
-        if len(window) >= per_minute:
+        for windows, _, seconds in limits:
+            window = windows[key]
+            while window and window[0] <= now - seconds:
+                window.popleft()
+        if any(len(windows[key]) >= count for windows, count, _ in limits):
             return False
-        window.append(now)
+        for windows, _, _ in limits:
+            windows[key].append(now)
         return True
+
+    def _user_rate_ok(self, user: str) -> bool:
+        """Per app and member: 30/min and 1000/h; beyond either the message is silently dropped."""
+        return self._windows_ok(user, (self._sent_at, self.per_user_per_minute, 60.0),
+                                (self._sent_hour, self.per_user_per_hour, 3600.0))
+
+    def _media_ok(self, media_id: object, owner: str = "") -> bool:
+        media = self.media.get(str(media_id))
+        return media is not None and media.owner == owner and media.expires > self.now()
+
+    @staticmethod
+    def _media_problem(kind: str, data: bytes) -> tuple[int, str] | None:
+        """Size and format rules of an upload (§3.5, §4): (errcode, errmsg) or None."""
+        if len(data) <= 5:
+            return 40006, "invalid file size"
+        if kind == "image":
+            if len(data) > APP_IMAGE_LIMIT:
+                return 40009, "invalid image size"
+            if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8")):
+                return 40004, "invalid media type"
+        elif kind == "voice":
+            if len(data) > VOICE_LIMIT:
+                return 40006, "invalid file size"
+            if not data.startswith(b"#!AMR"):
+                return 40004, "invalid media type"
+        elif kind == "video":
+            if len(data) > VIDEO_LIMIT:
+                return 40006, "invalid file size"
+            if data[4:8] != b"ftyp":  # MP4
+                return 40004, "invalid media type"
+        elif len(data) > FILE_LIMIT:
+            return 40006, "invalid file size"
+        return None
+
+    @staticmethod
+    async def _media_part(request: web.Request) -> tuple[bytes, str, str] | None:
+        """The multipart part named `media` (it must carry a filename): (data, filename, content type)."""
+        found: tuple[bytes, str, str] | None = None
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, aiohttp.BodyPartReader) and part.name == "media":
+                    found = (bytes(await part.read()), part.filename or "",
+                             part.headers.get("Content-Type", "application/octet-stream"))
+        except (ValueError, AssertionError, aiohttp.ClientError):
+            found = None
+        return found if found is not None and found[1] else None
+
+    @staticmethod
+    def _fingerprint(data: dict[str, Any]) -> str:
+        """What makes two message/send calls "the same message": everything but the duplicate-check knobs."""
+        return json.dumps({k: v for k, v in data.items()
+                           if k not in ("enable_duplicate_check", "duplicate_check_interval")},
+                          sort_keys=True, ensure_ascii=False)
+
+    def _duplicate(self, data: dict[str, Any], fingerprint: str) -> bool:
+        """enable_duplicate_check=1 and the same message was delivered less than the interval ago."""
+        if data.get("enable_duplicate_check") not in (1, "1"):
+            return False
+        interval = data.get("duplicate_check_interval", DUPLICATE_CHECK_INTERVAL)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+            interval = DUPLICATE_CHECK_INTERVAL
+        last = self._delivered_at.get(fingerprint)
+        return last is not None and self.now() - last < min(float(interval), DUPLICATE_CHECK_MAX)
 
     # -- gettoken ----------------------------------------------------------------------------------------
 
@@ -271,6 +380,9 @@ class FakeWeCom:
             return self._answer(PATH_GETTOKEN, 40013, "invalid corpid")
         if request.query.get("corpsecret") != self.secret:
             return self._answer(PATH_GETTOKEN, 40001, "invalid credential")
+        if self.gettoken_per_minute is not None and not self._rate_ok(self._gettoken_at, "",
+                                                                      self.gettoken_per_minute):
+            return self._answer(PATH_GETTOKEN, 45009, "api freq out of limit")
         now = self.now()
         live = [(t, exp) for t, exp in self.tokens.items() if exp > now]
         if live:  # re-fetching within the validity returns the same token
@@ -329,10 +441,8 @@ class FakeWeCom:
             return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
         if msgtype == "markdown" and (code := self._too_long(body.get("content"), APP_MARKDOWN_LIMIT)):
             return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
-        if msgtype == "image":
-            media = self.media.get(str(body.get("media_id")))
-            if media is None or media.expires <= self.now():
-                return self._answer(path, 40007, "invalid media_id")
+        if msgtype in ("image", "voice", "video", "file") and not self._media_ok(body.get("media_id")):
+            return self._answer(path, 40007, "invalid media_id")
         if msgtype == "template_card" and (problem := self._card_problem(body)):
             return self._answer(path, 40058, problem)
         wanted = [u for u in str(data.get("touser", "")).split("|") if u]
@@ -343,17 +453,24 @@ class FakeWeCom:
         if not valid:
             return self._answer(path, 81013, "user & party & tag all invalid")
         extra: dict[str, Any] = {"invaliduser": "|".join(invalid), "msgid": f"msg{next(self._ids)}"}
+        fingerprint = self._fingerprint(data)
+        if self._duplicate(data, fingerprint):  # swallowed: answered ok, never delivered
+            self.duplicates.append(data)
+            return self._answer(path, 0, **extra)
         if msgtype == "template_card" and body.get("card_type") == "button_interaction":
             self.task_ids.add(body["task_id"])
             code = f"rc{next(self._ids)}x{random.getrandbits(48):012x}"
             self.response_codes[code] = ResponseCode(tuple(valid), body["task_id"], self.now() + RESPONSE_CODE_TTL)
             extra["response_code"] = code
-        over = [] if isinstance(fault, Fault) else [
-            u for u in valid if not self._rate_ok(self._sent_at, u, self.per_user_per_minute)]
+        over = [] if isinstance(fault, Fault) else [u for u in valid if not self._user_rate_ok(u)]
         if isinstance(fault, Fault) or over:  # silently dropped: answered ok, never delivered
             self.dropped.append(data)
         else:
             self.messages.append(data)
+            self._delivered_at[fingerprint] = self.now()
+            if msgtype == "template_card" and body.get("card_type") == "button_interaction":
+                for u in valid:
+                    self.card_views[(body["task_id"], u)] = CardView(body)
         return self._answer(path, 0, **extra)
 
     # -- update_template_card ----------------------------------------------------------------------------
@@ -382,7 +499,25 @@ class FakeWeCom:
             return self._answer(path, 40058, "button or template_card required")
         rc.used = True
         self.updates.append(data)
+        self._apply_update(rc, data)
         return self._answer(path, 0)
+
+    def _apply_update(self, rc: ResponseCode, data: dict[str, Any]) -> None:
+        """Record the new state of the addressed members' cards (userids, or every holder of the code)."""
+        wanted = data.get("userids")
+        users = rc.users if data.get("atall") == 1 or not isinstance(wanted, list) or not wanted \
+            else [u for u in rc.users if u in wanted]
+        for u in users:
+            view = self.card_views.get((rc.task_id, u))
+            if view is None:
+                continue
+            if "button" in data:
+                view.replace_name = data["button"]["replace_name"]
+            else:
+                view.card, view.replace_name = data["template_card"], None
+                new_task = view.card.get("task_id")
+                if isinstance(new_task, str):  # later clicks carry the new task_id
+                    self.card_views[(new_task, u)] = view
 
     # -- media/upload ------------------------------------------------------------------------------------
 
@@ -396,25 +531,12 @@ class FakeWeCom:
         kind = request.query.get("type")
         if kind not in ("image", "voice", "video", "file"):
             return self._answer(path, 40005, "invalid file type")
-        found: tuple[bytes, str, str] | None = None
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                if isinstance(part, aiohttp.BodyPartReader) and part.name == "media":
-                    found = (bytes(await part.read()), part.filename or "",
-                             part.headers.get("Content-Type", "application/octet-stream"))
-        except (ValueError, AssertionError, aiohttp.ClientError):
-            found = None
-        if found is None or not found[1]:
+        found = await self._media_part(request)
+        if found is None:
             return self._answer(path, 41005, "media data missing")
         data, filename, content_type = found
-        if len(data) <= 5:
-            return self._answer(path, 40006, "invalid file size")
-        if kind == "image":
-            if len(data) > APP_IMAGE_LIMIT:
-                return self._answer(path, 40009, "invalid image size")
-            if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8")):
-                return self._answer(path, 40004, "invalid media type")
+        if (problem := self._media_problem(kind, data)) is not None:
+            return self._answer(path, *problem)
         media_id = f"media{next(self._ids)}-{random.getrandbits(48):012x}"
         self.media[media_id] = Media(kind, data, filename, content_type, self.now() + MEDIA_TTL)
         self.log.append((path, 0))
@@ -443,6 +565,10 @@ class FakeWeCom:
             return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
         if msgtype == "markdown" and (code := self._too_long(body.get("content"), ROBOT_MARKDOWN_LIMIT)):
             return self._answer(path, code, "content size out of limit" if code == 45002 else "empty content")
+        if msgtype in ("file", "voice") and not self._media_ok(body.get("media_id"), key):
+            return self._answer(path, 40007, "invalid media_id")
+        if msgtype == "template_card" and body.get("card_type") not in ("text_notice", "news_notice"):
+            return self._answer(path, 40058, "robot template_card must be text_notice or news_notice")
         if msgtype == "image":
             try:
                 raw = base64.b64decode(str(body.get("base64", "")), validate=True)
@@ -464,6 +590,30 @@ class FakeWeCom:
         else:
             self.robot_messages.append((key, data))
         return self._answer(path, 0)
+
+    async def _robot_upload(self, request: web.Request) -> web.Response:
+        """webhook/upload_media?key=&type=file|voice: multipart part `media` → a media_id for this robot."""
+        path = PATH_ROBOT_UPLOAD
+        fault = await self._fault(path)
+        if isinstance(fault, web.Response):
+            return fault
+        key = request.query.get("key", "")
+        if key not in self.robots.values():
+            return self._answer(path, 93000, "invalid webhook url")
+        kind = request.query.get("type")
+        if kind not in ("file", "voice"):
+            return self._answer(path, 40005, "invalid file type")
+        found = await self._media_part(request)
+        if found is None:
+            return self._answer(path, 41005, "media data missing")
+        data, filename, content_type = found
+        if (problem := self._media_problem(kind, data)) is not None:
+            return self._answer(path, *problem)
+        media_id = f"rmedia{next(self._ids)}-{random.getrandbits(48):012x}"
+        self.media[media_id] = Media(kind, data, filename, content_type, self.now() + MEDIA_TTL, owner=key)
+        self.log.append((path, 0))
+        return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
+                                  "created_at": str(int(time.time()))})
 
 
 # -- callbacks (WeCom → bot) -----------------------------------------------------------------------------
@@ -565,6 +715,39 @@ class CallbackDriver:
                 f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('event')}</MsgType><Event>{_cdata(event)}</Event>"
                 f"<EventKey>{_cdata('')}</EventKey><AgentID>{self.agent_id}</AgentID></xml>")
 
+    def check_reply(self, xml: str, user: str | None = None) -> dict[str, Any]:
+        """Decrypt a passive reply and check it the way WeCom would before showing it (§1.6, §2.4): From =
+        CorpID, To = the member (when given), numeric CreateTime, and per MsgType: text with 1..2048-byte
+        Content, update_button with a ReplaceName, update_template_card with a TemplateCard. Returns the
+        plaintext's fields; ValueError says what is wrong."""
+        try:
+            fields = xmltodict.parse(self.decrypt_reply(xml))["xml"]
+        except (KeyError, TypeError, ValueError, ExpatError) as exc:
+            raise ValueError(f"passive reply unreadable: {exc}") from None
+        if not isinstance(fields, dict):
+            raise ValueError("passive reply has no fields")
+        if fields.get("FromUserName") != self.corp_id:
+            raise ValueError("passive reply FromUserName is not the CorpID")
+        if user is not None and fields.get("ToUserName") != user:
+            raise ValueError("passive reply ToUserName is not the member")
+        if not str(fields.get("CreateTime", "")).isdigit():
+            raise ValueError("passive reply CreateTime missing")
+        kind = fields.get("MsgType")
+        if kind == "text":
+            content = fields.get("Content")
+            if not isinstance(content, str) or not content or len(content.encode("utf-8")) > TEXT_LIMIT:
+                raise ValueError("passive text Content empty or over 2048 bytes")
+        elif kind == "update_button":
+            button = fields.get("Button")
+            if not isinstance(button, dict) or not button.get("ReplaceName"):
+                raise ValueError("update_button without Button/ReplaceName")
+        elif kind == "update_template_card":
+            if not isinstance(fields.get("TemplateCard"), dict):
+                raise ValueError("update_template_card without TemplateCard")
+        else:
+            raise ValueError(f"passive reply MsgType {kind!r} not supported")
+        return fields
+
     def decrypt_reply(self, xml: str) -> str:
         """Verify and decrypt a passive reply envelope (Encrypt, MsgSignature, TimeStamp, Nonce)."""
         env = xmltodict.parse(xml)["xml"]
@@ -597,11 +780,15 @@ class CallbackDriver:
         return await self._attempt(session, "GET", self.url(base, params), None, deadline), plain
 
     async def deliver(self, session: aiohttp.ClientSession, base: str, plaintext: str, *, retries: int = 3,
-                      deadline: float = 5.0, tamper: str | None = None) -> list[Delivery]:
-        """POST one callback; on timeout or non-200 re-send the same request, up to `retries` more times."""
+                      deadline: float = 5.0, tamper: str | None = None, replays: int = 0) -> list[Delivery]:
+        """POST one callback; on timeout or non-200 re-send the same request, up to `retries` more times.
+        replays: afterwards push the identical request (same nonce, signature and body) that many more times,
+        as WeCom does when it missed the answer; every attempt is returned, in order."""
         params, body = self.post(plaintext, tamper=tamper)
         url = self.url(base, params)
         attempts = [await self._attempt(session, "POST", url, body, deadline)]
         while attempts[-1].status != 200 and len(attempts) <= retries:
+            attempts.append(await self._attempt(session, "POST", url, body, deadline))
+        for _ in range(replays):
             attempts.append(await self._attempt(session, "POST", url, body, deadline))
         return attempts
