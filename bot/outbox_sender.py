@@ -17,7 +17,7 @@ from bot import parts
 from bot.group_commit import GroupCommit
 from bot.parts import Part
 from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
-from bot.transport import SendError, Target, Transport
+from bot.transport import RESEND_WINDOW, SendError, Target, Transport
 from cards.model import Message
 from core import outbox
 from core.config import ConfigError
@@ -28,6 +28,7 @@ from core.models.messaging import fit_key
 log = logging.getLogger(__name__)
 
 BATCHES_IN_FLIGHT = 2  # a claimed batch may still be sending while the next one is claimed
+RESEND_WINDOW_MAX = 4 * 3600  # seconds: WeCom's largest duplicate_check_interval
 ALERT_PREFIX = "outbox-dead:"  # dedupe_key prefix of the admin alert about a dead letter
 # Webhook keys, tokens and session ids travel in URLs, and URLs end up in exception texts.
 _SECRET_PARAM = re.compile(r"\b((?:key|access_token|token|sign|secret|session)=)[^&\s'\"]+", re.IGNORECASE)
@@ -370,6 +371,7 @@ class OutboxSender:
                 self.limiter.unreserve(target, now)
         if later is not None:
             return "released", later
+        window = RESEND_WINDOW.set(_resend_window(item, now))
         try:
             async with asyncio.timeout(self.settings.send_timeout):
                 await transport.send(target, message)
@@ -384,6 +386,8 @@ class OutboxSender:
         except Exception as exc:  # a transport bug or an unwrapped network error: retry, keep the loop
             log.debug("outbox sender: traceback of %s", item.dedupe_key, exc_info=True)
             return await self._failed(item, f"unexpected {type(exc).__name__}: {exc}", retryable=True), None
+        finally:
+            RESEND_WINDOW.reset(window)
         await self._sent(item)
         return "sent", None
 
@@ -445,6 +449,15 @@ class OutboxSender:
                 f"目标：{where}\n标识：{item.dedupe_key}\n原因：{error[:300]}")
         message = Message("text", text=body)
         return [(f"{ALERT_PREFIX}{item.id}:{n}", t, message) for n, t in enumerate(self.admin_targets)]
+
+
+def _resend_window(item: outbox.Claimed, now: datetime) -> int | None:
+    """For RESEND_WINDOW: None on a first attempt; else the seconds since the row was queued plus a minute,
+    within WeCom's 4 h maximum (an earlier attempt of this row may have been delivered at any time since)."""
+    if item.attempts <= 1:
+        return None
+    since = (now - item.created_at).total_seconds() if item.created_at is not None else 0.0
+    return int(min(RESEND_WINDOW_MAX, max(60.0, since + 60.0)))
 
 
 def _rate_key(target: dict[str, Any]) -> str:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cards.model import Message
 
 TARGET_KINDS = ("user", "group", "robot", "session")
+
+# Set by the outbox sender while it re-sends a row (attempt 2 and later): seconds since the row's first attempt
+# plus a margin. A platform that can drop a message identical to one it delivered within a window (WeCom's
+# enable_duplicate_check) uses it, so a send that reached the user but whose answer was lost (a timeout) does
+# not reach them twice. None on a first attempt: a first attempt is never swallowed.
+RESEND_WINDOW: ContextVar[int | None] = ContextVar("jxcbot_resend_window", default=None)
 
 
 @dataclass(frozen=True)

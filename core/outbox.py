@@ -30,6 +30,7 @@ class Claimed:
     message: dict[str, Any]
     attempts: int
     lease_until: datetime
+    created_at: datetime | None = None  # when the row was queued
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,10 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int, lease_seco
     stmt = (update(OutboxMessage.__table__)
             .where(t.id.in_(ids), t.status.in_(_OPEN), t.next_attempt_at <= now)
             .values(status="sending", attempts=t.attempts + 1, next_attempt_at=lease_until)
-            .returning(t.id, t.dedupe_key, t.target, t.message, t.attempts))
+            .returning(t.id, t.dedupe_key, t.target, t.message, t.attempts, t.created_at))
     rows = {r.id: r for r in await session.execute(stmt)}
     return [Claimed(i, rows[i].dedupe_key, json.loads(rows[i].target), json.loads(rows[i].message),
-                    rows[i].attempts, lease_until) for i in ids if i in rows]
+                    rows[i].attempts, lease_until, rows[i].created_at) for i in ids if i in rows]
 
 
 async def states(session: AsyncSession, keys: Iterable[str]) -> dict[str, tuple[str, datetime]]:

@@ -573,3 +573,31 @@ def test_outbox_config_from_the_raw_settings():
                 {"max_attempts": "many"}, {"lease_seconds": 10}):
         with pytest.raises(ConfigError):
             parse_outbox_config({"outbox": bad})
+
+
+async def test_a_wecom_send_whose_answer_was_lost_does_not_reach_the_user_twice(db):
+    """WeCom delivered the message but its answer came too late: the sender times out and tries again. The
+    re-send asks WeCom to drop it if an identical message reached the user since the row was queued
+    (enable_duplicate_check), so the user gets it once; a first attempt never asks."""
+    import aiohttp
+
+    from bot.wecom.client import WeComClient, WeComTransport
+    from tests.fakes.wecom import PATH_SEND, FakeWeCom, Fault
+
+    async with FakeWeCom(users={"zhang"}) as fake, aiohttp.ClientSession() as http:
+        fake.inject(PATH_SEND, Fault(late=1.0))
+        app = WeComClient(http, fake.corp_id, fake.agent_id, fake.secret, fake.base_url, timeout=5.0)
+        sender = OutboxSender(db, {"wecom": WeComTransport(app, None)},
+                              settings=SenderSettings(send_timeout=0.3, base_delay=0.05, max_delay=0.1))
+        await put(db, "k1", Target("wecom", "user", "zhang"), "淡奶油 12 kg", datetime.now(UTC))
+        for _ in range(200):
+            await sender.run_once()
+            if (await rows(db))[0].status == "sent":
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)  # the first attempt's late answer has come and gone
+        assert [m["text"]["content"] for m in fake.messages] == ["淡奶油 12 kg"]
+        assert "enable_duplicate_check" not in fake.messages[0]  # the first attempt is never swallowed
+        assert len(fake.duplicates) == 1 and fake.duplicates[0]["enable_duplicate_check"] == 1
+        assert 60 <= fake.duplicates[0]["duplicate_check_interval"] <= 120
+        assert (await rows(db))[0].attempts == 2

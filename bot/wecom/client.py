@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.split import split_utf8
-from bot.transport import SendError, Target
+from bot.transport import RESEND_WINDOW, SendError, Target
 from cards import render
 from cards.model import Message
 
@@ -297,6 +297,9 @@ class WeComClient(_Api):
 
     async def _message(self, user: str, msgtype: str, body: dict[str, Any]) -> dict[str, Any]:
         data = {"touser": user, "msgtype": msgtype, "agentid": self.agent_id, msgtype: body}
+        window = RESEND_WINDOW.get()
+        if window:  # a re-send: WeCom drops it if an identical message reached the user since the first try
+            data.update(enable_duplicate_check=1, duplicate_check_interval=window)
         payload = await self._api(f"message/send {msgtype}", "/cgi-bin/message/send", json=data)
         for field in ("invaliduser", "unlicenseduser"):
             listed = payload.get(field)

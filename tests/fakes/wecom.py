@@ -54,12 +54,15 @@ PATH_ROBOT_UPLOAD = "/cgi-bin/webhook/upload_media"
 @dataclass(frozen=True)
 class Fault:
     """One injected misbehaviour for the next request to a path: an errcode answer (HTTP 200), an HTTP
-    status, a hang of `hang` seconds before answering normally, or `drop`: answer ok, deliver nothing."""
+    status, a hang of `hang` seconds before answering normally, `drop`: answer ok, deliver nothing, or
+    `late`: handle the request normally (a message is delivered) but answer only `late` seconds later — the
+    caller times out without knowing the message arrived (message/send only)."""
 
     errcode: int | None = None
     status: int | None = None
     hang: float | None = None
     drop: bool = False
+    late: float | None = None
 
 
 @dataclass
@@ -250,7 +253,7 @@ class FakeWeCom:
             return web.Response(status=fault.status, text="<html>bad gateway</html>")
         if fault.errcode is not None:
             return self._answer(path, fault.errcode, "injected")
-        return fault if fault.drop else None
+        return fault if fault.drop or fault.late is not None else None
 
     def _check_token(self, request: web.Request, path: str) -> web.Response | None:
         token = request.query.get("access_token")
@@ -430,6 +433,16 @@ class FakeWeCom:
         fault = await self._fault(path)
         if isinstance(fault, web.Response):
             return fault
+        if isinstance(fault, Fault) and fault.late is not None:
+            answer = await self._message_send_now(request, path, None)
+            try:
+                await asyncio.wait_for(self._closing.wait(), fault.late)
+            except TimeoutError:
+                pass
+            return answer
+        return await self._message_send_now(request, path, fault)
+
+    async def _message_send_now(self, request: web.Request, path: str, fault: Fault | None) -> web.Response:
         data = await self._app_body(request, path)
         if isinstance(data, web.Response):
             return data
