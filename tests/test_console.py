@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.server import CONSOLE_LOG, build_app
-from core.models import User
+from core.models import InboundEvent, User
 from tests.factories import seed, seed_chat_users
 
 
@@ -220,3 +220,25 @@ async def test_a_server_with_a_platform_has_no_console(db, settings):
             r = await c.post("/console/api/send", json={"user": "张库管", "text": "库存 奶油"})
             assert r.status in (404, 405)
             assert (await c.get("/healthz")).status == 200
+
+
+async def test_a_card_button_click_goes_through_the_dispatcher_and_is_answered(client, db):
+    """/console/api/click: the click is an inbound event like a message (stored, handled, answered in Chinese);
+    the approvals behind buttons come later, so the answer says so. Bad clicks are 4xx."""
+    before = (await (await client.get("/console/api/messages")).json())["last"]
+    r = await client.post("/console/api/click", json={"user": "张库管", "key": "approval:12:1:approve"})
+    assert r.status == 202
+    for _ in range(200):
+        data = await (await client.get(f"/console/api/messages?after={before}")).json()
+        bot = [m for m in data["messages"] if m["direction"] == "bot" and m["target"]["address"] == "张库管"]
+        if bot:
+            break
+        await asyncio.sleep(0.02)
+    assert "审批功能还未开放" in bot[0]["message"]["text"]
+    async with db.read() as s:
+        stored = (await s.execute(select(func.count()).select_from(InboundEvent)
+                                  .where(InboundEvent.platform == "console"))).scalar_one()
+    assert stored == 1
+    assert (await client.post("/console/api/click", json={"user": "张库管"})).status == 400
+    assert (await client.post("/console/api/click", json={"user": "张库管", "key": "k" * 300})).status == 400
+    assert (await client.post("/console/api/click", json={"key": "approval:1"})).status == 400
