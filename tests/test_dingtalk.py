@@ -549,6 +549,25 @@ async def test_session_webhook_reply_and_expiry(fake: FakeDingTalk, client: Ding
     assert info.value.code == "session-url"
 
 
+async def test_a_session_reply_goes_through_its_fallback_for_images_and_once_the_webhook_expires(
+        fake: FakeDingTalk, client: DingTalkClient) -> None:
+    """With a fallback (the group, or the person, through the OpenAPI): an image goes as sampleImageMsg rather than
+    markdown on the webhook, and a text after the webhook expired still arrives; text before expiry uses the webhook."""
+    inbound = message_to_inbound(fake.text_message("库存 奶油", msg_id="m9"))
+    assert inbound is not None
+    target = Target("dingtalk", "session", inbound.reply["session_webhook"], inbound.reply["session_webhook_expires"],
+                    Target("dingtalk", "user", inbound.user_id))
+    await client.send(target, Message("text", text="奶油：在库 12 箱"))
+    await client.send(target, Message("image", png=PNG, title="趋势"))
+    assert [s.kind for s in fake.messages("session")] == ["text"]
+    assert [s.kind for s in fake.messages("user")] == ["sampleText", "sampleImageMsg"]
+    assert fake.messages("user")[1].payload["photoURL"].startswith("@lADfake")
+    fake.clock.advance(5_400)
+    await client.send(target, Message("text", text="稍后的回复"))
+    assert [s.kind for s in fake.messages("user")][-1] == "sampleText"
+    assert [s.kind for s in fake.messages("session")] == ["text"]
+
+
 # -- custom group robot ---------------------------------------------------------------------------------------------
 
 

@@ -357,7 +357,10 @@ class DingTalkClient:
                 raise SendError("no DingTalk custom robots configured", retryable=False, code="unknown-robot")
             await self.robots.send(target, message)
         elif target.kind == "session":
-            await self._send_session(target, message)
+            if target.fallback is not None and self._via_fallback(target, message):
+                await self._send_openapi(target.fallback, message)
+            else:
+                await self._send_session(target, message)
         else:
             await self._send_openapi(target, message)
 
@@ -430,6 +433,13 @@ class DingTalkClient:
             "cardUpdateOptions": {"updateCardDataByKey": True},
             "userIdType": 1,
         })
+
+    def _via_fallback(self, target: Target, message: Message) -> bool:
+        """Whether a reply meant for a session webhook goes to its fallback (the group or person, OpenAPI)
+        instead: the webhook is about to expire; an image (as markdown `![](@lAD…)` it has been seen to show
+        as raw text, so it goes as sampleImageMsg); or an interactive card (webhooks only carry its text)."""
+        expiring = target.expires_at is not None and self._clock() * 1000 >= target.expires_at - SESSION_MARGIN_MS
+        return expiring or message.kind == "image" or (message.kind == "card" and bool(self.card_template_id))
 
     async def _send_session(self, target: Target, message: Message) -> None:
         what = "POST /robot/sendBySession"
