@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,11 @@ class WeComConfig:
     api_base: str = "https://qyapi.weixin.qq.com"
     robots: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    @property
+    def has_app(self) -> bool:
+        """False when only group robots are configured (no callbacks, no app messages)."""
+        return bool(self.corp_id)
+
 
 @dataclass(frozen=True)
 class DingTalkConfig:
@@ -57,58 +63,104 @@ class DingTalkConfig:
     card_callback_route_key: str | None = None
     public_url: str = ""  # where DingTalk reaches this server, e.g. https://bot.example.com
 
+    @property
+    def has_app(self) -> bool:
+        """False when only custom group robots are configured (no callbacks, no OpenAPI)."""
+        return bool(self.app_key)
+
 
 def _str(section: str, table: Mapping[str, Any], key: str, required: bool = True) -> str:
     value = table.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             env = f"JXCBOT_{section.upper()}_{key.upper()}"
-            raise ConfigError(f"[{section}] {key}", f"缺少该项（密钥请用环境变量 {env} 提供）")
+            raise ConfigError(f"[{section}] {key}", f"缺少该项（也可用环境变量 {env} 提供）")
         return ""
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise ConfigError(f"[{section}] {key}", "必须是字符串")
     return str(value).strip()
 
 
+def _url(section: str, table: Mapping[str, Any], key: str, default: str) -> str:
+    """An http(s) base URL without a trailing slash (default when not set)."""
+    value = _str(section, table, key, False).rstrip("/")
+    if value and not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(f"[{section}] {key}", f"必须是以 https:// 或 http:// 开头的网址，例如 {default or 'https://bot.example.com'}")
+    return value or default
+
+
+_AES_KEY = re.compile(r"^[A-Za-z0-9]{43}$")
+_WECOM_APP_KEYS = ("corp_id", "agent_id", "secret", "token", "encoding_aes_key")
+_DINGTALK_APP_KEYS = ("app_key", "app_secret", "robot_code", "card_template_id", "card_callback_token", "link_secret",
+                      "card_callback_route_key", "public_url", "api_base")
+
+
 def wecom_config(raw: Mapping[str, Any]) -> WeComConfig | None:
-    """The [wecom] section, or None when WeCom is not configured (no corp_id)."""
+    """The [wecom] section, or None when WeCom is not configured. Without corp_id only group robots are set up
+    ([wecom.robots]); any other app key without corp_id is an error rather than WeCom silently switched off."""
     table = raw.get("wecom")
-    if not isinstance(table, Mapping) or not table.get("corp_id"):
+    if not isinstance(table, Mapping):
         return None
+    robots = table.get("robots") or {}
+    if not isinstance(robots, Mapping) or not all(isinstance(v, str) and v.strip() for v in robots.values()):
+        bad = next((k for k, v in robots.items() if not (isinstance(v, str) and v.strip())), None) \
+            if isinstance(robots, Mapping) else None
+        raise ConfigError(f"[wecom.robots] {bad}" if bad else "[wecom.robots]", '每个群机器人写成 名称 = "webhook key"')
+    api_base = _url("wecom", table, "api_base", WeComConfig.api_base)
+    if not table.get("corp_id"):
+        if any(table.get(k) not in (None, "") for k in _WECOM_APP_KEYS):
+            raise ConfigError("[wecom] corp_id", "缺少该项（企业微信管理后台「我的企业」页的企业ID）；"
+                                                 "只用群机器人时只写 [wecom.robots]")
+        return WeComConfig("", 0, "", "", "", api_base, dict(robots)) if robots else None  # robots only
+    agent_value = table.get("agent_id")
+    if isinstance(agent_value, bool | float):
+        raise ConfigError("[wecom] agent_id", "必须是数字（应用详情页的 AgentId）")
     agent = _str("wecom", table, "agent_id")
     if not agent.isdigit():
         raise ConfigError("[wecom] agent_id", "必须是数字（应用详情页的 AgentId）")
     aes = _str("wecom", table, "encoding_aes_key")
-    if len(aes) != 43:
-        raise ConfigError("[wecom] encoding_aes_key", "必须是 43 个字符（接收消息设置页的 EncodingAESKey）")
-    robots = table.get("robots") or {}
-    if not isinstance(robots, Mapping) or not all(isinstance(v, str) and v for v in robots.values()):
-        raise ConfigError("[wecom.robots]", '每个群机器人写成 名称 = "webhook key"')
+    if not _AES_KEY.match(aes):
+        raise ConfigError("[wecom] encoding_aes_key",
+                          "必须是 43 个英文字母或数字（接收消息设置页的 EncodingAESKey，原样复制）")
     return WeComConfig(_str("wecom", table, "corp_id"), int(agent), _str("wecom", table, "secret"),
-                       _str("wecom", table, "token"), aes,
-                       _str("wecom", table, "api_base", False) or WeComConfig.api_base, dict(robots))
+                       _str("wecom", table, "token"), aes, api_base, dict(robots))
 
 
 def dingtalk_config(raw: Mapping[str, Any]) -> DingTalkConfig | None:
-    """The [dingtalk] section, or None when DingTalk is not configured (no app_key)."""
+    """The [dingtalk] section, or None when DingTalk is not configured. Without app_key only custom group robots
+    are set up ([dingtalk.robots]); any other app key without app_key is an error."""
     table = raw.get("dingtalk")
-    if not isinstance(table, Mapping) or not table.get("app_key"):
+    if not isinstance(table, Mapping):
         return None
     robots = table.get("robots") or {}
-    if not isinstance(robots, Mapping) or not all(isinstance(v, Mapping) and v.get("access_token")
-                                                  for v in robots.values()):
-        raise ConfigError("[dingtalk.robots]", "每个群机器人写成 名称 = { access_token = \"…\", secret = \"SEC…\" }")
+    shape = "每个群机器人写成 名称 = { access_token = \"…\", secret = \"SEC…\" }"
+    if not isinstance(robots, Mapping):
+        raise ConfigError("[dingtalk.robots]", shape)
+    for name, robot in robots.items():
+        if not isinstance(robot, Mapping) or not robot.get("access_token"):
+            raise ConfigError(f"[dingtalk.robots] {name}", shape)
+        for key in ("access_token", "secret", "keyword"):
+            if key in robot and not isinstance(robot[key], str):
+                raise ConfigError(f"[dingtalk.robots] {name}", f"{key} 必须是字符串（用引号括起来）。{shape}")
+    oapi_base = _url("dingtalk", table, "oapi_base", DingTalkConfig.oapi_base)
+    if not table.get("app_key"):
+        if any(table.get(k) not in (None, "") for k in _DINGTALK_APP_KEYS):
+            raise ConfigError("[dingtalk] app_key", "缺少该项（钉钉开发者后台应用凭证中的 AppKey/Client ID）；"
+                                                    "只用群机器人时只写 [dingtalk.robots]")
+        if not robots:
+            return None
+        return DingTalkConfig("", "", oapi_base=oapi_base, robots={k: dict(v) for k, v in robots.items()})
     return DingTalkConfig(
         _str("dingtalk", table, "app_key"), _str("dingtalk", table, "app_secret"),
         _str("dingtalk", table, "robot_code", False),
-        _str("dingtalk", table, "api_base", False) or DingTalkConfig.api_base,
-        _str("dingtalk", table, "oapi_base", False) or DingTalkConfig.oapi_base,
+        _url("dingtalk", table, "api_base", DingTalkConfig.api_base),
+        oapi_base,
         _str("dingtalk", table, "card_template_id", False) or None,
         _str("dingtalk", table, "card_callback_token", False) or None,
         {k: dict(v) for k, v in robots.items()},
         _str("dingtalk", table, "link_secret", False) or None,
         _str("dingtalk", table, "card_callback_route_key", False) or None,
-        _str("dingtalk", table, "public_url", False).rstrip("/"))
+        _url("dingtalk", table, "public_url", ""))
 
 
 def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
@@ -211,16 +263,21 @@ def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
         async with aiohttp.ClientSession() as session:
             if wecom is not None:
                 register("wecom", WeComTransport(
-                    WeComClient(session, wecom.corp_id, wecom.agent_id, wecom.secret, wecom.api_base),
+                    WeComClient(session, wecom.corp_id, wecom.agent_id, wecom.secret, wecom.api_base)
+                    if wecom.has_app else None,
                     WeComRobotClient(session, wecom.robots, wecom.api_base) if wecom.robots else None))
             if dingtalk is not None:
                 robots = DingTalkRobotClient(session, dingtalk.robots, dingtalk.oapi_base) if dingtalk.robots else None
-                client = DingTalkClient(session, dingtalk.app_key, dingtalk.app_secret, dingtalk.robot_code,
-                                        dingtalk.api_base, dingtalk.oapi_base,
-                                        card_template_id=dingtalk.card_template_id,
-                                        card_callback_route_key=dingtalk.card_callback_route_key, robots=robots)
-                await _register_card_callback(client, dingtalk)
-                register("dingtalk", client)
+                if not dingtalk.has_app:  # custom group robots only
+                    if robots is not None:
+                        register("dingtalk", robots)
+                else:
+                    client = DingTalkClient(session, dingtalk.app_key, dingtalk.app_secret, dingtalk.robot_code,
+                                            dingtalk.api_base, dingtalk.oapi_base,
+                                            card_template_id=dingtalk.card_template_id,
+                                            card_callback_route_key=dingtalk.card_callback_route_key, robots=robots)
+                    await _register_card_callback(client, dingtalk)
+                    register("dingtalk", client)
             yield
 
     return ctx

@@ -49,9 +49,9 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
         app.add_routes(console.routes(console_log, db, dispatcher.accept))
     app.router.add_get("/healthz", healthz)
     wecom, dingtalk = platforms.wecom_config(settings.raw), platforms.dingtalk_config(settings.raw)
-    if wecom is not None:
+    if wecom is not None and wecom.has_app:  # group robots alone receive nothing
         app.add_routes(platforms.wecom_routes(wecom, dispatcher.accept))
-    if dingtalk is not None:
+    if dingtalk is not None and dingtalk.has_app:
         app.add_routes(platforms.dingtalk_routes(dingtalk, dispatcher.accept))
     if wecom is not None or dingtalk is not None:
         def register(name: str, transport: Transport) -> None:
