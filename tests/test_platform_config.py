@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from cards.model import Message
 from core.config import ConfigError, load_config
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.wecom import FakeWeCom
+from tests.waiting import until
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 letters/digits
 
@@ -334,14 +334,6 @@ def test_group_robots_alone_are_a_valid_setup_without_callbacks():
 # -- transports registered at start ---------------------------------------------------------------------------
 
 
-async def _until(predicate, what: str) -> None:
-    for _ in range(300):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 async def both():
     """A fake WeCom with robot "warehouse" and a fake DingTalk with a signed robot "ops"."""
@@ -385,8 +377,8 @@ async def test_queued_robot_messages_reach_both_fakes(db, settings, both):
         await db.write(lambda s: enqueue_message(s, "robot:dingtalk:1", Target("dingtalk", "robot", "ops"),
                                                  Message("text", text="钉钉群：淡奶油库存不足"), now))
         sender.wake()
-        await _until(lambda: wecom.robot_messages, "the WeCom robot message")
-        await _until(lambda: dingtalk.messages("robot"), "the DingTalk robot message")
+        await until(lambda: wecom.robot_messages, "the WeCom robot message")
+        await until(lambda: dingtalk.messages("robot"), "the DingTalk robot message")
     key, payload = wecom.robot_messages[0]
     assert key == wecom.robot_key("warehouse")
     assert payload["msgtype"] == "text" and "企微群：淡奶油库存不足" in payload["text"]["content"]
@@ -428,7 +420,7 @@ async def test_robots_only_the_messages_go_out_and_no_callback_is_served(db, set
         await db.write(lambda s: enqueue_message(s, "robot:dingtalk:2", Target("dingtalk", "robot", "ops"),
                                                  Message("text", text="钉钉群：盘点提醒"), now))
         app[SENDER].wake()
-        await _until(lambda: wecom.robot_messages, "the WeCom robot message")
-        await _until(lambda: dingtalk.messages("robot"), "the DingTalk robot message")
+        await until(lambda: wecom.robot_messages, "the WeCom robot message")
+        await until(lambda: dingtalk.messages("robot"), "the DingTalk robot message")
     assert "企微群：盘点提醒" in str(wecom.robot_messages[0][1])
     assert "钉钉群：盘点提醒" in str(dingtalk.messages("robot")[0].payload)

@@ -17,6 +17,7 @@ from core.models import User
 from tests.factories import seed_stocked
 from tests.fakes.dingtalk import FakeDingTalk, signed_callback
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
+from tests.waiting import until
 
 TOKEN = "jxcbotTestToken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
@@ -28,14 +29,6 @@ async def _seed(db, settings) -> None:
         s.add(User(name="王经理", dingtalk_staff_id="manager01", roles="manager"))
 
     await db.write(setup)
-
-
-async def _until(predicate, what: str) -> None:
-    for _ in range(300):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -63,7 +56,7 @@ async def test_wecom_stock_query_is_answered_once_despite_retries(wecom):
         params, body = driver.post(xml)
         r = await client.post("/wecom/callback", params=params, data=body)
         assert r.status == 200
-    await _until(lambda: fake.messages, "the reply at the fake WeCom")
+    await until(lambda: fake.messages, "the reply at the fake WeCom")
     await asyncio.sleep(0.2)
     assert len(fake.messages) == 1
     sent = fake.messages[0]
@@ -113,7 +106,7 @@ async def test_wecom_callback_not_stored_is_503_and_its_retry_goes_through(wecom
     monkeypatch.setattr(stores, "submit", real)
     r = await client.post("/wecom/callback", params=params, data=body)  # WeCom's retry: identical request
     assert r.status == 200
-    await _until(lambda: fake.messages, "the reply at the fake WeCom")
+    await until(lambda: fake.messages, "the reply at the fake WeCom")
     await asyncio.sleep(0.2)
     assert len(fake.messages) == 1 and "淡奶油" in str(fake.messages[0])
 
@@ -136,7 +129,7 @@ async def test_dingtalk_stock_query_answered_through_the_session_webhook_once(di
         headers, body = signed_callback(payload, fake.app_secret)
         r = await client.post("/dingtalk/callback", headers=headers, data=body)
         assert r.status == 200
-    await _until(lambda: fake.sent, "the reply at the fake DingTalk")
+    await until(lambda: fake.sent, "the reply at the fake DingTalk")
     await asyncio.sleep(0.2)
     assert len(fake.sent) == 1
     assert fake.sent[0].channel == "session" and "淡奶油" in str(fake.sent[0].payload)
@@ -147,7 +140,7 @@ async def test_dingtalk_unregistered_sender_is_told_how_to_register(dingtalk):
     headers, body = signed_callback(fake.text_message("库存 奶油", staff_id="nobody", msg_id="dmsg-2"),
                                     fake.app_secret)
     assert (await client.post("/dingtalk/callback", headers=headers, data=body)).status == 200
-    await _until(lambda: fake.sent, "the reply")
+    await until(lambda: fake.sent, "the reply")
     assert "登记" in str(fake.sent[0].payload) and "淡奶油" not in str(fake.sent[0].payload)
 
 
@@ -180,7 +173,7 @@ async def test_dingtalk_callback_not_stored_is_503_and_its_retry_goes_through(di
     assert r.status == 503 and "dingtalk callback could not be stored" in caplog.text
     monkeypatch.setattr(stores, "submit", real)
     assert (await client.post("/dingtalk/callback", headers=headers, data=body)).status == 200
-    await _until(lambda: fake.sent, "the reply at the fake DingTalk")
+    await until(lambda: fake.sent, "the reply at the fake DingTalk")
     await asyncio.sleep(0.2)
     assert len(fake.sent) == 1
 
@@ -203,5 +196,5 @@ async def test_dingtalk_card_callback_is_registered_at_start_and_clicks_arrive(d
             await client.server.app[SENDER].transports["dingtalk"].send(Target("dingtalk", "user", "manager01"), card)
             status, _answer = await fake.click(http, next(iter(fake.cards)), "manager01", "approval:1:1:approve")
             assert status == 200
-            await _until(lambda: any(s.channel == "user" and "审批" in str(s.payload) for s in fake.sent),
+            await until(lambda: any(s.channel == "user" and "审批" in str(s.payload) for s in fake.sent),
                          "the answer to the click")

@@ -558,14 +558,22 @@ class FakeWeCom:
 
     # -- group robot -------------------------------------------------------------------------------------
 
-    async def _robot_send(self, request: web.Request) -> web.Response:
-        path = PATH_ROBOT
+    async def _robot_call(self, request: web.Request, path: str) -> tuple[str, Fault | None] | web.Response:
+        """A robot endpoint's first steps: the injected fault, then the webhook key → (key, drop marker)."""
         fault = await self._fault(path)
         if isinstance(fault, web.Response):
             return fault
         key = request.query.get("key", "")
         if key not in self.robots.values():
             return self._answer(path, 93000, "invalid webhook url")
+        return key, fault
+
+    async def _robot_send(self, request: web.Request) -> web.Response:
+        path = PATH_ROBOT
+        call = await self._robot_call(request, path)
+        if isinstance(call, web.Response):
+            return call
+        key, fault = call
         data = await self._json(request)
         if data is None:
             return self._answer(path, 40058, "data format error, Warning: wrong json format.")
@@ -607,12 +615,10 @@ class FakeWeCom:
     async def _robot_upload(self, request: web.Request) -> web.Response:
         """webhook/upload_media?key=&type=file|voice: multipart part `media` → a media_id for this robot."""
         path = PATH_ROBOT_UPLOAD
-        fault = await self._fault(path)
-        if isinstance(fault, web.Response):
-            return fault
-        key = request.query.get("key", "")
-        if key not in self.robots.values():
-            return self._answer(path, 93000, "invalid webhook url")
+        call = await self._robot_call(request, path)
+        if isinstance(call, web.Response):
+            return call
+        key, _fault = call
         kind = request.query.get("type")
         if kind not in ("file", "voice"):
             return self._answer(path, 40005, "invalid file type")
