@@ -541,20 +541,7 @@ class FakeWeCom:
             return fault
         if (bad := self._check_token(request, path)) is not None:
             return bad
-        kind = request.query.get("type")
-        if kind not in ("image", "voice", "video", "file"):
-            return self._answer(path, 40005, "invalid file type")
-        found = await self._media_part(request)
-        if found is None:
-            return self._answer(path, 41005, "media data missing")
-        data, filename, content_type = found
-        if (problem := self._media_problem(kind, data)) is not None:
-            return self._answer(path, *problem)
-        media_id = f"media{next(self._ids)}-{random.getrandbits(48):012x}"
-        self.media[media_id] = Media(kind, data, filename, content_type, self.now() + MEDIA_TTL)
-        self.log.append((path, 0))
-        return web.json_response({"errcode": 0, "errmsg": "", "type": kind, "media_id": media_id,
-                                  "created_at": str(int(time.time()))})
+        return await self._store_media(request, path, ("image", "voice", "video", "file"), "")
 
     # -- group robot -------------------------------------------------------------------------------------
 
@@ -619,8 +606,13 @@ class FakeWeCom:
         if isinstance(call, web.Response):
             return call
         key, _fault = call
+        return await self._store_media(request, path, ("file", "voice"), key)
+
+    async def _store_media(self, request: web.Request, path: str, kinds: tuple[str, ...], owner: str) -> web.Response:
+        """Store the multipart part `media` of an allowed ?type= → its media_id (owner "" = the app, else the
+        robot key that uploaded it; the real endpoints differ in errmsg, "" vs "ok")."""
         kind = request.query.get("type")
-        if kind not in ("file", "voice"):
+        if kind not in kinds:
             return self._answer(path, 40005, "invalid file type")
         found = await self._media_part(request)
         if found is None:
@@ -628,10 +620,10 @@ class FakeWeCom:
         data, filename, content_type = found
         if (problem := self._media_problem(kind, data)) is not None:
             return self._answer(path, *problem)
-        media_id = f"rmedia{next(self._ids)}-{random.getrandbits(48):012x}"
-        self.media[media_id] = Media(kind, data, filename, content_type, self.now() + MEDIA_TTL, owner=key)
+        media_id = f"{'rmedia' if owner else 'media'}{next(self._ids)}-{random.getrandbits(48):012x}"
+        self.media[media_id] = Media(kind, data, filename, content_type, self.now() + MEDIA_TTL, owner=owner)
         self.log.append((path, 0))
-        return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
+        return web.json_response({"errcode": 0, "errmsg": "ok" if owner else "", "type": kind, "media_id": media_id,
                                   "created_at": str(int(time.time()))})
 
 
