@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("text", "markdown", "image", "card")
+KINDS = ("text", "markdown", "image", "card", "link")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,9 @@ class Button:
 @dataclass(frozen=True)
 class Message:
     """One thing to say. kind "text": text; "markdown": title + text (markdown); "image": png (+ title as
-    caption); "card": title + text + buttons, optionally card_id to update a card already sent."""
+    caption); "card": title + text + buttons, optionally card_id to update a card already sent; "link": a
+    link preview — title, text as its description, url (http/https) and optionally pic_url (WeCom news,
+    DingTalk link)."""
 
     kind: str
     text: str = ""
@@ -29,12 +31,16 @@ class Message:
     png: bytes | None = field(default=None, repr=False)
     buttons: tuple[Button, ...] = ()
     card_id: str | None = None
+    url: str = ""
+    pic_url: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown message kind {self.kind!r}")
         if self.kind == "image" and not self.png:
             raise ValueError("an image message needs png bytes")
+        if self.kind == "link" and (not self.title or not self.url.startswith(("https://", "http://"))):
+            raise ValueError("a link message needs a title and an http(s) url")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (the outbox stores this)."""
@@ -45,6 +51,10 @@ class Message:
             out["buttons"] = [{"label": b.label, "key": b.key, "style": b.style} for b in self.buttons]
         if self.card_id is not None:
             out["card_id"] = self.card_id
+        if self.url:
+            out["url"] = self.url
+        if self.pic_url:
+            out["pic_url"] = self.pic_url
         return out
 
     @classmethod
@@ -57,9 +67,16 @@ class Message:
             png=base64.b64decode(data["png"]) if data.get("png") else None,
             buttons=tuple(Button(b["label"], b["key"], b.get("style", "default")) for b in data.get("buttons", ())),
             card_id=data.get("card_id"),
+            url=data.get("url", ""),
+            pic_url=data.get("pic_url", ""),
         )
 
 
 def text(body: str) -> Message:
     """A plain text message."""
     return Message("text", text=body)
+
+
+def link_text(message: Message) -> str:
+    """A link message as plain text, for places that cannot show a link preview: title, description, URL."""
+    return "\n".join(x for x in (message.title, message.text, message.url) if x)

@@ -659,3 +659,25 @@ async def test_secrets_never_logged(fake: FakeDingTalk, http: aiohttp.ClientSess
     for secret in (fake.app_secret, ROBOT_SECRET, "robot-token-1", *fake.tokens):
         assert secret not in text
     assert fake.tokens  # the check above did look at real tokens
+
+
+async def test_a_link_goes_as_sample_link_link_or_a_robot_link_with_its_keyword(
+        fake: FakeDingTalk, client: DingTalkClient, http: aiohttp.ClientSession) -> None:
+    link = Message("link", title="十一月库存健康报告", text="周转天数、呆滞品与缺货",
+                   url="https://bot.example.com/reports/2026-11", pic_url="https://bot.example.com/c.png")
+    await client.send(Target("dingtalk", "user", "mgr01"), link)
+    [sent] = fake.messages("user")
+    assert sent.kind == "sampleLink"
+    assert sent.payload == {"title": "十一月库存健康报告", "text": "周转天数、呆滞品与缺货",
+                            "messageUrl": "https://bot.example.com/reports/2026-11",
+                            "picUrl": "https://bot.example.com/c.png"}
+    inbound = message_to_inbound(fake.text_message("报告", msg_id="m-link"))
+    assert inbound is not None
+    await client.send(Target("dingtalk", "session", inbound.reply["session_webhook"],
+                             inbound.reply["session_webhook_expires"]), link)
+    assert fake.messages("session")[-1].payload["link"]["messageUrl"] == link.url
+    fake.add_robot("kw-token", keywords=("库存",))
+    robots = make_robots(fake, http, robots={"kw": {"access_token": "kw-token", "keyword": "库存"}})
+    await robots.send(Target("dingtalk", "robot", "kw"), Message("link", title="月报", url=link.url))
+    body = fake.messages("robot")[-1].payload
+    assert body["msgtype"] == "link" and body["link"]["text"].startswith("库存")  # the robot's keyword, or refused

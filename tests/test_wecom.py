@@ -838,3 +838,27 @@ async def test_transport_routes_by_target_kind(fake: FakeWeCom, client: WeComCli
     with pytest.raises(SendError) as err:
         await transport.send(Target("wecom", "group", "chat1"), Message("text", text="x"))
     assert err.value.retryable is False
+
+
+async def test_a_link_goes_as_one_news_article_cut_to_wecoms_limits(fake: FakeWeCom, client: WeComClient,
+                                                                      robots: WeComRobotClient) -> None:
+    link = Message("link", title="十一月库存健康报告" * 10, text="周转天数、呆滞品与缺货 " * 40,
+                   url="https://bot.example.com/reports/2026-11", pic_url="https://bot.example.com/c.png")
+    await client.send(user(), link)
+    await robots.send(robot(), link)
+    [app] = [m for m in fake.messages if m["msgtype"] == "news"]
+    [(_, by_robot)] = fake.robot_messages
+    for article in (app["news"]["articles"][0], by_robot["news"]["articles"][0]):
+        assert article["url"] == "https://bot.example.com/reports/2026-11"
+        assert article["picurl"] == "https://bot.example.com/c.png"
+        assert len(article["title"].encode()) <= 128 and link.title.startswith(article["title"])
+        assert len(article["description"].encode()) <= 512 and link.text.startswith(article["description"])
+
+
+def test_a_link_needs_a_title_and_an_http_url_and_survives_the_outbox_round_trip() -> None:
+    link = Message("link", title="报告", text="说明", url="https://bot.example.com/r", pic_url="https://x/p.png")
+    assert Message.from_json(json.loads(json.dumps(link.to_json()))) == link
+    for bad in ({"title": "", "url": "https://x"}, {"title": "报告", "url": "javascript:alert(1)"},
+                {"title": "报告", "url": ""}):
+        with pytest.raises(ValueError):
+            Message("link", **bad)

@@ -86,7 +86,7 @@ def _markdown_title(message: Message) -> str:
 
 def webhook_bodies(message: Message, limit: int = WEBHOOK_MAX_BYTES, *,
                    keyword: str | None = None) -> list[dict[str, Any]]:
-    """Custom-robot / sessionWebhook JSON bodies for a text, markdown or card message, each ≤ limit bytes.
+    """Custom-robot / sessionWebhook JSON bodies for a text, markdown, link or card message, each ≤ limit bytes.
 
     Cards become plain text (webhooks cannot show interactive cards); images are handled by the caller.
     keyword: a robot's security keyword, put on its own line before every part that lacks it (a long message
@@ -98,6 +98,11 @@ def webhook_bodies(message: Message, limit: int = WEBHOOK_MAX_BYTES, *,
     def measured(body: Callable[[str], dict[str, Any]]) -> Callable[[str], int]:
         return lambda p: len(_dumps(body(f"{keyword}\n{p}" if keyword else p)).encode())
 
+    if message.kind == "link":
+        fields = _link_fields(message)
+        if keyword and keyword not in fields["title"] + fields["text"]:
+            fields["text"] = tagged(fields["text"])
+        return [{"msgtype": "link", "link": fields}]
     if message.kind == "markdown":
         title = _markdown_title(message)
 
@@ -115,7 +120,9 @@ def webhook_bodies(message: Message, limit: int = WEBHOOK_MAX_BYTES, *,
 
 def openapi_params(message: Message) -> tuple[str, list[dict[str, str]]]:
     """The robot msgKey and the msgParams (each ≤ 15,000 bytes as JSON) of a text, markdown or card (as text)
-    message sent through oToMessages/batchSend or groupMessages/send."""
+    message sent through oToMessages/batchSend or groupMessages/send; a link as sampleLink."""
+    if message.kind == "link":
+        return "sampleLink", [_link_fields(message)]
     if message.kind == "markdown":
         title = _markdown_title(message)
         return "sampleMarkdown", [{"title": title, "text": p} for p in fit(
@@ -123,6 +130,12 @@ def openapi_params(message: Message) -> tuple[str, list[dict[str, str]]]:
     content = card_fallback_text(message) if message.kind == "card" else message.text
     return "sampleText", [{"content": p} for p in fit(
         content, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"content": p}).encode()))]
+
+
+def _link_fields(message: Message) -> dict[str, str]:
+    """A link message as DingTalk's link / sampleLink fields (text is required there: the title stands in)."""
+    return {"title": message.title, "text": message.text or message.title, "messageUrl": message.url,
+            "picUrl": message.pic_url}
 
 
 def _part(kind: str, fields: Mapping[str, str]) -> Message:
@@ -137,7 +150,7 @@ def message_parts(target: Target, message: Message) -> list[Message]:
     robots keep KEYWORD_RESERVE bytes free for a security keyword), an image's caption as text before it
     (users, groups). Cards and other images stay whole. message_parts(target, part) == [part] for every part."""
     openapi = target.kind in ("user", "group")
-    if message.kind == "card":
+    if message.kind in ("card", "link"):
         return [message]
     if message.kind == "image":
         caption = "\n".join(x for x in (message.title, message.text) if x)

@@ -43,6 +43,8 @@ RETRYABLE_ERRORS = frozenset({-1, 45009, 45011, 45033})
 TEXT_LIMIT = 2048  # bytes, app and robot text
 APP_MARKDOWN_LIMIT = 2048  # bytes, app message/send markdown (protocols/wecom.md §3.2)
 ROBOT_MARKDOWN_LIMIT = 4096  # bytes, group robot markdown (§4)
+NEWS_TITLE_LIMIT = 128  # bytes, a news article's title (app and robot)
+NEWS_DESCRIPTION_LIMIT = 512  # bytes, its description
 APP_IMAGE_LIMIT = 10 * 1024 * 1024  # bytes, media/upload image
 ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024  # bytes, robot inline image (raw, before base64)
 MIN_MEDIA = 6  # media/upload wants every file > 5 bytes
@@ -95,9 +97,22 @@ def message_parts(target: Target, message: Message) -> list[Message]:
     if message.kind == "image":
         caption = _pieces("text", message.title, TEXT_LIMIT) if message.title else []
         return [*caption, Message("image", png=message.png)] if caption else [message]
+    if message.kind == "link":  # one news article; its title and description are cut to WeCom's limits
+        return [message]
     if robot or not (message.card_id or message.buttons):  # robots cannot carry callback buttons
         return _pieces("markdown", render.card_markdown(message, "wecom"), markdown_limit)
     return [message]
+
+
+def news_article(message: Message) -> dict[str, str]:
+    """A link message as one WeCom news article (app and robot): title ≤ 128 B, description ≤ 512 B, cut on
+    character boundaries."""
+    article = {"title": split_utf8(message.title, NEWS_TITLE_LIMIT)[0], "url": message.url}
+    if message.text.strip():
+        article["description"] = split_utf8(message.text, NEWS_DESCRIPTION_LIMIT)[0]
+    if message.pic_url:
+        article["picurl"] = message.pic_url
+    return article
 
 
 def _image_type(data: bytes) -> tuple[str, str]:
@@ -275,6 +290,8 @@ class WeComClient(_Api):
             if message.title:
                 await self.send_text(user, message.title)
             await self.send_image(user, message.png or b"")
+        elif message.kind == "link":
+            await self._message(user, "news", {"articles": [news_article(message)]})
         elif message.card_id and await self._try_update(user, message.card_id, message):
             return
         elif message.buttons:
@@ -399,6 +416,8 @@ class WeComRobotClient(_Api):
                 await self.send_image(name, part.png or b"")
             elif part.kind == "markdown":
                 await self.send_markdown(name, _with_title(part, bold=True))
+            elif part.kind == "link":
+                await self.send_news(name, [news_article(part)])
             else:  # a card: no callback buttons on robots (the app sends approval cards)
                 await self.send_markdown(name, render.card_markdown(part, "wecom"))
 
