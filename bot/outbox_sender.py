@@ -359,11 +359,7 @@ class OutboxSender:
         transport = self.transports.get(target.platform)
         if transport is None:
             return await self._failed(item, f"no transport for platform {target.platform!r}", retryable=False), None
-        now = self._clock()
-        if target.kind == "session" and target.expires_at and now.timestamp() * 1000 >= target.expires_at:
-            if target.fallback is None:
-                return await self._failed(item, "session webhook expired", retryable=False), None
-            target = target.fallback  # e.g. the platform was down longer than the webhook lives
+        now = self._clock()  # an expired session webhook is the DingTalk client's to route (Target.fallback)
         later = self.limiter.reserve(target, now)
         if later is None and self.db.dialect == "postgresql":
             later = await self._shared_slot(item, target, now)

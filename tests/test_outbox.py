@@ -404,26 +404,6 @@ async def test_platform_down_for_ten_minutes_then_everything_arrives_once(db):
     assert all(r.status == "sent" and r.sent_at >= T0 + timedelta(seconds=600) for r in await rows(db))
 
 
-async def test_a_session_webhook_expired_before_sending_falls_back_or_goes_dead(db):
-    """DingTalk down longer than a session webhook lives: the reply goes to its fallback (the group or the
-    person through the OpenAPI) instead of being lost; without a fallback it is dead at once, with an alert."""
-    clock = Clock()
-    expires = int((T0 + timedelta(minutes=90)).timestamp() * 1000)
-    down = SendError("busy", retryable=True, code=503)
-    dingtalk = FakeTransport("dingtalk", fail=lambda t, m: down if clock.now < T0 + timedelta(minutes=95) else None)
-    sender = sender_for(db, clock, dingtalk, admin_targets=[Target("dingtalk", "robot", "ops")])
-    hook = "https://oapi.dingtalk.com/robot/sendBySession?session=s1"
-    await put(db, "with", Target("dingtalk", "session", hook, expires, Target("dingtalk", "group", "cid1")), "m1")
-    await put(db, "without", Target("dingtalk", "session", hook, expires), "m2")
-    await drain(sender, clock, step=60)
-    assert [a for a, b in dingtalk.sent if b == "m1"] == ["cid1"]  # to the group, not the dead webhook
-    assert all(b != "m2" for _, b in dingtalk.sent)
-    by_key = {r.dedupe_key: r for r in await rows(db)}
-    assert by_key["with"].status == "sent"
-    assert by_key["without"].status == "dead" and "session webhook expired" in by_key["without"].last_error
-    assert any(a == "ops" and "without" in b for a, b in dingtalk.sent)  # the admins hear of it
-
-
 async def test_start_wake_and_stop_let_the_send_in_flight_finish(db):
     gate = asyncio.Event()
     wecom = FakeTransport("wecom", gate=gate)
