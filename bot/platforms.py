@@ -102,10 +102,12 @@ def wecom_config(raw: Mapping[str, Any]) -> WeComConfig | None:
     if not isinstance(table, Mapping):
         return None
     robots = table.get("robots") or {}
-    if not isinstance(robots, Mapping) or not all(isinstance(v, str) and v.strip() for v in robots.values()):
-        bad = next((k for k, v in robots.items() if not (isinstance(v, str) and v.strip())), None) \
-            if isinstance(robots, Mapping) else None
-        raise ConfigError(f"[wecom.robots] {bad}" if bad else "[wecom.robots]", '每个群机器人写成 名称 = "webhook key"')
+    shape = '每个群机器人写成 名称 = "webhook key"'
+    if not isinstance(robots, Mapping):
+        raise ConfigError("[wecom.robots]", shape)
+    for name, key in robots.items():
+        if not (isinstance(key, str) and key.strip()):
+            raise ConfigError(f"[wecom.robots] {name}", shape)
     api_base = _url("wecom", table, "api_base", WeComConfig.api_base)
     if not table.get("corp_id"):
         if any(table.get(k) not in (None, "") for k in _WECOM_APP_KEYS):
