@@ -15,7 +15,7 @@ from bot.inbound import Inbound
 from bot.transport import Target
 from cards.model import Message
 from core.models import User
-from core.models.masters import roles_zh
+from core.models.masters import parse_roles, roles_zh
 
 MAX_TEXT = 2000
 
@@ -66,7 +66,7 @@ def routes(log: ConsoleLog, db: Any, accept: Any) -> list[web.RouteDef]:
     async def users(_request: web.Request) -> web.Response:
         async with db.read(snapshot=False) as s:
             rows = (await s.execute(select(User.name, User.roles, User.department).order_by(User.id))).all()
-        return web.json_response([{"name": n, "roles": r, "roles_zh": roles_zh(x for x in (r or "").split(",") if x),
+        return web.json_response([{"name": n, "roles": r, "roles_zh": roles_zh(parse_roles(r)),
                                    "department": d} for n, r, d in rows])
 
     async def body(request: web.Request) -> dict[str, Any]:

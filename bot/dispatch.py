@@ -24,7 +24,7 @@ from core import inbound_events
 from core.errors import DomainError
 from core.fastsql import Fast
 from core.models import User
-from core.models.masters import roles_zh
+from core.models.masters import parse_roles, roles_zh
 from handlers.registry import Context, Sender, find
 
 log = logging.getLogger(__name__)
@@ -207,8 +207,7 @@ class Dispatcher:
         user = rows[0] if rows else None
         found = None
         if user is not None:
-            roles = frozenset(r.strip() for r in (user.roles or "").split(",") if r.strip())
-            found = Sender(user.id, user.name, roles, user.department or "")
+            found = Sender(user.id, user.name, parse_roles(user.roles), user.department or "")
         if len(self._senders) >= SENDER_CACHE:
             self._senders.clear()
         self._senders[key] = (now + (SENDER_TTL if found is not None else UNKNOWN_TTL), found)

@@ -16,6 +16,11 @@ ROLES = ("warehouse", "purchasing", "sales", "manager", "admin")
 ROLE_ZH = {"warehouse": "库管", "purchasing": "采购", "sales": "销售", "manager": "主管", "admin": "管理员"}
 
 
+def parse_roles(text: str | None) -> frozenset[str]:
+    """The role codes of a user's comma-separated `roles` column."""
+    return frozenset(r.strip() for r in (text or "").split(",") if r.strip())
+
+
 def roles_zh(roles: Iterable[str]) -> str:
     """Role codes as the Chinese names users know them by, e.g. "主管、管理员" (unknown codes as they are)."""
     ordered = sorted(roles, key=lambda r: (ROLES.index(r) if r in ROLES else len(ROLES), r))
@@ -105,4 +110,4 @@ class User(Base):
 
     def has_role(self, role: str) -> bool:
         """True if the user holds the role."""
-        return role in self.roles.split(",")
+        return role in parse_roles(self.roles)
