@@ -377,7 +377,8 @@ async def cmd_replenish(settings: Settings, args: argparse.Namespace, db: Databa
 async def _replenish_settings(settings: Settings, args: argparse.Namespace, db: Database, today: date) -> int:
     """replenish anchor / fva / strategy."""
     from core.replenish.anchors_db import fva_report, set_anchor
-    from core.replenish.strategies_db import STRATEGY_ZH, set_strategy
+    from core.replenish.strategies_db import set_strategy
+    from core.replenish.why import STRATEGY_ZH
 
     if args.replenish_command == "anchor":
         a = await db.write(lambda s: set_anchor(s, settings, sku=args.sku, month=args.month, qty=args.qty,

@@ -224,6 +224,9 @@ async def test_migration_0003_adds_the_replenishment_tables_and_downgrade_remove
         assert new <= await table_names(db)
         async with db.session() as s:
             assert [u.name for u in (await s.execute(select(User))).scalars()] == ["张库管"]
+            s.add(Product(sku="SUGAR", name="白砂糖", category="原料", stock_unit="kg", purchase_unit="袋",
+                          purchase_factor=25))
+            await s.flush()
             await set_strategy(s, category="原料", strategy="dynamic", by="张库管")
         await db.dispose()
         await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
@@ -253,3 +256,37 @@ async def test_cli_anchor_strategy_and_fva(tmp_path: Path, settings, capsys):
     assert "CREAM" in out and "未结束" in out and "暂不能评估" in out
     assert await run([*base, "fva", "2025-01"]) == 0
     assert "没有人工预测锚点" in capsys.readouterr().out
+
+
+async def test_cli_out_of_range_input_is_a_chinese_error_and_changes_nothing(tmp_path: Path, settings, capsys):
+    """Inputs that used to end in a traceback (OverflowError, decimal.InvalidOperation) or in unbounded work."""
+    from bot.cli import run
+
+    cfg, url = await cli_database(tmp_path, "range")
+    db = Database(url)
+    base = ["--config", cfg, "replenish"]
+    anchor = [*base, "anchor", "CREAM"]
+    who = ["--reason", "团购", "--by", "张库管"]
+    cases = [
+        ([*base, "backtest", "--days", "1000000"], "历史天数"),
+        ([*base, "backtest", "--weeks", "0"], "回测周数"),
+        ([*anchor, "2026-12", "1e30", *who], "过大"),
+        ([*anchor, "0001-01", "300", *who], "超出范围"),
+        ([*anchor, "9999-12", "300", *who], "超出范围"),
+        ([*anchor, "2099-12", "300", *who], "个月之后"),
+        ([*base, "strategy", "原料", "fixed", "--fixed-qty", "1e30"], "过大"),
+        ([*base, "strategy", "原料", "dynamic", "--review-days", "100000"], "补货周期"),
+        ([*base, "strategy", "原料", "dynamic", "--fixed-qty", "5"], "只有 fixed"),
+        ([*base, "strategy", "原料x", "dynamic"], "没有商品属于品类"),
+        ([*base, "promo", "remove", "99999999999999999999999"], "找不到促销"),
+        ([*base, "promo", "add", "CREAM", "9999-12-01", "9999-12-02", *who], "超出范围"),
+    ]
+    for argv, said in cases:
+        capsys.readouterr()
+        assert await run(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err and "处理办法" in err and "Traceback" not in err, (argv, err)
+    async with db.read() as s:
+        assert (await s.execute(select(ForecastAnchor))).first() is None
+        assert (await s.execute(select(ReplenishStrategy))).first() is None
+    await db.dispose()

@@ -18,6 +18,8 @@ from core.replenish import anchors
 from core.replenish.forecast import forecast
 from core.replenish.history import (
     DEFAULT_HISTORY_DAYS,
+    MAX_YEAR,
+    MIN_YEAR,
     Window,
     daily_demand,
     load_products,
@@ -28,6 +30,7 @@ from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import to_decimal, user_id
 
 MAX_WEIGHT = Decimal(str(anchors.WEIGHT_CAP))
+MAX_MONTHS_AHEAD = 24  # anchors are for the coming months, not for years ahead
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,13 @@ def parse_month(value: date | str) -> date:
     text = str(value).strip()
     for fmt in ("%Y-%m", "%Y-%m-%d"):
         try:
-            return datetime.strptime(text, fmt).date().replace(day=1)
+            first = datetime.strptime(text, fmt).date().replace(day=1)
         except ValueError:
-            pass
+            continue
+        if not MIN_YEAR <= first.year <= MAX_YEAR:
+            raise DomainError("BAD_MONTH", f"月份「{text}」超出范围", f"年份须在 {MIN_YEAR}–{MAX_YEAR} 之间",
+                              {"month": text})
+        return first
     raise DomainError("BAD_MONTH", f"月份「{text}」无法识别", "请写成 2026-12 这样的年-月", {"month": text})
 
 
@@ -163,6 +170,9 @@ async def set_anchor(
     uid = await user_id(session, by, required=True)
     now = now or utcnow()
     today = now.astimezone(settings.timezone).date()
+    if (first.year - today.year) * 12 + first.month - today.month > MAX_MONTHS_AHEAD:
+        raise DomainError("BAD_MONTH", f"{first:%Y-%m} 超过 {MAX_MONTHS_AHEAD} 个月之后，无法设置锚点",
+                          f"锚点最多设置到 {MAX_MONTHS_AHEAD} 个月之后的月份", {"month": f"{first:%Y-%m}"})
     stat = (await statistical_month(session, [product.id], first, today, settings.timezone))[product.id]
     anchor = await session.scalar(
         select(ForecastAnchor).where(ForecastAnchor.product_id == product.id, ForecastAnchor.month == first))

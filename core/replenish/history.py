@@ -43,6 +43,8 @@ from core.types import SCALE
 DEFAULT_HISTORY_DAYS = 364
 LT_LOOKBACK_DAYS = 365
 LT_MIN_OBSERVATIONS = 3
+MAX_HISTORY_DAYS = 3650  # ten years: more is a typo (and an unbounded read)
+MIN_YEAR, MAX_YEAR = 2000, 2100  # dates a user types for months, promotions and anchors
 LT_PRIOR_CV = 0.3  # lead-time spread assumed when a supplier has too few receipts (research notes, section 4)
 OPEN_ORDER_STATUSES = ("submitted", "posted")
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
@@ -87,8 +89,9 @@ class Window:
     @classmethod
     def ending_yesterday(cls, today: date, days: int, tz: tzinfo) -> Window:
         """The `days` days before `today` (today itself is not over yet)."""
-        if days < 1:
-            raise DomainError("BAD_DAYS", f"历史天数 {days} 必须大于 0", "请给出正整数天数，例如 364")
+        if not 1 <= days <= MAX_HISTORY_DAYS:
+            raise DomainError("BAD_DAYS", f"历史天数 {days} 必须在 1 到 {MAX_HISTORY_DAYS} 之间",
+                              "请给出正整数天数，例如 364")
         return cls(today - timedelta(days=days), days, tz)
 
     @property

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
 from core.models import Product, Promotion, User, utcnow
-from core.replenish.history import ProductIndex
+from core.replenish.history import MAX_YEAR, MIN_YEAR, ProductIndex
 from core.replenish.strategies_db import user_id
 
 MAX_PROMO_DAYS = 60  # a longer "promotion" is a new normal, not a promotion: the baseline should learn it
@@ -50,9 +50,13 @@ def parse_day(value: date | str, what: str) -> date:
     text = str(value).strip()
     for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"):
         try:
-            return datetime.strptime(text, fmt).date()
+            day = datetime.strptime(text, fmt).date()
         except ValueError:
-            pass
+            continue
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise DomainError("BAD_DATE", f"{what}「{text}」超出范围", f"年份须在 {MIN_YEAR}–{MAX_YEAR} 之间",
+                              {"date": text})
+        return day
     raise DomainError("BAD_DATE", f"{what}「{text}」无法识别", f"请把{what}写成 2026-12-01 这样的年-月-日",
                       {"date": text})
 
@@ -123,6 +127,8 @@ async def remove_promotion(session: AsyncSession, promotion_id: int | str) -> Pr
     try:
         pid = int(str(promotion_id).strip().lstrip("#"))
     except ValueError:
+        pid = None
+    if pid is not None and not 0 < pid < 2**63:  # not an id any database holds
         pid = None
     found = await _views(session, select_id=pid) if pid is not None else []
     if not found:

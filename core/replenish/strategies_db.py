@@ -10,9 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
-from core.models import STRATEGIES, ReplenishStrategy, User, utcnow
+from core.models import STRATEGIES, Product, ReplenishStrategy, User, utcnow
+from core.replenish.why import STRATEGY_ZH
 
-STRATEGY_ZH = {"fixed": "固定数量", "static": "静态公式", "dynamic": "动态预测"}
+MAX_NUMBER = Decimal(10) ** 12  # quantities and factors a user types: beyond this it is a typo, not a plan
+MAX_REVIEW_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ def to_decimal(value: Decimal | int | str, what: str) -> Decimal:
         d = Decimal("NaN")
     if not d.is_finite():
         raise DomainError("BAD_NUMBER", f"{what}「{value}」不是数字", f"请把{what}改为数字", {"value": str(value)})
+    if abs(d) > MAX_NUMBER:
+        raise DomainError("BAD_NUMBER", f"{what}「{value}」过大", f"请填写不超过 {MAX_NUMBER:,.0f} 的数",
+                          {"value": str(value)})
     return d
 
 
@@ -69,12 +74,20 @@ async def set_strategy(
     if strategy == "fixed" and (fixed is None or fixed < 0):
         raise DomainError("BAD_FIXED_QTY", "固定策略需要一个不小于 0 的固定数量",
                           "请填写固定的安全库存数量（库存单位）")
-    if review_days < 1:
-        raise DomainError("BAD_REVIEW_DAYS", f"补货周期 {review_days} 天必须至少 1 天", "例如每周补货填 7")
+    if strategy != "fixed" and fixed is not None:
+        raise DomainError("BAD_FIXED_QTY", f"只有 fixed 策略使用固定数量，{strategy} 策略不会用到它",
+                          "去掉固定数量，或把策略改为 fixed")
+    name = (category or "").strip()
+    if not name or await session.scalar(select(Product.id).where(Product.category == name).limit(1)) is None:
+        raise DomainError("UNKNOWN_CATEGORY", f"没有商品属于品类「{category}」，策略不会用到任何商品",
+                          "请核对品类名称（与商品档案的「品类」一致）", {"category": category})
+    if not 1 <= review_days <= MAX_REVIEW_DAYS:
+        raise DomainError("BAD_REVIEW_DAYS", f"补货周期 {review_days} 天必须在 1 到 {MAX_REVIEW_DAYS} 天之间",
+                          "例如每周补货填 7")
     uid = await user_id(session, by, required=False)
-    row = await session.scalar(select(ReplenishStrategy).where(ReplenishStrategy.category == category))
+    row = await session.scalar(select(ReplenishStrategy).where(ReplenishStrategy.category == name))
     if row is None:
-        row = ReplenishStrategy(category=category)
+        row = ReplenishStrategy(category=name)
         session.add(row)
     row.strategy, row.service_level, row.review_days = strategy, level, review_days
     row.fixed_qty = fixed if strategy == "fixed" else None

@@ -121,6 +121,8 @@ async def backtest_history(db: Database, *, today: date, warehouse: str | None =
     history is too short or nothing could be measured (see core/replenish/backtest.py)."""
     settings = settings or load_config(None, env={})
     need = backtest.MIN_HISTORY + backtest.REVIEW
+    if weeks < 1:
+        raise DomainError("BAD_WEEKS", f"回测周数 {weeks} 必须至少为 1", "例如 --weeks 26")
     if backtest.layout(days, weeks) is None:
         raise DomainError("SHORT_HISTORY", f"历史天数 {days} 不足以回测 {weeks} 周",
                           f"回测至少需要 {backtest.MIN_HISTORY} 天历史再加上回测的周数（每周 7 天），"
