@@ -290,3 +290,34 @@ async def test_cli_out_of_range_input_is_a_chinese_error_and_changes_nothing(tmp
         assert (await s.execute(select(ForecastAnchor))).first() is None
         assert (await s.execute(select(ReplenishStrategy))).first() is None
     await db.dispose()
+
+
+async def test_an_anchor_reads_the_products_category_not_the_whole_ledger(db, settings, monkeypatch):
+    """set_anchor runs in a write transaction: its statistical forecast reads the product's category (the engine
+    pools within it), never every product's history."""
+    from core.replenish import history
+
+    async with db.session() as s:
+        await seed(s)
+        s.add(Product(sku="CAKE", name="蛋糕", category="成品", stock_unit="个", purchase_unit="个",
+                      purchase_factor=1))
+        await s.flush()
+        await dated(s, settings, "purchase_receipt", [line("CREAM", 400, "kg"), line("CAKE", 400, "个")],
+                    local(settings, TODAY - timedelta(60), 8), warehouse="WH1")
+        await daily_sales(s, settings, "CREAM", "kg", TODAY - timedelta(28), TODAY - timedelta(1), 2)
+        await daily_sales(s, settings, "CAKE", "个", TODAY - timedelta(28), TODAY - timedelta(1), 5)
+        cake = await s.scalar(select(Product.id).where(Product.sku == "CAKE"))
+    seen: set[int] = set()
+    real = history._arrays
+
+    async def spy(session, stmt, divisor):
+        data = await real(session, stmt, divisor)
+        seen.update(int(p) for p in data[:, 0])
+        return data
+
+    monkeypatch.setattr(history, "_arrays", spy)
+    async with db.session() as s:
+        a = await set_anchor(s, settings, sku="CREAM", month=TODAY.replace(day=1), qty=60, reason="团购", by="张库管",
+                             now=local(settings, TODAY, 8))
+    assert seen and cake not in seen  # CREAM's rows were read, the other category's were not
+    assert a.stat_qty > 0

@@ -127,11 +127,14 @@ async def statistical_month(session: AsyncSession, product_ids: list[int], month
     """The statistical forecast of a month's total demand per product, as the engine forecasts daily demand.
 
     Made from the history before the month (or before today, for a later month), with the promotion calendar's days
-    (past ones teach the uplift, those up to the month's end apply it)."""
+    (past ones teach the uplift, those up to the month's end apply it). The products' whole categories are read,
+    not the whole ledger: the engine pools weekday profiles and promotion uplift within a category."""
     if not product_ids:
         return {}
     origin = min(today, month)
-    index = await load_products(session, product_ids)
+    same_category = select(Product.id).where(
+        Product.category.in_(select(Product.category).where(Product.id.in_(product_ids))))
+    index = await load_products(session, (await session.scalars(same_category)).all())
     window = Window.ending_yesterday(origin, DEFAULT_HISTORY_DAYS, tz)
     demand = await daily_demand(session, index, window)
     censored = await stockout_days(session, index, window)
@@ -141,7 +144,8 @@ async def statistical_month(session: AsyncSession, product_ids: list[int], month
     promo = await promo_matrix(session, index, window.start, window.days + horizon)
     fc = forecast(demand, censored, promo, cats, horizon, window.start.weekday())
     total = fc.daily[:, skip:].sum(axis=1)
-    return {int(pid): to_dec(float(v), 2) for pid, v in zip(index.ids, total, strict=True)}
+    wanted = set(product_ids)
+    return {int(pid): to_dec(float(v), 2) for pid, v in zip(index.ids, total, strict=True) if int(pid) in wanted}
 
 
 async def set_anchor(

@@ -69,6 +69,7 @@ class ProductIndex:
     moq: np.ndarray  # float64, stock units
     pack: np.ndarray  # float64, stock units
     auto_replenish: np.ndarray  # bool
+    subset: bool = False  # only some products: the ledger reads are filtered to them
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -189,6 +190,7 @@ async def load_products(session: AsyncSession, product_ids: Iterable[int] | None
         moq=np.array([_f(r[7]) for r in rows], dtype=np.float64),
         pack=np.array([_f(r[8]) or 1.0 for r in rows], dtype=np.float64),
         auto_replenish=np.array([bool(r[9]) for r in rows], dtype=bool),
+        subset=product_ids is not None,
     )
 
 
@@ -256,6 +258,8 @@ async def daily_demand(session: AsyncSession, index: ProductIndex, window: Windo
                orig.c.status == "posted", orig.c.posted_at >= start, orig.c.posted_at < end),
         wid,
     )
+    if index.subset:
+        sales, returns = (stmt.where(_L.c.product_id.in_(index.ids.tolist())) for stmt in (sales, returns))
     demand = np.zeros((len(index), window.days), dtype=np.float64)
     for stmt, sign in ((sales, 1.0), (returns, -1.0)):
         data = await _arrays(session, stmt, divisor)
@@ -289,6 +293,9 @@ async def stockout_days(session: AsyncSession, index: ProductIndex, window: Wind
     if wid is not None:
         opening_stmt = opening_stmt.where(_M.c.warehouse_id == wid)
         in_window = in_window.where(_M.c.warehouse_id == wid)
+    if index.subset:
+        ids = index.ids.tolist()
+        opening_stmt, in_window = (s.where(_M.c.product_id.in_(ids)) for s in (opening_stmt, in_window))
     rows_of = index.rows()
     opening = np.zeros(n, dtype=np.float64)
     for pid, qty in (await session.execute(opening_stmt.group_by(_M.c.product_id))).all():
