@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from aiohttp import web
 
-from bot.dispatch import event_payload
+from bot.dispatch import store_event
 from bot.group_commit import GroupCommit
 from bot.inbound import Inbound
 from bot.platforms import WeComConfig, wecom_routes
-from core import inbound_events
 from core.db import Database
 
 
@@ -19,13 +17,8 @@ def store_only_app(db: Database, corp_id: str, token: str, aes_key: str) -> web.
     """/wecom/callback as the bot serves it, but an accepted event is only stored (group commit), not handled."""
     stores = GroupCommit(db)
 
-    async def accept(event: Inbound) -> bool:
-        async def store(session: Any) -> bool:
-            return await inbound_events.record_inbound(
-                session, platform=event.platform, user_id=event.user_id, dedupe_key=event.dedupe_key,
-                chat_id=event.chat_id, payload=event_payload(event), received_at=event.received_at)
-
-        return bool(await stores.submit(store))
+    async def accept(event: Inbound) -> bool:  # the bot's own store step, nothing after it
+        return bool(await stores.submit(lambda session: store_event(session, event)))
 
     app = web.Application()
     app.add_routes(wecom_routes(WeComConfig(corp_id, 1000002, "unused", token, aes_key), accept))

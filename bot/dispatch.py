@@ -65,11 +65,6 @@ class Dispatcher:
         """Store the event under its dedupe_key (committed before this returns) and start handling it;
         False for a platform retry."""
 
-        async def store(session: Any) -> bool:
-            return await inbound_events.record_inbound(
-                session, platform=event.platform, user_id=event.user_id, dedupe_key=event.dedupe_key,
-                chat_id=event.chat_id, payload=event_payload(event), received_at=event.received_at)
-
         def stored(new: bool) -> None:  # runs at commit, even if the platform's request was cancelled meanwhile
             if not new:
                 return
@@ -80,7 +75,7 @@ class Dispatcher:
                 return
             self._running += 1
 
-        if not await self.stores.submit(store, on_commit=stored):
+        if not await self.stores.submit(lambda session: store_event(session, event), on_commit=stored):
             log.info("duplicate inbound %s ignored", event.dedupe_key)
             return False
         await self._pace()
@@ -232,6 +227,13 @@ def reply_target(event: Inbound) -> Target:
             return Target("dingtalk", "session", str(hook), int(expires), fallback=direct)
         return direct
     return Target(event.platform, "user", event.user_id)
+
+
+async def store_event(session: Any, event: Inbound) -> bool:
+    """Record an inbound event under its dedupe_key in the caller's transaction; False for a platform retry."""
+    return await inbound_events.record_inbound(
+        session, platform=event.platform, user_id=event.user_id, dedupe_key=event.dedupe_key,
+        chat_id=event.chat_id, payload=event_payload(event), received_at=event.received_at)
 
 
 def event_payload(event: Inbound) -> dict[str, Any]:
