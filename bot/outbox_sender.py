@@ -452,7 +452,7 @@ def _resend_window(item: outbox.Claimed, now: datetime) -> int | None:
     within WeCom's 4 h maximum (an earlier attempt of this row may have been delivered at any time since)."""
     if item.attempts <= 1:
         return None
-    since = (now - item.created_at).total_seconds() if item.created_at is not None else 0.0
+    since = (now - item.created_at).total_seconds()
     return int(min(RESEND_WINDOW_MAX, max(60.0, since + 60.0)))
 
 

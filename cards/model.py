@@ -76,7 +76,3 @@ def text(body: str) -> Message:
     """A plain text message."""
     return Message("text", text=body)
 
-
-def link_text(message: Message) -> str:
-    """A link message as plain text, for places that cannot show a link preview: title, description, URL."""
-    return "\n".join(x for x in (message.title, message.text, message.url) if x)

@@ -168,7 +168,8 @@ def _split(name: str, binds: Mapping[str, Any]) -> tuple[str | None, tuple[int, 
     return None, ()
 
 
-def _run(conn: sqlite3.Connection, sql: str, args: Any, many: bool) -> list[tuple] | None:
+def run_sqlite(conn: sqlite3.Connection, sql: str, args: Any, many: bool) -> list[tuple] | None:
+    """One statement (or executemany) on a raw sqlite3 connection, raising SQLAlchemy's exception classes."""
     try:
         if many:
             conn.executemany(sql, args)
@@ -229,10 +230,12 @@ class Fast:
         raw = await _raw(session)
         if raw is None:
             result = await session.execute(self.fallback, params)
+            # An ORM select's ChunkedIteratorResult has no returns_rows (it always has rows); DML without
+            # RETURNING gives a CursorResult whose returns_rows is False.
             return list(result.all()) if getattr(result, "returns_rows", True) else []
         params = self._fill([params])[0] if self._defaults else params
         c = self._compiled(session.bind.dialect, params)
-        return c.rows(await raw.run_raw(_run, c.sql, c.bind(params), False) or [])
+        return c.rows(await raw.run_raw(run_sqlite, c.sql, c.bind(params), False) or [])
 
     async def fetch(self, dialect: Dialect, run: Callable[[str, Any], Awaitable[list[tuple]]],
                     params: Mapping[str, Any] | None = None) -> list[tuple]:
@@ -266,7 +269,7 @@ class Fast:
         if self._defaults:
             rows = self._fill(rows)
         c = self._compiled(session.bind.dialect, rows[0])
-        await raw.run_raw(_run, c.sql, [c.bind(r) for r in rows], True)
+        await raw.run_raw(run_sqlite, c.sql, [c.bind(r) for r in rows], True)
 
 
 def _lists(params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -30,7 +30,7 @@ class Claimed:
     message: dict[str, Any]
     attempts: int
     lease_until: datetime
-    created_at: datetime | None = None  # when the row was queued
+    created_at: datetime  # when the row was queued
 
 
 @dataclass(frozen=True)

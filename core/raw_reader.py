@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from core.fastsql import run_sqlite
 
 READERS = 4  # threads; SQLite reads run concurrently in WAL mode and release the GIL while they run
 
@@ -39,10 +39,7 @@ class RawReader:
         return conn
 
     def _run(self, sql: str, args: Any) -> list[tuple]:
-        try:
-            return self._conn().execute(sql, args).fetchall()
-        except sqlite3.Error as e:  # as SQLAlchemy would raise it
-            raise DBAPIError.instance(sql, args, e, sqlite3.Error) from e
+        return run_sqlite(self._conn(), sql, args, False) or []
 
     async def rows(self, sql: str, args: Any) -> list[tuple]:
         """Execute one statement on a reader thread; its raw rows."""

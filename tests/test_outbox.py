@@ -353,7 +353,7 @@ async def test_claims_of_a_sender_that_dies_come_back_after_the_lease_and_are_se
         await task
     claimed = await rows(db)
     assert {(r.status, r.attempts) for r in claimed} == {("sending", 1)}
-    stale = outbox.Claimed(claimed[0].id, "k0", {}, {}, 1, T0 + timedelta(seconds=300))
+    stale = outbox.Claimed(claimed[0].id, "k0", {}, {}, 1, T0 + timedelta(seconds=300), T0)
 
     second = sender_for(db, clock, FakeTransport("wecom", sent=delivered))
     clock.at(299)
