@@ -176,6 +176,7 @@ def _find_params(session: AsyncSession | bool, query: str, limit: int) -> tuple[
 # --- stock_levels ------------------------------------------------------------------------------------------------
 
 # The first warehouse whose code or name is the given text.
+HINT_WAREHOUSES = 20  # listed in the fix for an unknown warehouse
 _WAREHOUSE_ID = (
     select(_warehouses.c.id)
     .where(or_(_warehouses.c.code == bindparam("warehouse"), _warehouses.c.name == bindparam("warehouse")))
@@ -279,9 +280,16 @@ async def stock_levels(
 
 
 async def _check_warehouse(session: AsyncSession, warehouse: str | None) -> None:
-    """DomainError NOT_FOUND when a warehouse code or name was given and no warehouse has it."""
-    if warehouse is not None and await session.scalar(_WAREHOUSE_ID, {"warehouse": warehouse}) is None:
-        raise DomainError("NOT_FOUND", f"找不到仓库「{warehouse}」", "请核对仓库编码或名称", {"warehouse": warehouse})
+    """DomainError NOT_FOUND when a warehouse code or name was given and no warehouse has it; its fix lists the
+    warehouses there are (up to HINT_WAREHOUSES) and says that leaving the warehouse out shows all of them."""
+    if warehouse is None or await session.scalar(_WAREHOUSE_ID, {"warehouse": warehouse}) is not None:
+        return
+    rows = (await session.execute(select(_warehouses.c.code, _warehouses.c.name).order_by(_warehouses.c.code))).all()
+    known = "、".join(f"{code} {name}" for code, name in rows[:HINT_WAREHOUSES])
+    more = f" 等 {len(rows)} 个" if len(rows) > HINT_WAREHOUSES else ""
+    fix = (f"请核对仓库编码或名称，可用的仓库：{known}{more}；不写仓库则查看全部仓库" if rows
+           else "还没有任何仓库，请先导入仓库档案；不写仓库则查看全部仓库")
+    raise DomainError("NOT_FOUND", f"找不到仓库「{warehouse}」", fix, {"warehouse": warehouse})
 
 
 def _levels(rows: Iterable[Sequence[Any]], products: Sequence[ProductRef]) -> list[WarehouseStock]:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import select
-
 from cards.model import Message
 from core.errors import DomainError
-from core.models import Warehouse
 from core.stock import WarehouseStock, current_stock
 from core.types import fq
 from handlers.registry import Context, command
 
 MAX_PRODUCTS = 5
-MAX_WAREHOUSES = 20  # listed in the hint for an unknown warehouse
 
 
 @command("库存", "stock", "查库存", summary="查询商品在各仓库、各批次的库存",
@@ -26,26 +20,11 @@ async def stock(ctx: Context, args: str) -> list[Message]:
     if not query:
         raise DomainError("NO_QUERY", "请告诉我要查哪个商品",
                           "用法：库存 <SKU|条码|名称片段> [仓库编码]，例如：库存 奶油")
-    try:
-        products, levels = await current_stock(ctx.db, query, warehouse)
-    except DomainError as e:
-        if e.code != "NOT_FOUND" or "warehouse" not in e.fields:
-            raise
-        raise DomainError(e.code, e.message_zh, await warehouse_hint(ctx.db), e.fields) from None
+    products, levels = await current_stock(ctx.db, query, warehouse)
     if not products:
         raise DomainError("NO_MATCH", f"没有找到与「{query}」匹配的商品",
                           "请换个关键词（名称中的两三个字即可），或直接发 SKU / 条码")
     return [Message("markdown", title=f"库存 {query}", text=render(query, warehouse, products, levels))]
-
-
-async def warehouse_hint(db: Any) -> str:
-    """How to fix an unknown warehouse: the codes and names there are, or leave the warehouse out."""
-    async with db.read(snapshot=False) as s:
-        rows = (await s.execute(select(Warehouse.code, Warehouse.name).order_by(Warehouse.code))).all()
-    known = "、".join(f"{code} {name}" for code, name in rows[:MAX_WAREHOUSES])
-    more = f" 等 {len(rows)} 个" if len(rows) > MAX_WAREHOUSES else ""
-    return (f"请核对仓库编码或名称，可用的仓库：{known}{more}；不写仓库则查看全部仓库" if rows
-            else "还没有任何仓库，请先导入仓库档案；不写仓库则查看全部仓库")
 
 
 def render(query: str, warehouse: str | None, products: list, levels: list[WarehouseStock]) -> str:

@@ -61,7 +61,8 @@ async def test_unknown_product_and_warehouse_exit_2_with_fix(cli_db, capsys):
     err = capsys.readouterr().err
     assert "没有找到" in err and "处理办法" in err
     assert await run(["--config", cfg, "stock", "CREAM", "-w", "NOPE"]) == 2
-    assert "找不到仓库" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "找不到仓库" in err and "WH1 中央仓" in err  # the fix lists the warehouses there are, as in chat
 
 
 async def test_doc_shows_lines_and_missing_doc_is_exit_2(cli_db, capsys):
