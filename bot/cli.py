@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -33,11 +33,28 @@ _USAGE_ERRORS = (
     (re.compile(r"argument (\S+): expected one argument"), lambda m: f"参数 {m[1]} 后面缺少取值"),
     (re.compile(r"the following arguments are required: (.*)"), lambda m: f"缺少参数：{m[1]}"),
     (re.compile(r"unrecognized arguments: (.*)"), lambda m: f"无法识别的参数：{m[1]}"),
+    (re.compile(r"ambiguous option: (\S+) could match (.*)"), lambda m: f"选项 {m[1]} 不明确，可能是：{m[2]}，请写全"),
 )
 
 
+class _ChineseHelp(argparse.HelpFormatter):
+    """Help whose usage line starts with 用法： instead of usage:."""
+
+    def add_usage(self, usage: str | None, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, "用法：" if prefix is None else prefix)
+
+
 class ChineseArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors say in Chinese what is wrong and how to see the usage (exit code 2)."""
+    """argparse in Chinese: usage errors say what is wrong and how to see the usage (exit code 2), and -h has
+    Chinese headings. Subcommand parsers are of this class too (argparse makes them of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _ChineseHelp)
+        add_help = kwargs.pop("add_help", True)
+        super().__init__(*args, add_help=False, **kwargs)
+        self._positionals.title, self._optionals.title = "参数", "选项"
+        if add_help:
+            self.add_argument("-h", "--help", action="help", help="显示本帮助并退出")
 
     def error(self, message: str) -> NoReturn:
         for pattern, say in _USAGE_ERRORS:

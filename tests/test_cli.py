@@ -119,6 +119,7 @@ async def test_bad_config_names_key_and_line(tmp_path, capsys):
     (["stock"], "缺少参数：query"),
     (["stock", "奶油", "--bogus"], "无法识别的参数：--bogus"),
     (["replenish", "strategy", "原料", "weird"], "参数 strategy 的取值「weird」无效"),
+    (["replenish", "backtest", "--w", "3"], "选项 --w 不明确，可能是：--warehouse, --weeks"),
 ])
 async def test_usage_errors_are_chinese_with_the_fix(argv, says, capsys):
     with pytest.raises(SystemExit) as e:
@@ -126,3 +127,13 @@ async def test_usage_errors_are_chinese_with_the_fix(argv, says, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert f"错误：{says}" in err and "处理办法：运行 jxcbot" in err and "-h 查看用法" in err
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["replenish", "-h"], ["replenish", "promo", "add", "-h"]])
+async def test_help_is_in_chinese(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        await run(argv)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("用法：") and "显示本帮助并退出" in out
+    assert "usage:" not in out and "options:" not in out and "positional arguments" not in out
