@@ -32,7 +32,7 @@ from core.migrate import recreate_schema
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).
 from tests.factories import seed_chat_users
 from tests.fakes.wecom import CallbackDriver, FakeWeCom
-from tests.server_proc import free_port, log_path, serve_bot, spawn, stop, write_config
+from tests.server_proc import free_port, serve_bot, spawn, stop, write_config
 
 TARGET_ACK_P99 = 100.0  # ms
 TARGET_RATIO = 0.40  # callbacks/s of the bot ÷ callbacks/s of the bare handler
@@ -186,16 +186,22 @@ async def store_only_phase(opts: Options, corp_id: str, warm_shots: Sequence[Sho
     else:
         store_db = Database(url)
         runner, base = await serve(store_only_app(store_db, corp_id, TOKEN, AES_KEY))
+    samples: list[Sample] = []
+    seconds = 0.0
     try:
         async with client_session(opts.senders) as session:
             log(t0, f"store-only handler: warm-up, then {opts.callbacks} callbacks at {base}")
             await load(session, base, warm_shots, opts.senders)
-            return await load(session, base, shots, opts.senders)
+            samples, seconds = await load(session, base, shots, opts.senders)
     finally:
         if runner is not None:
             await runner.cleanup()
-        else:
-            await stop(proc)
+        elif (kept := await stop(proc, keep_log=True)) is not None:
+            if samples and all(s.status == 200 for s in samples):
+                kept.unlink(missing_ok=True)
+            else:
+                log(t0, f"the store-only handler failed requests; its stderr: {kept}")
+    return samples, seconds
 
 
 @dataclass(frozen=True)
@@ -258,8 +264,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         log(t0, "stopping the bot (handlers and outbox sender finish first)")
         if runner is not None:
             await runner.cleanup()
-        await asyncio.gather(*(stop(p, keep_log=True) for p in procs))
-        server_logs = [str(log_path(p)) for p in procs]
+        kept = await asyncio.gather(*(stop(p, keep_log=True) for p in procs))
+        server_logs = [str(p) for p in kept if p is not None]
         await fake.close()
         await db.dispose()
 
@@ -391,7 +397,8 @@ def render(r: dict[str, Any]) -> str:
         *([f"  (the bot ran as {r['workers']} processes, each yardstick as one: the ratios are not like for like)"]
           if r["workers"] > 1 else []),
         f"  replies: {r['replies']:,} received, the last {cell(r['reply_drain_ms'], 0)} ms after the last ack",
-        "  problems: " + ("; ".join(found) + "; the bot's stderr: " + ", ".join(r["server_logs"]) if found else "none"),
+        "  problems: " + ("; ".join(found) + "".join(f"; the bot's stderr: {p}" for p in r["server_logs"])
+                          if found else "none"),
         f"targets_met: {all(ok.values())}",
     ])
 

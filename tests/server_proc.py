@@ -71,11 +71,15 @@ async def spawn(args: Sequence[str], health: str, *, want_ok: bool = False,
             except aiohttp.ClientError:
                 pass
             if proc.returncode is not None:
-                raise AssertionError("server process exited: " + log_text(proc)[-2000:])
+                text = log_text(proc)[-2000:]
+                _LOGS.pop(proc.pid).unlink(missing_ok=True)
+                raise AssertionError("server process exited: " + text)
             await asyncio.sleep(0.05)
     proc.kill()
     await proc.wait()
-    raise AssertionError(f"server process did not answer at {health}")
+    text = log_text(proc)[-2000:]
+    _LOGS.pop(proc.pid).unlink(missing_ok=True)
+    raise AssertionError(f"server process did not answer at {health}: {text}")
 
 
 async def serve_bot(config: str, port: int) -> asyncio.subprocess.Process:
@@ -84,9 +88,9 @@ async def serve_bot(config: str, port: int) -> asyncio.subprocess.Process:
                        want_ok=True)
 
 
-async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0, *, keep_log: bool = False) -> None:
+async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0, *, keep_log: bool = False) -> Path | None:
     """SIGTERM (the bot finishes its handlers and outbox first) and wait; SIGKILL after `seconds`. Its stderr
-    file is removed unless keep_log."""
+    file is removed, unless keep_log: then its path is returned (the caller removes it)."""
     if proc.returncode is None:
         proc.terminate()
         try:
@@ -94,5 +98,8 @@ async def stop(proc: asyncio.subprocess.Process, seconds: float = 60.0, *, keep_
         except TimeoutError:
             proc.kill()
             await proc.wait()
-    if not keep_log and proc.pid in _LOGS:
-        _LOGS.pop(proc.pid).unlink(missing_ok=True)
+    path = _LOGS.pop(proc.pid, None)
+    if path is not None and not keep_log:
+        path.unlink(missing_ok=True)
+        return None
+    return path
