@@ -155,18 +155,17 @@ async def _autoflush(session: AsyncSession) -> None:
 
 async def find_products(session: AsyncSession, query: str, limit: int = 20) -> list[ProductMatch]:
     """Exact SKU or barcode matches; if none, SKU prefix or name fragment matches (up to limit, by SKU)."""
-    plain, params = _find_params(session, query, limit)
+    plain, params = _find_params(_is_sqlite(session), query, limit)
     await _autoflush(session)
     return [ProductMatch(*row[:5]) for row in (await session.execute(_FIND[plain], params)).all()]
 
 
-def _find_params(session: AsyncSession | bool, query: str, limit: int) -> tuple[bool, dict[str, Any]]:
+def _find_params(sqlite: bool, query: str, limit: int) -> tuple[bool, dict[str, Any]]:
     """(use the plain-text statement, its parameters) for a query; DomainError when it is empty."""
     q = query.strip()
     if not q:
         raise DomainError("EMPTY_QUERY", "请输入要查询的商品", "例如：库存 奶油、库存 SKU001 或扫描条码")
     end = _prefix_end(q)
-    sqlite = session if isinstance(session, bool) else _is_sqlite(session)
     if end is not None and not _ASCII_LETTER.search(q) and sqlite:
         return True, {"q": q, "q_end": end, "limit": limit}
     escaped = _escape_like(q)
@@ -355,7 +354,7 @@ async def stock_lookup(
     if at is not None:
         products = await find_products(session, query, limit)
         return products, await stock_levels(session, products, warehouse, at) if products else []
-    plain, params = _find_params(session, query, limit)
+    plain, params = _find_params(_is_sqlite(session), query, limit)
     if warehouse is not None:
         params["warehouse"] = warehouse
     await _autoflush(session)
