@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from bench.report import emit
+from core.replenish.backtest import BURN_WEEKS
+from core.replenish.backtest import WEEKS as TEST_WEEKS
 from core.replenish.forecast import ForecastParams
 from core.replenish.plan import PlanInputs, plan
 from core.replenish.policy import cover_days, cover_demand
@@ -48,9 +50,8 @@ N_CATEGORIES = 12
 LEAD_RECEIPTS = 12  # past receipts per supplier the engine learns lead time from
 DAYS = 730
 
-# ---- the back-test protocol (forecast.md §5); review, month, fast movers, sweeps: core/replenish/simulate.py
-TEST_WEEKS = 26
-BURN_WEEKS = 8  # inventory simulation warm-up before the measured weeks
+# ---- the back-test protocol (forecast.md §5); review, month, fast movers, sweeps: core/replenish/simulate.py;
+# test and warm-up weeks (TEST_WEEKS, BURN_WEEKS): core/replenish/backtest.py
 SERVICE_LEVEL = 0.95  # the dynamic engine's (and oracle's) default cycle service level
 TARGETS = {"hit_gain": 0.04, "fast": {2.0: 0.80, 10.0: 0.88}, "fill": 0.94, "stockout_cut": 0.25,
            "matched": 1.0, "gap_closed": 0.40, "plan_seconds": 1.0}

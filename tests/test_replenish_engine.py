@@ -1,4 +1,4 @@
-"""Replenishment engine: each formula against a hand-computed case, TSB/SBA against scalar references."""
+"""Replenishment engine: each formula against a hand-computed case, TSB against a scalar reference."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from core.replenish import anchors, flags, policy
 from core.replenish.classify import INTERMITTENT, LUMPY, SMOOTH, adi_cv2, classify
 from core.replenish.forecast import (
     ForecastParams,
-    croston,
     dow_profile,
     forecast,
     promo_uplift,
@@ -38,25 +37,6 @@ def tsb_reference(series: list[float], alpha: float, beta: float) -> float:
         else:
             p = (1 - beta) * p
     return p * z
-
-
-def croston_reference(series: list[float], alpha: float, sba: bool) -> float:
-    """Croston (1972), SBA = Syntetos & Boylan (2005): at each demand, z += α(d − z), p += α(q − p) with q the
-    periods since the previous demand (the first demand initialises z = d, p = q); forecast z/p (× (1 − α/2))."""
-    z = p = None
-    q = 0
-    for d in series:
-        q += 1
-        if d > 0:
-            if z is None:
-                z, p = d, q
-            else:
-                z += alpha * (d - z)
-                p += alpha * (q - p)
-            q = 0
-    if z is None:
-        return 0.0
-    return z / p * ((1 - alpha / 2) if sba else 1.0)
 
 
 def intermittent_rows(seed: int, n: int = 6, t: int = 120) -> np.ndarray:
@@ -87,17 +67,6 @@ def test_tsb_matches_scalar_reference(alpha, beta):
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("sba", [True, False])
-@pytest.mark.parametrize("alpha", [0.1, 0.3])
-def test_croston_and_sba_match_scalar_reference(alpha, sba):
-    y = intermittent_rows(2)
-    y[0] = 0.0  # no demand at all → 0
-    got = croston(y, alpha, sba=sba)
-    want = [croston_reference(list(row), alpha, sba) for row in y]
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert got[0] == 0.0
-
-
 def test_censored_days_are_skipped_not_learned_as_zero():
     y = intermittent_rows(3, n=1)[0]
     ok = np.ones_like(y, dtype=bool)
@@ -105,7 +74,6 @@ def test_censored_days_are_skipped_not_learned_as_zero():
     y_cens = y.copy()
     y_cens[~ok] = 0.0  # out of stock: nothing sold
     assert tsb(y_cens[None], 0.1, 0.05, ok[None])[0] == pytest.approx(tsb_reference(list(y[ok]), 0.1, 0.05))
-    assert croston(y_cens[None], 0.2, True, ok[None])[0] == pytest.approx(croston_reference(list(y[ok]), 0.2, True))
 
 
 def test_forecast_level_ignores_stockout_days():
@@ -279,7 +247,9 @@ def test_plan_applies_anchor_to_level():
                        anchor_reason=[None, "trade fair"])
     p = plan(inp)
     ref = plan(small_inputs())
-    w = p.anchor_weight[1]
+    [over] = p.overrides
+    w = over.weight_used
+    assert over.index == 1
     assert w == pytest.approx(0.375)
     want = ref.forecast.level[1] + w * (20.0 - ref.forecast.level[1])
     np.testing.assert_allclose(p.daily[1], ref.daily[1] * want / ref.forecast.level[1])

@@ -15,6 +15,7 @@ from core.config import Settings
 from core.errors import DomainError
 from core.models import ForecastAnchor, ForecastOverride, Product, User, utcnow
 from core.replenish import anchors
+from core.replenish.explain import to_dec
 from core.replenish.forecast import forecast
 from core.replenish.history import (
     DEFAULT_HISTORY_DAYS,
@@ -24,7 +25,6 @@ from core.replenish.history import (
     daily_demand,
     load_products,
     stockout_days,
-    to_dec,
 )
 from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import to_decimal, user_id
@@ -138,11 +138,10 @@ async def statistical_month(session: AsyncSession, product_ids: list[int], month
     window = Window.ending_yesterday(origin, DEFAULT_HISTORY_DAYS, tz)
     demand = await daily_demand(session, index, window)
     censored = await stockout_days(session, index, window)
-    cats = np.unique(np.array(index.categories, dtype=str), return_inverse=True)[1]
     skip = (month - origin).days
     horizon = skip + month_days(month)
     promo = await promo_matrix(session, index, window.start, window.days + horizon)
-    fc = forecast(demand, censored, promo, cats, horizon, window.start.weekday())
+    fc = forecast(demand, censored, promo, index.category_ids(), horizon, window.start.weekday())
     total = fc.daily[:, skip:].sum(axis=1)
     wanted = set(product_ids)
     return {int(pid): to_dec(float(v), 2) for pid, v in zip(index.ids, total, strict=True) if int(pid) in wanted}

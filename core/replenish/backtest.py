@@ -30,6 +30,7 @@ from core.replenish.forecast import ForecastParams
 from core.replenish.policy import cover_days
 from core.replenish.safety import z_for
 from core.replenish.simulate import (
+    FAST,
     HORIZON,
     MONTH,
     REVIEW,
@@ -42,13 +43,11 @@ from core.replenish.simulate import (
     window_sums,
 )
 
-WEEKS = 26
-BURN_WEEKS = 8
+WEEKS = 26  # measured test weeks (the benchmark's too)
+BURN_WEEKS = 8  # warm-up reviews before them (at most)
 MIN_HISTORY = 28  # days before the first review (the old formula's averaging window)
 MIN_LEARNED = 28  # uncensored days before a scored forecast window
-FAST = 3.0
 LEAD_SEED = 7919
-METRICS = ("hit_month", "hit_month_fast", "wape", "bias", "fill_rate", "stockout_days", "inventory_days")
 
 
 @dataclass(frozen=True)

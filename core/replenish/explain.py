@@ -10,8 +10,8 @@ from core.replenish.anchors import Override
 QTY_PLACES = 6  # stock quantities keep the ledger's six decimals
 
 
-def _dec(value: float, places: int) -> Decimal:
-    """float → Decimal rounded half up to `places` decimals (via repr, so 12.345 stays 12.345)."""
+def to_dec(value: float, places: int = QTY_PLACES) -> Decimal:
+    """An engine float as a Decimal rounded half up to `places` decimals (via repr, so 12.345 stays 12.345)."""
     return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
@@ -54,16 +54,16 @@ class Explanation:
     def as_decimal(self, places: int = 2) -> Explanation:
         """The same explanation in Decimals: forecasts and safety stock to `places` decimals, stock quantities to
         six; derived fields recomputed from the rounded parts so every identity in the class doc holds exactly."""
-        forecast = tuple(_dec(v, places) for v in self.forecast)
+        forecast = tuple(to_dec(v, places) for v in self.forecast)
         cover = sum(forecast, Decimal(0))
-        ss = _dec(self.safety_stock, places)
+        ss = to_dec(self.safety_stock, places)
         up_to = cover + ss
-        stock = {f: _dec(getattr(self, f), QTY_PLACES) for f in ("on_hand", "on_order", "requested", "reserved")}
+        stock = {f: to_dec(getattr(self, f), QTY_PLACES) for f in ("on_hand", "on_order", "requested", "reserved")}
         position = stock["on_hand"] + stock["on_order"] + stock["requested"] - stock["reserved"]
         need = max(Decimal(0), up_to - position)
-        suggested = _dec(self.suggested, QTY_PLACES)
-        small = {f.name: _dec(getattr(self, f.name), places) for f in fields(self)
+        suggested = to_dec(self.suggested, QTY_PLACES)
+        small = {f.name: to_dec(getattr(self, f.name), places) for f in fields(self)
                  if f.name in ("lead_days", "lead_std_days", "review_days", "uplift", "service_level")}
         return replace(self, forecast=forecast, cover_demand=cover, safety_stock=ss, order_up_to=up_to,
                        projected=position, need=need, suggested=suggested, rounding=suggested - need,
-                       moq=_dec(self.moq, QTY_PLACES), pack=_dec(self.pack, QTY_PLACES), **stock, **small)
+                       moq=to_dec(self.moq, QTY_PLACES), pack=to_dec(self.pack, QTY_PLACES), **stock, **small)

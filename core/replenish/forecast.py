@@ -29,6 +29,7 @@ from core.replenish.classify import classify
 
 WMA, TSB = 0, 1
 METHOD_NAMES = ("dow-wma", "tsb")
+HORIZON = 42  # default forecast horizon in days (six weeks: the 28-day month and most lead + review covers)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ class ForecastParams:
     uplift_halfwidth: int = 28  # days either side giving a promotion day its non-promotion baseline
     uplift_prior_days: float = 14.0  # n0: promotion days the category's uplift counts as
     sigma_days: int = 91  # days behind the residual standard deviation
-    trend_weeks: int = 0  # weeks behind the local slope (0 = off: on the back-test its noise cost more than the lag)
     yoy_lag: int = 364  # days back to "the same time last year" (52 whole weeks; 0 = no year-over-year estimate)
     yoy_days: int = 28  # the coming days the year-over-year estimate aims at
     yoy_pad: int = 56  # days either side of last year's coming window (smooths last year's single realisation;
@@ -68,7 +68,6 @@ class Forecast:
     method: np.ndarray  # int8[n]: WMA or TSB
     daily: np.ndarray  # float[n, H]: forecast for today (column 0) … today + H - 1
     promo_future: np.ndarray  # bool[n, H]: promotion calendar over the horizon
-    trend: np.ndarray  # float[n]: shrunk slope, units/day per day (level of day h = level + trend·h)
     yoy_rate: np.ndarray | None = None  # float[n]: year-over-year estimate B (NaN where not used)
     yoy_weight: np.ndarray | None = None  # float[n]: weight w of B in the level (0 where not used)
 
@@ -155,26 +154,6 @@ def yoy_level(y: np.ndarray, ok: np.ndarray, f: np.ndarray, lag: int, days: int,
     return rate, var
 
 
-def slope(y: np.ndarray, ok: np.ndarray, f: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Least-squares slope b (units/day per day) of y_t ≈ f_t·(a + b·x_t) over learned days, shrunk by b²/(b² + se²).
-
-    x_t is the day offset (yesterday 0); se² = σ²·Σf²/det estimates the slope's noise, so a slope the data cannot
-    tell from zero is damped toward it (slow movers keep a flat level).
-    """
-    t = y.shape[1]
-    x = np.arange(t, dtype=float) - (t - 1)
-    fw = np.where(ok, f, 0.0)
-    f2 = fw * fw
-    s0, s1, s2 = f2.sum(axis=1), (f2 * x).sum(axis=1), (f2 * x * x).sum(axis=1)
-    yw = np.where(ok, y, 0.0) * fw
-    t0, t1 = yw.sum(axis=1), (yw * x).sum(axis=1)
-    det = s0 * s2 - s1 * s1
-    good = det > 1e-9
-    b = np.divide(s0 * t1 - s1 * t0, det, out=np.zeros(len(det)), where=good)
-    var_b = np.divide(sigma**2 * s0, det, out=np.full(len(det), np.inf), where=good)
-    return b * np.divide(b * b, b * b + var_b, out=np.zeros(len(b)), where=(b * b + var_b) > 0)
-
-
 def tsb(y: np.ndarray, alpha: float, beta: float, ok: np.ndarray | None = None) -> np.ndarray:
     """Teunter–Syntetos–Babai: p += β(1[y>0] − p) every learned period, z += α(y − z) on demand periods; → p·z.
 
@@ -195,35 +174,6 @@ def tsb(y: np.ndarray, alpha: float, beta: float, ok: np.ndarray | None = None) 
         p += okt[i] * (nzt[i] - p)
         z += az[i] * (yt[i] - z)
     return p * z
-
-
-def croston(y: np.ndarray, alpha: float, sba: bool = True, ok: np.ndarray | None = None) -> np.ndarray:
-    """Croston's z/p (×(1 − α/2) for SBA): size z and interval p smoothed on demand periods only.
-
-    Starts at the first demand (z = its size, p = its period number); rows without demand give 0. Censored periods
-    neither count toward the interval nor update.
-    """
-    y = np.asarray(y, dtype=float)
-    ok = np.ones(y.shape, dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
-    n = y.shape[0]
-    z = np.zeros(n)
-    p = np.zeros(n)
-    q = np.zeros(n)  # learned periods since the last demand
-    seen = np.zeros(n, dtype=bool)
-    for i in range(y.shape[1]):
-        o = ok[:, i]
-        q += o
-        d = o & (y[:, i] > 0)
-        first = d & ~seen
-        later = d & seen
-        z[first] = y[first, i]
-        p[first] = q[first]
-        z[later] += alpha * (y[later, i] - z[later])
-        p[later] += alpha * (q[later] - p[later])
-        q[d] = 0
-        seen |= d
-    out = np.divide(z, p, out=np.zeros(n), where=p > 0)
-    return out * (1 - alpha / 2) if sba else out
 
 
 def promo_uplift(
@@ -291,13 +241,11 @@ def forecast(
     level = wma_level(ys, bs, f_hist, p.wma_weeks, p.wma_decay)
     wspan = min(span, p.wma_weeks * 7)
     wweights = p.wma_decay ** ((wspan - 1 - np.arange(wspan)) // 7)
-    centre = np.full(n, float(((wspan - 1 - np.arange(wspan)) * wweights).sum() / wweights.sum()))
     method = np.where(adi_high, TSB, WMA).astype(np.int8)
     if adi_high.any():
         tspan = min(span, p.tsb_days)
         rows = np.flatnonzero(adi_high)
         level[rows] = tsb(ys[rows, span - tspan:], p.tsb_alpha, p.tsb_beta, bs[rows, span - tspan:])
-        centre[rows] = min((1 - p.tsb_beta) / p.tsb_beta, tspan / 2)
 
     recent = level.copy()  # A: the residuals below measure noise around what the recent data say
     yoy_rate = np.full(n, np.nan)
@@ -310,8 +258,6 @@ def forecast(
         use = ~adi_high & np.isfinite(yoy_rate) & (level > 0) & np.isfinite(v_level)
         yoy_weight[use] = v_level[use] / (v_level[use] + v_yoy[use])
         level[use] *= (yoy_rate[use] / level[use]) ** yoy_weight[use]
-        # B is aimed at the middle of the coming window: the combined level's data centre moves toward it.
-        centre[use] = (1 - yoy_weight[use]) * centre[use] - yoy_weight[use] * ((p.yoy_days + 1) / 2)
         yoy_rate[~use] = np.nan
 
     uspan = min(span, p.uplift_days)
@@ -325,14 +271,7 @@ def forecast(
     # Poisson floor: a short run of zeros must not claim a certain demand.
     sigma = np.sqrt(np.maximum((resid * resid).sum(axis=1) / dof, level))
 
-    trend = np.zeros(n)
-    if p.trend_weeks:
-        tr = min(span, p.trend_weeks * 7)
-        trend = slope(ys[:, span - tr:], bs[:, span - tr:], f_hist[:, span - tr:], sigma)
-
     f_future = dow[:, weekdays(start_weekday, t, horizon)]
-    # The level estimates the rate at its data's centre of mass (`centre` days ago): carry it forward by the trend.
-    level_today = np.maximum(level + trend * (centre + 1), 0.0)
-    rate = np.maximum(level_today[:, None] + trend[:, None] * np.arange(horizon), 0.0)
-    daily = rate * f_future * np.where(promo_future, uplift[:, None], 1.0)
-    return Forecast(level_today, dow, uplift, sigma, segment, method, daily, promo_future, trend, yoy_rate, yoy_weight)
+    level_today = np.maximum(level, 0.0)
+    daily = level_today[:, None] * f_future * np.where(promo_future, uplift[:, None], 1.0)
+    return Forecast(level_today, dow, uplift, sigma, segment, method, daily, promo_future, yoy_rate, yoy_weight)

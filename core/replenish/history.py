@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,12 @@ class ProductIndex:
         """Product id → row."""
         return {int(pid): i for i, pid in enumerate(self.ids)}
 
+    def category_ids(self) -> np.ndarray:
+        """int[n]: each product's category as an index into the sorted distinct categories (equal ids = same one)."""
+        if not self.categories:
+            return np.zeros(0, int)
+        return np.unique(np.array(self.categories, dtype=str), return_inverse=True)[1]
+
 
 @dataclass(frozen=True)
 class Window:
@@ -118,13 +124,11 @@ class Window:
 
 @dataclass(frozen=True)
 class LeadTimes:
-    """Lead time per product (days): mean, spread, whether learned from receipts, and its supplier."""
+    """Lead time per product (days): mean, spread and whether learned from its supplier's receipts."""
 
     mean: np.ndarray
     std: np.ndarray
     learned: np.ndarray  # bool
-    observations: np.ndarray  # int64, receipts behind the supplier's figures
-    supplier_ids: tuple[int | None, ...]
 
 
 @dataclass(frozen=True)
@@ -152,11 +156,6 @@ class History:
 
 def _f(value: Decimal | int | float | None) -> float:
     return 0.0 if value is None else float(value)
-
-
-def to_dec(value: float, places: int = 6) -> Decimal:
-    """An engine float back to a Decimal, rounded half up to `places` decimals (via repr: 12.345 stays 12.345)."""
-    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 async def warehouse_id(session: AsyncSession, warehouse: str | None) -> int | None:
@@ -348,18 +347,14 @@ async def lead_times(session: AsyncSession, index: ProductIndex, today: date, tz
     mean = index.lead_time_days.copy()
     std = LT_PRIOR_CV * mean
     learned = np.zeros(len(index), dtype=bool)
-    observations = np.zeros(len(index), dtype=np.int64)
-    suppliers: list[int | None] = []
     for i, pid in enumerate(index.ids.tolist()):
         sid = supplier_of.get(pid)
-        suppliers.append(sid)
         obs = by_supplier.get(sid, []) if sid is not None else []
-        observations[i] = len(obs)
         if len(obs) >= LT_MIN_OBSERVATIONS:
             mean[i] = float(np.mean(obs))
             std[i] = float(np.std(obs, ddof=1))
             learned[i] = True
-    return LeadTimes(mean, std, learned, observations, tuple(suppliers))
+    return LeadTimes(mean, std, learned)
 
 
 async def position(session: AsyncSession, index: ProductIndex, wid: int | None = None) -> Position:

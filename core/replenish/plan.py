@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from core.replenish import anchors, policy
 from core.replenish.classify import CLASS_NAMES
 from core.replenish.explain import Explanation
-from core.replenish.forecast import METHOD_NAMES, Forecast, ForecastParams, forecast
+from core.replenish.forecast import HORIZON, METHOD_NAMES, Forecast, ForecastParams, forecast
 from core.replenish.safety import safety_stock, z_for
 
 Array = np.ndarray
@@ -55,7 +56,7 @@ class PlanInputs:
     strategy: object = None
     fixed_safety: Array | float = 0.0
     start_weekday: int = 0
-    horizon: int = 42
+    horizon: int = HORIZON
     anchor_rate: Array | None = None
     anchor_weight: Array | float = anchors.WEIGHT_CAP
     anchor_reason: Sequence[str | None] = ()
@@ -66,6 +67,10 @@ class PlanInputs:
         return np.broadcast_to(np.asarray(getattr(self, name), dtype=float), (len(self.demand),)).astype(float)
 
 
+_EXPLAINED = ("lead_mean", "lead_std", "review_days", "service_level", "on_hand", "on_order", "requested", "reserved",
+              "moq", "pack")
+
+
 @dataclass
 class Plan:
     """Suggestions and their parts for every product (float[n] unless noted)."""
@@ -74,7 +79,6 @@ class Plan:
     forecast: Forecast  # the statistical forecast parts (before anchors and strategies)
     daily: Array  # float[n, horizon]: forecast used per day (anchors applied; flat average for "static")
     strategy: Array  # int8[n]
-    z: Array
     cover_days: Array  # int[n]: round(L + R)
     cover_demand: Array  # Σ daily over the cover days
     safety_stock: Array
@@ -82,18 +86,27 @@ class Plan:
     projected: Array  # on hand + on order + requested − reserved
     need: Array  # max(0, order_up_to − projected)
     suggested: Array  # need rounded to MOQ / pack
-    anchor_weight: Array  # weight applied to the manual anchor (0 = none)
     overrides: list[anchors.Override]
+
+    @cached_property
+    def _per_product(self) -> dict[str, list[float]]:
+        """The explained per-product inputs as lists of floats, built once for all explain() calls."""
+        return {name: self.inputs.vector(name).tolist() for name in _EXPLAINED}
+
+    @cached_property
+    def _override_of(self) -> dict[int, anchors.Override]:
+        """Logged override by product row (the first one, should a row appear twice)."""
+        out: dict[int, anchors.Override] = {}
+        for o in self.overrides:
+            out.setdefault(o.index, o)
+        return out
 
     def explain(self, i: int) -> Explanation:
         """Product i's explanation (floats; .as_decimal() for the card)."""
-        inp = self.inputs
         code = int(self.strategy[i])
         days = int(self.cover_days[i])
-        over = next((o for o in self.overrides if o.index == i), None)
-        vec = {name: float(inp.vector(name)[i]) for name in (
-            "lead_mean", "lead_std", "review_days", "service_level", "on_hand", "on_order", "requested", "reserved",
-            "moq", "pack")}
+        over = self._override_of.get(i)
+        vec = {name: values[i] for name, values in self._per_product.items()}
         return Explanation(
             index=i, strategy=policy.STRATEGY_NAMES[code],
             method="static-average" if code == policy.STATIC else METHOD_NAMES[self.forecast.method[i]],
@@ -129,13 +142,12 @@ def plan(inputs: PlanInputs) -> Plan:
 
     # Manual anchors move the baseline level; weekday profile and promotions still shape the days.
     level = fc.level
-    weight = np.zeros(n)
     overrides: list[anchors.Override] = []
     daily = fc.daily
     if inputs.anchor_rate is not None:
         manual = np.where(strategy == policy.DYNAMIC, np.asarray(inputs.anchor_rate, float), np.nan)
-        level, weight, overrides = anchors.apply_anchors(fc.level, manual, inputs.anchor_weight,
-                                                         inputs.anchor_reason)
+        level, _used, overrides = anchors.apply_anchors(fc.level, manual, inputs.anchor_weight,
+                                                        inputs.anchor_reason)
         shape = daily / np.where(fc.level > 0, fc.level, 1.0)[:, None]
         shape[fc.level <= 0] = (fc.dow[:, (inputs.start_weekday + demand.shape[1] + np.arange(inputs.horizon)) % 7]
                                 * np.where(fc.promo_future, fc.uplift[:, None], 1.0))[fc.level <= 0]
@@ -159,4 +171,4 @@ def plan(inputs: PlanInputs) -> Plan:
     position = policy.projected(inputs.vector("on_hand"), inputs.vector("on_order"), inputs.vector("requested"),
                                 inputs.vector("reserved"))
     need, suggested = policy.suggest(up_to, position, inputs.vector("moq"), inputs.vector("pack"))
-    return Plan(inputs, fc, daily, strategy, z, days, cover, ss, up_to, position, need, suggested, weight, overrides)
+    return Plan(inputs, fc, daily, strategy, days, cover, ss, up_to, position, need, suggested, overrides)

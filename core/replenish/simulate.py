@@ -14,14 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.replenish import flags
-from core.replenish.forecast import ForecastParams, forecast
+from core.replenish.forecast import HORIZON, ForecastParams, forecast
 from core.replenish.policy import cover_days, cover_demand, static_rate
 
 REVIEW = 7  # weekly review, same day for every product
 MONTH = 28  # "monthly" hit window (4 whole weeks)
 HIT_TOLERANCE = 0.25
 FAST = 3.0  # fast movers: > 3 units/day
-HORIZON = 42
 Z_SWEEP = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 STATIC_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # multiplier on the old formula's safety stock d̄·L
 

@@ -17,12 +17,11 @@ from core.errors import DomainError
 from core.replenish import backtest
 from core.replenish.anchors_db import month_anchors, month_days
 from core.replenish.explain import Explanation
+from core.replenish.forecast import HORIZON
 from core.replenish.history import DEFAULT_HISTORY_DAYS, History, load_history
 from core.replenish.plan import PlanInputs, plan
 from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import DEFAULT, Strategy, strategies
-
-MIN_HORIZON = 42
 
 
 @dataclass(frozen=True)
@@ -32,17 +31,12 @@ class Suggestion:
     sku: str
     name: str
     unit: str
-    category: str
     qty: Decimal  # rounded to MOQ / pack; 0 = no purchase needed
     explanation: Explanation  # as_decimal(): its fields sum exactly to qty
     buffer_days: Decimal  # product buffer days included in review_days
     lead_learned: bool  # lead time learned from receipts (else the product's lead_time_days)
     censored_days: int  # stock-out days in the history, not learned from
     auto_replenish: bool
-
-
-def _category_ids(categories: tuple[str, ...]) -> np.ndarray:
-    return np.unique(np.array(categories, dtype=str), return_inverse=True)[1] if categories else np.zeros(0, int)
 
 
 async def build_inputs(session: AsyncSession, settings: Settings, *, today: date, warehouse: str | None = None,
@@ -66,10 +60,10 @@ async def build_inputs(session: AsyncSession, settings: Settings, *, today: date
             weight[i] = float(a.weight_cap)
             reasons[i] = a.reason
     longest = float((h.lead.mean + review).max()) if n else 0.0
-    horizon = max(MIN_HORIZON, math.ceil(longest) + 1)
+    horizon = max(HORIZON, math.ceil(longest) + 1)
     promo = await promo_matrix(session, h.index, h.window.start, h.window.days + horizon)
     inputs = PlanInputs(
-        demand=h.demand, stockout=h.stockout, promo=promo, category_ids=_category_ids(h.index.categories),
+        demand=h.demand, stockout=h.stockout, promo=promo, category_ids=h.index.category_ids(),
         lead_mean=h.lead.mean, lead_std=h.lead.std, review_days=review,
         service_level=np.array([float(s.service_level) for s in chosen]),
         on_hand=h.position.on_hand, on_order=h.position.on_order, requested=h.position.requested,
@@ -103,7 +97,7 @@ def _suggestions(h: History, inputs: PlanInputs, everything: bool) -> list[Sugge
             continue
         why = result.explain(i).as_decimal()
         out.append(Suggestion(
-            sku=h.index.skus[i], name=h.index.names[i], unit=h.index.units[i], category=h.index.categories[i],
+            sku=h.index.skus[i], name=h.index.names[i], unit=h.index.units[i],
             qty=why.suggested, explanation=why, buffer_days=Decimal(int(h.index.buffer_days[i])),
             lead_learned=bool(h.lead.learned[i]), censored_days=int(h.stockout[i].sum()),
             auto_replenish=bool(h.index.auto_replenish[i]),
