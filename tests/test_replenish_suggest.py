@@ -118,7 +118,8 @@ async def test_backtest_on_posted_history(db, settings):
 
 
 async def test_the_numpy_work_runs_off_the_event_loop(db, settings, monkeypatch):
-    """plan() and the back-test replay are CPU work: a worker thread runs them, the event loop stays free."""
+    """plan(), the back-test replay and turning history rows into arrays are CPU work: worker threads run
+    them, the event loop stays free."""
     import threading
 
     from core.replenish import suggest as module
@@ -132,11 +133,22 @@ async def test_the_numpy_work_runs_off_the_event_loop(db, settings, monkeypatch)
             return real(*args, **kwargs)
         return run
 
+    from core.replenish import history
+
+    converted: list[threading.Thread] = []
+    real_to_array = history._to_array
+
+    def to_array(*args):
+        converted.append(threading.current_thread())
+        return real_to_array(*args)
+
     monkeypatch.setattr(module, "plan", spy(module.plan))
     monkeypatch.setattr(module.backtest, "backtest", spy(module.backtest.backtest))
+    monkeypatch.setattr(history, "_to_array", to_array)  # rows → arrays: seconds on a large ledger
     assert await suggest(db, today=TODAY, settings=settings, everything=True)
     await backtest_history(db, today=TODAY, settings=settings)
     assert len(threads) == 2 and threading.main_thread() not in threads
+    assert converted and threading.main_thread() not in converted
 
 
 @pytest.fixture

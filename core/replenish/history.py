@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -221,6 +222,11 @@ async def _arrays(session: AsyncSession, stmt: Any, divisor: float) -> np.ndarra
     rows = (await session.execute(stmt)).all()
     if not rows:
         return np.zeros((0, 3))
+    # A year of a large ledger is millions of rows: seconds of conversion, off the event loop.
+    return await asyncio.to_thread(_to_array, rows, divisor)
+
+
+def _to_array(rows: Sequence[Any], divisor: float) -> np.ndarray:
     # Column by column: numpy converting Row objects one by one is ~20× slower.
     out = np.column_stack([np.array(col, dtype=np.float64) for col in zip(*rows, strict=True)])
     out[:, 2] /= divisor
