@@ -216,3 +216,12 @@ async def test_cli_promo_add_list_remove(tmp_path: Path, settings, capsys):
     assert "找不到促销 #1" in capsys.readouterr().err
     assert await run([*base, "list"]) == 0
     assert "没有促销" in capsys.readouterr().out
+
+
+def test_promotion_dates_are_read_as_people_write_them():
+    from datetime import date
+
+    from core.replenish.promotions_db import parse_day
+
+    for text in ("2026-12-20", "2026/12/20", "2026年12月20日", "20261220", "2026.12.20"):
+        assert parse_day(text, "开始日期") == date(2026, 12, 20)

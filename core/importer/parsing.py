@@ -63,7 +63,8 @@ def _nonneg_dec(text: str) -> Decimal:
     return d
 
 
-def _date(text: str) -> date:
+def match_date(text: str) -> date | None:
+    """A date written as people write it (2026-12-01, 2026/12/1, 2026.12.1, 2026年12月1日, 20261201), else None."""
     t = _nfkc(text)
     m = re.fullmatch(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T].*)?", t) or re.fullmatch(
         r"(\d{4})(\d{2})(\d{2})", t
@@ -73,4 +74,10 @@ def _date(text: str) -> date:
             return date(int(m[1]), int(m[2]), int(m[3]))
         except ValueError:
             pass
+    return None
+
+
+def _date(text: str) -> date:
+    if (found := match_date(text)) is not None:
+        return found
     raise _Bad(f"「{text}」不是有效日期", "请写成 YYYY-MM-DD，例如 2027-05-01")

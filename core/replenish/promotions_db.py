@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
+from core.importer.parsing import match_date
 from core.models import Product, Promotion, User, utcnow
 from core.replenish.history import MAX_YEAR, MIN_YEAR, ProductIndex
 from core.replenish.strategies_db import user_id
@@ -48,11 +49,8 @@ def parse_day(value: date | str, what: str) -> date:
     if isinstance(value, date):
         return value
     text = str(value).strip()
-    for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"):
-        try:
-            day = datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
+    day = match_date(text)
+    if day is not None:
         if not MIN_YEAR <= day.year <= MAX_YEAR:
             raise DomainError("BAD_DATE", f"{what}「{text}」超出范围", f"年份须在 {MIN_YEAR}–{MAX_YEAR} 之间",
                               {"date": text})
