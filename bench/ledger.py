@@ -24,12 +24,12 @@ from sqlalchemy.engine import make_url
 
 from bench.report import emit
 from core.config import Settings
-from core.db import Database
-from core.documents import LineInput, create_document, get_document, post_document, submit_document
-from core.migrate import recreate_schema
+from core.ledger.documents import LineInput, create_document, get_document, post_document, submit_document
+from core.ledger.stock import stock_lookup
 from core.models import Customer, Document, StockMove, Supplier, Warehouse
-from core.sqlite_driver import OneHopConnection
-from core.stock import stock_lookup
+from core.storage.database import Database
+from core.storage.migrate import recreate_schema
+from core.storage.sqlite_driver import OneHopConnection
 from core.types import SCALE
 
 UNIT = 10**SCALE  # one stock unit in the ledger's scaled integers

@@ -20,11 +20,11 @@ from bot.inbound import Inbound
 from bot.tasks import TaskTracker
 from bot.transport import Target
 from cards.model import Message, text
-from core import inbound_events
 from core.errors import DomainError
-from core.fastsql import Fast
+from core.messaging import inbound as inbound_events
 from core.models import User
 from core.models.masters import parse_roles, roles_zh
+from core.storage.fastsql import Fast
 from handlers.registry import Context, Sender, find
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from bot.parts import Part
 from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
 from bot.transport import RESEND_WINDOW, SendError, Target, Transport
 from cards.model import Message
-from core import outbox
 from core.config import ConfigError
-from core.db import Database
+from core.messaging import outbox
 from core.models.base import utcnow
 from core.models.messaging import fit_key
+from core.storage.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from bot.dingtalk import client as dingtalk
 from bot.transport import Target
 from bot.wecom import client as wecom
 from cards.model import Message
-from core import outbox
+from core.messaging import outbox
 
 __all__ = ["PART", "Part", "enqueue", "part_key", "split_message"]
 

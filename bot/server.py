@@ -16,9 +16,9 @@ from bot.dispatch import Dispatcher
 from bot.outbox_sender import OutboxSender, parse_outbox_config
 from bot.tasks import TaskTracker
 from bot.transport import Transport
-from core import outbox
 from core.config import Settings
-from core.db import Database
+from core.messaging import outbox
+from core.storage.database import Database
 
 log = logging.getLogger(__name__)
 

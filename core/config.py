@@ -31,7 +31,7 @@ _IGNORED_ENV_SECTIONS = frozenset({"test"})
 
 VALIDATION_MODES = ("strict", "loose")
 
-# Document types whose posting checks can be strict (block) or loose (warn); mirrors core.doctypes.DOC_TYPES.
+# Document types whose posting checks can be strict (block) or loose (warn); mirrors core.ledger.doctypes.DOC_TYPES.
 VALIDATED_DOC_TYPES = (
     "opening",
     "purchase_receipt",

@@ -27,7 +27,7 @@ class Context:
     sender: Sender
     platform: str
     now: datetime
-    db: Any  # core.db.Database
+    db: Any  # core.storage.database.Database
     settings: Any  # core.config.Settings
 
 

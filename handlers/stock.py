@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cards.model import Message
 from core.errors import DomainError
-from core.stock import WarehouseStock, current_stock
+from core.ledger.stock import WarehouseStock, current_stock
 from core.types import fq
 from handlers.registry import Context, command
 

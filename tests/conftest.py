@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings, load_config
-from core.db import Database
-from core.migrate import recreate_schema
+from core.storage.database import Database
+from core.storage.migrate import recreate_schema
 
 PG_URL = os.environ.get("JXCBOT_TEST_DATABASE_URL", "")
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.db import Database
-from core.documents import LineInput, create_document, post_document, submit_document
+from core.ledger.documents import LineInput, create_document, post_document, submit_document
 from core.models import Customer, Document, Product, Supplier, User, Warehouse
+from core.storage.database import Database
 
 
 async def seed(session: AsyncSession) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.db import Database
-from core.documents import LineInput, create_document, post_document, submit_document
+from core.ledger.documents import LineInput, create_document, post_document, submit_document
 from core.models import Document
+from core.storage.database import Database
 from tests.factories import line, seed
 
 
@@ -50,7 +50,7 @@ def cli_config(tmp_path: Path, name: str) -> tuple[str, str]:
 
 async def cli_database(tmp_path: Path, name: str, *, seeded: bool = True) -> tuple[str, str]:
     """cli_config plus `jxcbot init` (and tests.factories.seed unless seeded=False); returns (config path, url)."""
-    from bot.cli import run
+    from cli.main import run
 
     cfg, url = cli_config(tmp_path, name)
     assert await run(["--config", cfg, "init"]) == 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-BOT_SERVER = "import sys; from bot.cli import main; sys.exit(main(sys.argv[1:]))"
+BOT_SERVER = "import sys; from cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def free_port() -> int:

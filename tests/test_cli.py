@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import run
-from core.db import Database
-from core.freeze import freeze
+from cli.main import run
+from core.ledger.freeze import freeze
 from core.models import Product, Warehouse
+from core.storage.database import Database
 from tests.factories import line, post, seed
 
 
@@ -83,7 +83,7 @@ async def test_diagnose_document_lists_every_failing_check(cli_db, capsys, setti
     cfg, db = cli_db
     from sqlalchemy import select
 
-    from core.documents import create_document, submit_document
+    from core.ledger.documents import create_document, submit_document
     async with db.session() as s:
         p = await s.scalar(select(Product).where(Product.sku == "CREAM"))
         w = await s.scalar(select(Warehouse).where(Warehouse.code == "WH1"))

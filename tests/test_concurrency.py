@@ -9,10 +9,10 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from core.documents import create_document, post_document, submit_document
 from core.errors import DomainError
+from core.ledger.documents import create_document, post_document, submit_document
+from core.ledger.numbering import next_number
 from core.models import DocCounter, Document, StockBalance, StockMove
-from core.numbering import next_number
 from tests.factories import line, post, seed
 
 

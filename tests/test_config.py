@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.config import VALIDATED_DOC_TYPES, ConfigError, Settings, load_config
-from core.doctypes import DOC_TYPES
+from core.ledger.doctypes import DOC_TYPES
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 

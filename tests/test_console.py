@@ -112,7 +112,7 @@ async def test_events_left_unhandled_by_a_crash_are_handled_on_start(db, setting
     """An event stored (and acknowledged) just before the process died is answered after the restart."""
     from datetime import UTC, datetime
 
-    from core.inbound_events import record_inbound
+    from core.messaging.inbound import record_inbound
 
     async def setup(s) -> None:
         await seed(s)

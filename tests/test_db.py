@@ -92,7 +92,7 @@ async def test_single_statement_read_skips_begin_and_rollback(db, monkeypatch):
     """read(snapshot=False) sends only its statement; read() keeps one snapshot (BEGIN … ROLLBACK)."""
     if not db.is_sqlite:
         pytest.skip("SQLite round trips; PostgreSQL sessions are unchanged")
-    from core import sqlite_driver
+    from core.storage import sqlite_driver
 
     sent: list[str] = []
     run = sqlite_driver._run

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bot.outbox_sender import OutboxSender, enqueue_message, parse_outbox_config
 from bot.transport import Target
 from cards.model import Message, text
-from core.db import Database
 from core.models import OutboxMessage
+from core.storage.database import Database
 from tests.test_outbox import T0, Clock, MaxJitter
 
 ZHANG = Target("wecom", "user", "zhang")
@@ -51,7 +51,7 @@ async def send_due(sender: OutboxSender) -> None:
 
 
 def canonical(value: dict) -> str:
-    """JSON as core.outbox stores it."""
+    """JSON as core.messaging.outbox stores it."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 

@@ -13,8 +13,8 @@ import aiohttp
 from sqlalchemy import func, select
 
 from core.importer import load_demo
+from core.ledger.units import to_stock_qty
 from core.models import Batch, Customer, Document, DocumentLine, Product, StockBalance, Warehouse
-from core.units import to_stock_qty
 from tests.server_proc import BOT_SERVER, free_port, stop
 
 STORES = [f"S{n:02d}" for n in range(1, 13)]

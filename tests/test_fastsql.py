@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import bindparam, event, func, insert, inspect, or_, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, StatementError
 
-from core.fastsql import Fast
 from core.models import Batch, Document, DocumentLine, Freeze, Product, StockBalance, Warehouse
-from core.orm_rows import attach, loaded, with_defaults
+from core.storage.fastsql import Fast
+from core.storage.orm_rows import attach, loaded, with_defaults
 
 ON_SQLITE = not os.environ.get("JXCBOT_TEST_DATABASE_URL")
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.group_commit import GroupCommit
-from core.inbound_events import record_inbound
+from core.messaging.inbound import record_inbound
 from core.models import InboundEvent, Supplier
 
 

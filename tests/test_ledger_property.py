@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from core.config import load_config
-from core.db import Database
-from core.documents import cancel_document, create_document, get_document, post_document, submit_document
 from core.errors import DomainError
+from core.ledger.documents import cancel_document, create_document, get_document, post_document, submit_document
+from core.ledger.posting import sum_moves
 from core.models import StockBalance, StockMove, Warehouse
-from core.posting import sum_moves
+from core.storage.database import Database
 from tests.conftest import reset_schema, test_database_url
 from tests.factories import line, seed
 

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from core.documents import (
+from core.errors import DomainError
+from core.ledger.documents import (
     cancel_document,
     create_document,
     post_document,
@@ -18,9 +19,8 @@ from core.documents import (
     reopen_document,
     submit_document,
 )
-from core.errors import DomainError
+from core.ledger.stock import find_products, stock_levels
 from core.models import Batch, Document, FinanceEntry, StockMove
-from core.stock import find_products, stock_levels
 from tests.factories import line, post, seed
 from tests.test_posting_checks import on_hand
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import select, text
 
-from core.db import Database
-from core.inbound_events import record_inbound
-from core.migrate import alembic_config, upgrade
+from core.messaging.inbound import record_inbound
+from core.messaging.outbox import enqueue
 from core.models import Customer
-from core.outbox import enqueue
+from core.storage.database import Database
+from core.storage.migrate import alembic_config, upgrade
 from tests.conftest import PG_URL, table_names, test_database_url
 
 NOW = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from core.db import Database
-from core.migrate import upgrade
 from core.models import Base
+from core.storage.database import Database
+from core.storage.migrate import upgrade
 from tests.conftest import PG_URL, test_database_url
 
 

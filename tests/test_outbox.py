@@ -15,12 +15,12 @@ from bot.outbox_sender import OutboxSender, SenderSettings, enqueue_message, par
 from bot.rate_limit import RateLimit, RateLimiter
 from bot.transport import SendError, Target
 from cards.model import Message, text
-from core import outbox
 from core.config import ConfigError
-from core.db import Database
-from core.inbound_events import mark_failed, mark_handled, purge_inbound, record_inbound
+from core.messaging import outbox
+from core.messaging.inbound import mark_failed, mark_handled, purge_inbound, record_inbound
 from core.models import Customer, InboundEvent, OutboxMessage
 from core.models.messaging import fit_key
+from core.storage.database import Database
 from tests.conftest import PG_URL, reset_schema, test_database_url
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)

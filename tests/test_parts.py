@@ -25,9 +25,9 @@ from bot.transport import SendError, Target
 from bot.wecom import client as wecom_client
 from bot.wecom.client import APP_MARKDOWN_LIMIT, ROBOT_MARKDOWN_LIMIT, TEXT_LIMIT, WeComClient
 from cards.model import Button, Message, text
-from core import outbox
-from core.db import Database
+from core.messaging import outbox
 from core.models import OutboxMessage
+from core.storage.database import Database
 from tests.fakes.wecom import PATH_SEND, FakeWeCom, Fault
 from tests.test_outbox import T0, Clock, FakeTransport, MaxJitter, drain
 

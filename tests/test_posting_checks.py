@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from core.documents import create_document, post_document, submit_document
 from core.errors import DomainError
-from core.freeze import freeze, unfreeze
+from core.ledger.documents import create_document, post_document, submit_document
+from core.ledger.freeze import freeze, unfreeze
 from core.models import Document, FreezeEvent, Product, StockBalance, StockMove, Warehouse
 from tests.factories import line, post, seed
 
@@ -150,7 +150,7 @@ async def test_failed_posting_in_committed_state_leaves_balances(db, settings):
         await submit_document(s, settings, doc)
         number = doc.number
     async def attempt(session):
-        from core.documents import get_document
+        from core.ledger.documents import get_document
         await post_document(session, settings, await get_document(session, number))
     with pytest.raises(DomainError):
         await db.write(attempt)
@@ -262,7 +262,7 @@ async def test_checks_run_in_documented_order(db, settings):
         with pytest.raises(DomainError) as e:
             await post_document(s, settings, doc)
         assert e.value.code == "NEGATIVE_STOCK"
-        from core.diagnose import diagnose_document
+        from core.ledger.diagnose import diagnose_document
         diag = await diagnose_document(s, settings, doc.number)
         assert [f.code for f in diag.failures] == ["NEGATIVE_STOCK", "FROZEN"]
         assert all(f.fix_zh for f in diag.failures)
@@ -296,7 +296,7 @@ async def test_backdating_refused_by_default(db, settings):
 async def test_integrity_sweep_freezes_only_the_broken_pair(db, settings):
     from sqlalchemy import update
 
-    from core.freeze import sweep_integrity
+    from core.ledger.freeze import sweep_integrity
     from core.models import Freeze
     async with db.session() as s:
         await seed(s)

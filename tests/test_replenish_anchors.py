@@ -12,14 +12,14 @@ from alembic import command
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import Database
 from core.errors import DomainError
-from core.migrate import alembic_config, upgrade
 from core.models import ForecastAnchor, ForecastOverride, Product, ReplenishStrategy, User
 from core.replenish import anchors
 from core.replenish.anchors_db import fva_report, list_anchors, override_log, record_actuals, set_anchor
 from core.replenish.strategies_db import set_strategy, strategies
 from core.replenish.suggest import suggest
+from core.storage.database import Database
+from core.storage.migrate import alembic_config, upgrade
 from tests.conftest import PG_URL, table_names, test_database_url
 from tests.factories import line, seed
 from tests.ledger_history import cli_database, daily_sales, dated, local
@@ -236,7 +236,7 @@ async def test_migration_0003_adds_the_replenishment_tables_and_downgrade_remove
 
 
 async def test_cli_anchor_strategy_and_fva(tmp_path: Path, settings, capsys):
-    from bot.cli import run
+    from cli.main import run
 
     cfg, _ = await cli_database(tmp_path, "cli")
     base = ["--config", cfg, "replenish"]
@@ -260,7 +260,7 @@ async def test_cli_anchor_strategy_and_fva(tmp_path: Path, settings, capsys):
 
 async def test_cli_out_of_range_input_is_a_chinese_error_and_changes_nothing(tmp_path: Path, settings, capsys):
     """Inputs that used to end in a traceback (OverflowError, decimal.InvalidOperation) or in unbounded work."""
-    from bot.cli import run
+    from cli.main import run
 
     cfg, url = await cli_database(tmp_path, "range")
     db = Database(url)

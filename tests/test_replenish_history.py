@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from core.documents import cancel_document
 from core.errors import DomainError
+from core.ledger.documents import cancel_document
 from core.models import Product
 from core.replenish.history import LT_PRIOR_CV, Window, load_history
 from tests.factories import line, seed

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.cli import run
+from cli.main import run
 from core.errors import DomainError
 from core.models import Product, Promotion, User
 from core.replenish import backtest

@@ -9,9 +9,9 @@ import signal
 import aiohttp
 import pytest
 
-from core.db import Database
-from core.migrate import recreate_schema
 from core.models import OutboxMessage
+from core.storage.database import Database
+from core.storage.migrate import recreate_schema
 from tests.conftest import PG_URL
 from tests.factories import seed_chat_users
 from tests.fakes.wecom import PATH_SEND, CallbackDriver, FakeWeCom, Fault

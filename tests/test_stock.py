@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from core.documents import create_document, submit_document
 from core.errors import DomainError
+from core.ledger.documents import create_document, submit_document
+from core.ledger.stock import _prefix_end, current_stock, find_products, stock_levels, stock_lookup
 from core.models import Product
-from core.stock import _prefix_end, current_stock, find_products, stock_levels, stock_lookup
 from tests.factories import line, post, seed
 
 D = Decimal

@@ -9,8 +9,8 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from core.db import Database
-from core.migrate import recreate_schema
+from core.storage.database import Database
+from core.storage.migrate import recreate_schema
 from tests.conftest import PG_URL
 from tests.factories import seed_chat_users
 from tests.fakes.wecom import CallbackDriver, FakeWeCom

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.documents import LineInput, create_document, post_document, submit_document
 from core.errors import DomainError
 from core.importer.parsing import _bool, _date
 from core.importer.reading import _read_table, _Row, _Table
@@ -20,6 +19,7 @@ from core.importer.results import ImportFailed, RowError
 from core.importer.rowcheck import _Cells
 from core.importer.run import _import_table
 from core.importer.specs import _EXTRA_COLUMNS, COLUMNS
+from core.ledger.documents import LineInput, create_document, post_document, submit_document
 from core.models import Customer, Product, Supplier, utcnow
 
 DEMO_DIR = Path(__file__).parent.parent / "demo"

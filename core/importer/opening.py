@@ -10,7 +10,6 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.documents import LineInput, create_document, post_document, submit_document
 from core.errors import DomainError
 from core.importer.lookup import _CHUNK, _fetch_by
 from core.importer.parsing import _INVALID, _date, _decimal, _nonneg_dec
@@ -18,8 +17,9 @@ from core.importer.progress import Progress, _tick
 from core.importer.reading import _Row, _Table
 from core.importer.results import ImportFailed, RowError
 from core.importer.rowcheck import _Cells, _duplicates
+from core.ledger.documents import LineInput, create_document, post_document, submit_document
+from core.ledger.units import to_stock_qty
 from core.models import Batch, Document, DocumentLine, Product, Warehouse
-from core.units import to_stock_qty
 
 
 @dataclass(frozen=True)

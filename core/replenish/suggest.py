@@ -12,7 +12,6 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings, load_config
-from core.db import Database
 from core.errors import DomainError
 from core.replenish import backtest
 from core.replenish.anchors_db import month_anchors, month_days
@@ -22,6 +21,7 @@ from core.replenish.history import DEFAULT_HISTORY_DAYS, History, load_history
 from core.replenish.plan import PlanInputs, plan
 from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import DEFAULT, Strategy, strategies
+from core.storage.database import Database
 
 
 @dataclass(frozen=True)

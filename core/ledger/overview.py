@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.ledger.stock import reserved_quantities
 from core.models import Batch, Product, StockBalance
-from core.stock import reserved_quantities
 
 ZERO = Decimal(0)
 

@@ -9,8 +9,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.fastsql import Fast
 from core.models import Customer, Document, FinanceEntry
+from core.storage.fastsql import Fast
 from core.types import q6
 
 ONE = Decimal(1)

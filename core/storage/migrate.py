@@ -9,8 +9,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from core.db import Database
 from core.models import Base
+from core.storage.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.doctypes import NONE, doc_type
-from core.documents import get_document
 from core.errors import CheckResult, DomainError
+from core.ledger.doctypes import NONE, doc_type
+from core.ledger.documents import get_document
+from core.ledger.posting import plan_document, prepare
 from core.models import (
     Document,
     DocumentLine,
@@ -25,7 +26,6 @@ from core.models import (
     Warehouse,
     utcnow,
 )
-from core.posting import plan_document, prepare
 
 ZERO = Decimal(0)
 

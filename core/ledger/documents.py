@@ -10,16 +10,16 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import finance, master_rows
 from core.config import Settings
-from core.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
 from core.errors import CheckResult, DomainError
-from core.fastsql import Fast
+from core.ledger import finance, master_rows
+from core.ledger.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
+from core.ledger.numbering import next_number
+from core.ledger.posting import now_or, plan_document, plan_reversal, prepare, write_moves
+from core.ledger.units import to_stock_qty
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
-from core.numbering import next_number
-from core.orm_rows import loaded, with_defaults
-from core.posting import now_or, plan_document, plan_reversal, prepare, write_moves
-from core.units import to_stock_qty
+from core.storage.fastsql import Fast
+from core.storage.orm_rows import loaded, with_defaults
 
 
 @dataclass(frozen=True)
@@ -273,14 +273,14 @@ async def submit_document(session: AsyncSession, settings: Settings, doc: Docume
     """draft → submitted; a stock count records book quantities; a strategic sales order reserves stock."""
     now = now_or(now)
     if doc.type == "stock_count":
-        from core.counts import record_book_quantities
+        from core.ledger.counts import record_book_quantities
 
         await record_book_quantities(session, doc)
     if doc.type == "sales_order":
         await finance.reserve_sales_order(session, settings, doc)
     await _transition(session, doc, ("draft",), "submitted", submitted_at=now)
     if doc.type == "stock_count":
-        from core.counts import create_discrepancy
+        from core.ledger.counts import create_discrepancy
 
         await create_discrepancy(session, settings, doc, now)
     return doc

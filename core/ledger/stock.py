@@ -19,8 +19,8 @@ from sqlalchemy import and_, bindparam, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
-from core.fastsql import Fast
 from core.models import ON_HAND, Batch, Document, DocumentLine, Product, StockBalance, StockMove, Warehouse
+from core.storage.fastsql import Fast
 
 ZERO = Decimal(0)
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.fastsql import Fast
 from core.models.messaging import InboundEvent, fit_key
+from core.storage.fastsql import Fast
 from core.types import UTCDateTime
 
 _ERROR_CHARS = 4000

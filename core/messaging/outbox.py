@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.fastsql import Fast
 from core.models.messaging import OutboxMessage, fit_key
+from core.storage.fastsql import Fast
 from core.types import UTCDateTime
 
 _ERROR_CHARS = 2000

@@ -12,12 +12,11 @@ from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
-from core import checks, master_rows
-from core.batches import ensure_balance_rows, ensure_batches
 from core.config import Settings
-from core.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
 from core.errors import CheckResult, DomainError
-from core.fastsql import Fast
+from core.ledger import checks, master_rows
+from core.ledger.batches import ensure_balance_rows, ensure_batches
+from core.ledger.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
 from core.models import (
     ON_HAND,
     ON_LOAN,
@@ -30,6 +29,7 @@ from core.models import (
     Warehouse,
     utcnow,
 )
+from core.storage.fastsql import Fast
 
 ZERO = Decimal(0)
 T = TypeVar("T")

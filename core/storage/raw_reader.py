@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from core.fastsql import run_sqlite
+from core.storage.fastsql import run_sqlite
 
 READERS = 4  # threads; SQLite reads run concurrently in WAL mode and release the GIL while they run
 
@@ -16,7 +16,7 @@ READERS = 4  # threads; SQLite reads run concurrently in WAL mode and release th
 class RawReader:
     """A few threads, each with its own read-only sqlite3 connection to one database file.
 
-    A read is one statement, already compiled (see core.fastsql.Fast.fetch): the thread executes it and
+    A read is one statement, already compiled (see core.storage.fastsql.Fast.fetch): the thread executes it and
     fetches every row in one go, so a read costs one hand-off instead of an ORM session, a pooled
     connection checkout and a round trip per step. A single statement sees one consistent snapshot."""
 

@@ -13,11 +13,11 @@ from typing import Any, NoReturn
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from bot import render
+from cli import render
 from core.config import ConfigError, Settings, load_config
-from core.db import Database
-from core.doctypes import DOC_TYPES, STATUS_ZH
 from core.errors import DomainError
+from core.ledger.doctypes import DOC_TYPES, STATUS_ZH
+from core.storage.database import Database
 from core.types import fq
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -144,7 +144,7 @@ def _make_parent(path: str) -> None:
 
 
 async def _init(settings: Settings, url: str | None = None) -> None:
-    from core.migrate import upgrade
+    from core.storage.migrate import upgrade
 
     url = url or settings.database_url
     if url.startswith("sqlite") and ":///" in url:
@@ -172,7 +172,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from core.importer import load_demo
-    from core.overview import stock_overview
+    from core.ledger.overview import stock_overview
 
     path = await asyncio.to_thread(_fresh_file, Path(args.db))
     url = f"sqlite+aiosqlite:///{path}"
@@ -273,7 +273,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace, db: Database)
 
 async def cmd_stock(settings: Settings, args: argparse.Namespace, db: Database) -> int:
     """Stock of matching products per warehouse and batch."""
-    from core.stock import stock_lookup
+    from core.ledger.stock import stock_lookup
 
     at = parse_at(args.at, settings) if args.at else None
     async with db.read(snapshot=at is not None) as s:  # current stock is one statement
@@ -289,7 +289,7 @@ async def cmd_doc(settings: Settings, args: argparse.Namespace, db: Database) ->
     """Show one document with its lines."""
     from sqlalchemy import select
 
-    from core.documents import get_document
+    from core.ledger.documents import get_document
     from core.models import Product, Warehouse
 
     async with db.read() as s:
@@ -315,7 +315,7 @@ async def cmd_doc(settings: Settings, args: argparse.Namespace, db: Database) ->
 
 async def cmd_diagnose(settings: Settings, args: argparse.Namespace, db: Database) -> int:
     """Diagnose a document (dry run, rolled back) or a product+warehouse."""
-    from core.diagnose import diagnose_document, diagnose_pair
+    from core.ledger.diagnose import diagnose_document, diagnose_pair
 
     if len(args.target) == 1:
         async with db.session() as s:  # the dry run locks like a posting; nothing is written

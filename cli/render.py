@@ -6,11 +6,11 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import tzinfo
 
-from core.diagnose import DocumentDiagnosis, PairDiagnosis
-from core.doctypes import DOC_TYPES, STATUS_ZH
 from core.errors import CheckResult, DomainError
-from core.overview import OverviewRow
-from core.stock import WarehouseStock
+from core.ledger.diagnose import DocumentDiagnosis, PairDiagnosis
+from core.ledger.doctypes import DOC_TYPES, STATUS_ZH
+from core.ledger.overview import OverviewRow
+from core.ledger.stock import WarehouseStock
 from core.types import fq
 
 

@@ -10,8 +10,8 @@ from sqlalchemy import Row, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.fastsql import Fast
 from core.models import Batch, StockBalance
+from core.storage.fastsql import Fast
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

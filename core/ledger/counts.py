@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.batches import pair_filter
 from core.config import Settings
+from core.ledger.batches import pair_filter
 from core.models import Document, StockBalance
 
 ZERO = Decimal(0)
@@ -39,9 +39,9 @@ async def record_book_quantities(session: AsyncSession, doc: Document) -> None:
 async def create_discrepancy(session: AsyncSession, settings: Settings, count: Document,
                              now: datetime) -> Document | None:
     """A submitted discrepancy document (counted − book) for the count's differing lines, or None."""
-    from core.doctypes import doc_type
-    from core.documents import insert_document
-    from core.numbering import next_number
+    from core.ledger.doctypes import doc_type
+    from core.ledger.documents import insert_document
+    from core.ledger.numbering import next_number
 
     diff_lines = [ln for ln in count.lines if ln.counted_qty is not None and ln.stock_qty != ln.book_qty]
     if not diff_lines:

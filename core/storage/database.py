@@ -13,10 +13,10 @@ from sqlalchemy import event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.fastsql import Fast
-from core.raw_reader import RawReader
-from core.sqlite_driver import inline_url, one_hop_url
-from core.writer_thread import WriterThread
+from core.storage.fastsql import Fast
+from core.storage.raw_reader import RawReader
+from core.storage.sqlite_driver import inline_url, one_hop_url
+from core.storage.writer_thread import WriterThread
 
 T = TypeVar("T")
 _SINGLE_STATEMENT = "jxcbot_single_statement"

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
+from core.ledger.posting import sum_moves
 from core.models import Freeze, FreezeEvent, Product, StockBalance, Warehouse, utcnow
-from core.posting import sum_moves
 
 
 async def freeze(session: AsyncSession, product_id: int, warehouse_id: int, reason: str,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert, UpdateBase
 from sqlalchemy.types import TupleType, TypeEngine
 
-from core.orm_rows import attach
+from core.storage.orm_rows import attach
 
 Getter = Callable[[Mapping[str, Any]], Any]
 T = TypeVar("T")

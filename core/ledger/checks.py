@@ -10,15 +10,15 @@ from sqlalchemy import and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.doctypes import DOC_TYPES, LOCKING_TYPES
 from core.errors import CheckResult, DomainError
-from core.fastsql import Fast
+from core.ledger.doctypes import DOC_TYPES, LOCKING_TYPES
+from core.ledger.units import to_stock_qty
 from core.models import ON_HAND, Document, DocumentLine, Freeze, StockBalance
+from core.storage.fastsql import Fast
 from core.types import fq
-from core.units import to_stock_qty
 
 if TYPE_CHECKING:
-    from core.posting import Plan
+    from core.ledger.posting import Plan
 
 ZERO = Decimal(0)
 ORDER = ("unit", "opening", "pending", "negative", "freeze", "expired", "magnitude")

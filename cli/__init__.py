@@ -1,0 +1,1 @@
+"""The jxcbot command line: the same application functions as the chat handlers, printed as text."""

@@ -1,0 +1,1 @@
+"""The stock ledger: documents and their types, posting and checks, stock, batches, units, freeze, diagnosis."""

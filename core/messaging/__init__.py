@@ -1,0 +1,1 @@
+"""Messaging: inbound events, the outbox, targets and recipients, message parts."""

@@ -1,0 +1,1 @@
+"""Storage: the Database interface, migrations and the SQLite speed code behind it."""
