@@ -26,7 +26,7 @@ from bench.report import emit
 from bench.store_only import store_only_app
 from bot.server import build_app
 from core.config import Settings
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import recreate_schema
 
 # The fakes live with the tests (the bench runs from the repository root, where `tests` is importable).

@@ -27,7 +27,7 @@ from core.config import Settings
 from core.ledger.documents import LineInput, create_document, get_document, post_document, submit_document
 from core.ledger.stock import stock_lookup
 from core.models import Customer, Document, StockMove, Supplier, Warehouse
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import recreate_schema
 from core.storage.sqlite_driver import OneHopConnection
 from core.types import SCALE

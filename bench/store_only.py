@@ -10,7 +10,7 @@ from bot.dispatch import store_event
 from bot.group_commit import GroupCommit
 from bot.inbound import Inbound
 from bot.platforms import WeComConfig, wecom_routes
-from core.storage.database import Database
+from core.storage import Database
 
 
 def store_only_app(db: Database, corp_id: str, token: str, aes_key: str) -> web.Application:

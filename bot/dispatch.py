@@ -24,7 +24,7 @@ from core.errors import DomainError
 from core.messaging import inbound as inbound_events
 from core.models import User
 from core.models.masters import parse_roles, roles_zh
-from core.storage.fastsql import Fast
+from core.storage import Fast
 from handlers.registry import Context, Sender, find
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from core.config import ConfigError
 from core.messaging import outbox
 from core.models.base import utcnow
 from core.models.messaging import fit_key
-from core.storage.database import Database
+from core.storage import Database
 
 log = logging.getLogger(__name__)
 

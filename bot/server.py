@@ -18,7 +18,7 @@ from bot.tasks import TaskTracker
 from bot.transport import Transport
 from core.config import Settings
 from core.messaging import outbox
-from core.storage.database import Database
+from core.storage import Database
 
 log = logging.getLogger(__name__)
 

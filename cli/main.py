@@ -17,7 +17,7 @@ from cli import render
 from core.config import ConfigError, Settings, load_config
 from core.errors import DomainError
 from core.ledger.doctypes import DOC_TYPES, STATUS_ZH
-from core.storage.database import Database
+from core.storage import Database
 from core.types import fq
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings, load_config
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import recreate_schema
 
 PG_URL = os.environ.get("JXCBOT_TEST_DATABASE_URL", "")

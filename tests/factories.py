@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.ledger.documents import LineInput, create_document, post_document, submit_document
 from core.models import Customer, Document, Product, Supplier, User, Warehouse
-from core.storage.database import Database
+from core.storage import Database
 
 
 async def seed(session: AsyncSession) -> None:

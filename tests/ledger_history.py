@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.ledger.documents import LineInput, create_document, post_document, submit_document
 from core.models import Document
-from core.storage.database import Database
+from core.storage import Database
 from tests.factories import line, seed
 
 

@@ -9,7 +9,7 @@ import pytest
 from cli.main import run
 from core.ledger.freeze import freeze
 from core.models import Product, Warehouse
-from core.storage.database import Database
+from core.storage import Database
 from tests.factories import line, post, seed
 
 

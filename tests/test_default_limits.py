@@ -12,7 +12,7 @@ from bot.outbox_sender import OutboxSender, enqueue_message, parse_outbox_config
 from bot.transport import Target
 from cards.model import Message, text
 from core.models import OutboxMessage
-from core.storage.database import Database
+from core.storage import Database
 from tests.test_outbox import T0, Clock, MaxJitter
 
 ZHANG = Target("wecom", "user", "zhang")

@@ -17,7 +17,7 @@ from core.errors import DomainError
 from core.ledger.documents import cancel_document, create_document, get_document, post_document, submit_document
 from core.ledger.posting import sum_moves
 from core.models import StockBalance, StockMove, Warehouse
-from core.storage.database import Database
+from core.storage import Database
 from tests.conftest import reset_schema, test_database_url
 from tests.factories import line, seed
 

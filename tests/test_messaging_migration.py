@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from core.messaging.inbound import record_inbound
 from core.messaging.outbox import enqueue
 from core.models import Customer
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import alembic_config, upgrade
 from tests.conftest import PG_URL, table_names, test_database_url
 

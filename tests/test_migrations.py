@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from core.models import Base
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import upgrade
 from tests.conftest import PG_URL, test_database_url
 

@@ -20,7 +20,7 @@ from core.messaging import outbox
 from core.messaging.inbound import mark_failed, mark_handled, purge_inbound, record_inbound
 from core.models import Customer, InboundEvent, OutboxMessage
 from core.models.messaging import fit_key
-from core.storage.database import Database
+from core.storage import Database
 from tests.conftest import PG_URL, reset_schema, test_database_url
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)

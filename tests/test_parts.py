@@ -27,7 +27,7 @@ from bot.wecom.client import APP_MARKDOWN_LIMIT, ROBOT_MARKDOWN_LIMIT, TEXT_LIMI
 from cards.model import Button, Message, text
 from core.messaging import outbox
 from core.models import OutboxMessage
-from core.storage.database import Database
+from core.storage import Database
 from tests.fakes.wecom import PATH_SEND, FakeWeCom, Fault
 from tests.test_outbox import T0, Clock, FakeTransport, MaxJitter, drain
 

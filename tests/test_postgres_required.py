@@ -8,7 +8,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from core.storage.database import Database
+from core.storage import Database
 from tests.conftest import reset_schema
 
 URL = os.environ.get("JXCBOT_TEST_DATABASE_URL") or "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

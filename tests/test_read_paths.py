@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import bindparam, event, select, text
 
 from core.models import User
-from core.storage.database import Database
-from core.storage.fastsql import Fast
+from core.storage import Database, Fast
 from tests.factories import seed
 
 BY_WECOM = Fast(select(User.id, User.name, User.roles).where(User.wecom_user_id == bindparam("uid")))

@@ -18,7 +18,7 @@ from core.replenish import anchors
 from core.replenish.anchors_db import fva_report, list_anchors, override_log, record_actuals, set_anchor
 from core.replenish.strategies_db import set_strategy, strategies
 from core.replenish.suggest import suggest
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import alembic_config, upgrade
 from tests.conftest import PG_URL, table_names, test_database_url
 from tests.factories import line, seed

@@ -14,7 +14,7 @@ from core.errors import DomainError
 from core.models import Product
 from core.replenish.suggest import backtest_history, suggest
 from core.replenish.why import why_zh
-from core.storage.database import Database
+from core.storage import Database
 from tests.factories import line, seed
 from tests.ledger_history import cli_config, cli_database, daily_sales, dated, local
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from core.models import OutboxMessage
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import recreate_schema
 from tests.conftest import PG_URL
 from tests.factories import seed_chat_users

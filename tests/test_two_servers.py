@@ -9,7 +9,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from core.storage.database import Database
+from core.storage import Database
 from core.storage.migrate import recreate_schema
 from tests.conftest import PG_URL
 from tests.factories import seed_chat_users

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Batch, StockBalance
-from core.storage.fastsql import Fast
+from core.storage import Fast
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from core.errors import CheckResult, DomainError
 from core.ledger.doctypes import DOC_TYPES, LOCKING_TYPES
 from core.ledger.units import to_stock_qty
 from core.models import ON_HAND, Document, DocumentLine, Freeze, StockBalance
-from core.storage.fastsql import Fast
+from core.storage import Fast
 from core.types import fq
 
 if TYPE_CHECKING:

@@ -18,8 +18,7 @@ from core.ledger.numbering import next_number
 from core.ledger.posting import now_or, plan_document, plan_reversal, prepare, write_moves
 from core.ledger.units import to_stock_qty
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
-from core.storage.fastsql import Fast
-from core.storage.orm_rows import loaded, with_defaults
+from core.storage import Fast, loaded, with_defaults
 
 
 @dataclass(frozen=True)

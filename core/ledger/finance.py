@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.models import Customer, Document, FinanceEntry
-from core.storage.fastsql import Fast
+from core.storage import Fast
 from core.types import q6
 
 ONE = Decimal(1)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.storage.fastsql import Fast
+from core.storage import Fast
 
 _KEY = "jxcbot_master_rows"
 _BY_IDS: dict[type, Fast] = {}

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.storage.fastsql import Fast
+from core.storage import Fast
 
 # The same SQL on SQLite (>= 3.35) and PostgreSQL. Written as text because SQLAlchemy cannot cache the
 # compiled form of an `on_conflict_do_update` construct: it recompiled it for every document (~0.2 ms).

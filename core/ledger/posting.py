@@ -29,7 +29,7 @@ from core.models import (
     Warehouse,
     utcnow,
 )
-from core.storage.fastsql import Fast
+from core.storage import Fast
 
 ZERO = Decimal(0)
 T = TypeVar("T")

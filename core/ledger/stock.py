@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
 from core.models import ON_HAND, Batch, Document, DocumentLine, Product, StockBalance, StockMove, Warehouse
-from core.storage.fastsql import Fast
+from core.storage import Fast
 
 ZERO = Decimal(0)
 

@@ -11,7 +11,7 @@ from sqlalchemy import Integer, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models.messaging import InboundEvent, fit_key
-from core.storage.fastsql import Fast
+from core.storage import Fast
 from core.types import UTCDateTime
 
 _ERROR_CHARS = 4000

@@ -21,7 +21,7 @@ from core.replenish.history import DEFAULT_HISTORY_DAYS, History, load_history
 from core.replenish.plan import PlanInputs, plan
 from core.replenish.promotions_db import promo_matrix
 from core.replenish.strategies_db import DEFAULT, Strategy, strategies
-from core.storage.database import Database
+from core.storage import Database
 
 
 @dataclass(frozen=True)
