@@ -9,13 +9,12 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from bot.inbound import Inbound
-from bot.transport import Target
 from cards.model import Message
-from core.models import User
-from core.models.masters import parse_roles, roles_zh
+from core.messaging import people
+from core.messaging.targets import Target
+from core.models.masters import roles_zh
 
 MAX_TEXT = 2000
 
@@ -65,9 +64,9 @@ def routes(log: ConsoleLog, db: Any, accept: Any) -> list[web.RouteDef]:
 
     async def users(_request: web.Request) -> web.Response:
         async with db.read(snapshot=False) as s:
-            rows = (await s.execute(select(User.name, User.roles, User.department).order_by(User.id))).all()
-        return web.json_response([{"name": n, "roles": r, "roles_zh": roles_zh(parse_roles(r)),
-                                   "department": d} for n, r, d in rows])
+            found = await people.everyone(s)
+        return web.json_response([{"name": p.name, "roles": ",".join(sorted(p.roles)), "roles_zh": roles_zh(p.roles),
+                                   "department": p.department} for p in found])
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:

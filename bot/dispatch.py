@@ -1,5 +1,6 @@
-"""The dispatcher: store an inbound event once, then (tracked, in the background) find its sender,
-run the command and queue the replies in the outbox — the replies in the same transaction as the mark."""
+"""The dispatcher: store an inbound event once, then (tracked, in the background) find its sender, route it to
+its command or card action and queue the replies and notices in the outbox, in the same transaction as the
+event's handled mark (and, for a handler that writes, as its unit of work)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,19 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import bindparam, select
-
-import handlers  # noqa: F401  (registers the commands)
-from bot import parts
+import handlers  # noqa: F401  (registers the commands and card actions)
 from bot.group_commit import GroupCommit
 from bot.inbound import Inbound
 from bot.tasks import TaskTracker
-from bot.transport import Target
 from cards.model import Message, text
+from cards.parts import split_message
 from core.errors import DomainError
 from core.messaging import inbound as inbound_events
-from core.models import User
-from core.models.masters import parse_roles, roles_zh
-from core.storage import Fast
-from handlers.registry import Context, Sender, find
+from core.messaging import people
+from core.messaging.outbound import Outbound
+from core.messaging.recipients import Recipient
+from core.messaging.targets import Target
+from handlers.registry import Action, Command, Context, Sender, find, find_action
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,10 @@ SENDER_CACHE = 10_000
 PACE_BACKLOG = 32  # events being handled + replies not yet sent, beyond which acknowledgements wait
 PACE_MAX_WAIT = 2.0  # seconds an acknowledgement waits at most (platforms retry after 5 s)
 SESSION_MARGIN = 120  # seconds a DingTalk session webhook must still be valid to carry a reply
-_ID_FIELD = {"wecom": ("wecom_user_id", "企业微信账号"), "dingtalk": ("dingtalk_staff_id", "钉钉员工 ID"),
-             "console": ("name", "姓名")}
+_ID_LABEL = {"wecom": "企业微信账号", "dingtalk": "钉钉员工 ID", "console": "姓名"}
+UNKNOWN_BUTTON = ("这个按钮已失效或无法识别（{key}）。卡片可能来自旧版本或已被处理，"
+                  "请发送「帮助」查看可用的命令。")
+RESUME_EVERY = 15.0  # seconds between looks for events whose handling instance died (their lease ran out)
 
 
 class Dispatcher:
@@ -47,8 +48,10 @@ class Dispatcher:
     def __init__(self, db: Any, settings: Any, tracker: TaskTracker,
                  on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 delivered: Callable[[], int] | None = None) -> None:
+                 delivered: Callable[[], int] | None = None, outbound: Outbound | None = None) -> None:
         self.db, self.settings, self.tracker = db, settings, tracker
+        # Where replies and notices go: people on the platforms served, [channels] by name (bot.platforms).
+        self.outbound = outbound or Outbound(split_message, getattr(settings, "channels", {}), frozenset({"console"}))
         # Reply rows queued by this dispatcher, and how many of them the outbox has finished with (by default
         # all: without a sender there is no reply backlog to pace by).
         self.queued = 0
@@ -130,10 +133,10 @@ class Dispatcher:
         await self.finishes.close()
 
     async def resume(self) -> int:
-        """Handle again the events a crash left stored but unhandled; returns how many (replies are keyed by
-        the event, so one already queued before the crash is not queued twice)."""
-        async with self.db.read() as s:
-            pending = await inbound_events.unhandled(s)
+        """Claim (with a lease) and handle again the events a crash left stored but unhandled — this
+        instance's or another's whose lease ran out; returns how many. The handled mark is a compare-and-set,
+        so an event another instance finishes meanwhile has no second effect."""
+        pending = await self.db.write(lambda s: inbound_events.claim_unhandled(s, self.clock()))
         for data in pending:
             try:
                 event = _event(data)
@@ -143,50 +146,98 @@ class Dispatcher:
             self.tracker.spawn(self.handle(event), name=f"resume {event.dedupe_key}")
         return len(pending)
 
+    async def resume_forever(self, every: float = RESUME_EVERY) -> None:
+        """resume() every `every` seconds (a tracked task: events of an instance that died are taken over)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if resumed := await self.resume():
+                    log.warning("resumed %d inbound events whose handling was interrupted", resumed)
+            except Exception:  # the database is down: try again next round
+                log.exception("resuming unhandled inbound events failed")
+
     async def handle(self, event: Inbound) -> None:
-        """Run the event's command and queue the replies; a failure is answered and recorded, never lost."""
+        """Run the event's command or card action and queue what it says; a failure is answered and recorded,
+        never lost. A handler that writes runs in one transaction with its replies and the handled mark."""
         error: str | None = None
+        notices: list[tuple[Recipient, Message]] = []
         try:
-            replies = await self._replies(event)
-        except DomainError as e:
+            routed = await self._route(event)
+            if isinstance(routed, list):
+                replies = routed
+            elif routed[0].writes:
+                await self._unit_of_work(event, *routed)
+                return
+            else:
+                ctx = self._context(event, routed[2])
+                replies, notices = await routed[0].run(ctx, routed[1]), ctx.notices
+        except DomainError as e:  # bad input or a refused rule: said to the sender; nothing else changed
             replies = [text(f"{e.message_zh}\n处理办法：{e.fix_zh}" if e.fix_zh else e.message_zh)]
         except Exception as e:  # the sender still gets an answer; the event is marked failed with the reason
             log.exception("handling %s failed", event.dedupe_key)
             error = f"{type(e).__name__}: {e}"
             replies = [text("抱歉，处理这条消息时出错了，已记录，请稍后再试或联系管理员。")]
-        target = reply_target(event)
         now = self.clock()
 
         async def finish(session: Any) -> int:
-            rows = 0
-            for i, message in enumerate(replies):  # a long reply: one row per part (bot.parts)
-                rows += await parts.enqueue(session, f"reply:{event.dedupe_key}:{i}", target, message, now)
             if error is None:
-                await inbound_events.mark_handled(session, event.dedupe_key, now)
+                marked = await inbound_events.mark_handled(session, event.dedupe_key, now)
             else:
-                await inbound_events.mark_failed(session, event.dedupe_key, error, now)
-            return rows
+                marked = await inbound_events.mark_failed(session, event.dedupe_key, error, now)
+            # Not open any more: a retry, a resume or another instance handled it — say nothing twice.
+            return await self._queue(session, event, replies, notices, now) if marked else 0
 
         rows = await self.finishes.submit(finish)  # not `self.queued += await …`: that reads queued before waiting
+        self._queued(rows)
+
+    async def _unit_of_work(self, event: Inbound, entry: Command | Action, args: str, sender: Sender) -> None:
+        """A writing handler's whole effect in one transaction: the handled mark first (a compare-and-set: on a
+        second handling it finds the event done and nothing happens), the handler's changes, its replies and
+        notices. A DomainError rolls everything back and reaches handle() as the answer."""
+        now = self.clock()
+
+        async def work(session: Any) -> int:
+            if not await inbound_events.mark_handled(session, event.dedupe_key, now):
+                return 0
+            ctx = self._context(event, sender, session)  # afresh on each attempt: a retried transaction
+            replies = await entry.run(ctx, args)
+            return await self._queue(session, event, replies, ctx.notices, now)
+
+        self._queued(await self.db.write(work))
+
+    def _queued(self, rows: int) -> None:
         self.queued += rows
         self.on_enqueued()
 
-    async def _replies(self, event: Inbound) -> list[Message]:
+    async def _queue(self, session: Any, event: Inbound, replies: list[Message],
+                     notices: list[tuple[Recipient, Message]], now: datetime) -> int:
+        """Replies to where the event came from, then notices, keyed reply:{dedupe_key}:{i}."""
+        target = reply_target(event)
+        items: list[tuple[Recipient, Message]] = [(target, m) for m in replies] + notices
+        return await self.outbound.send_all(session, f"reply:{event.dedupe_key}", items, now)
+
+    def _context(self, event: Inbound, sender: Sender, session: Any = None) -> Context:
+        return Context(sender=sender, platform=event.platform, now=self.clock(), db=self.db,
+                       settings=self.settings, event_key=event.dedupe_key, session=session)
+
+    async def _route(self, event: Inbound) -> list[Message] | tuple[Command | Action, str, Sender]:
+        """The handler and its argument text, or the replies when there is none to run (an unregistered
+        sender, an unknown command or button, a missing role)."""
         sender = await self.sender(event)
         if sender is None:
-            label = _ID_FIELD[event.platform][1]
-            return [text(UNREGISTERED.format(field=label, user_id=event.user_id))]
+            return [text(UNREGISTERED.format(field=_ID_LABEL[event.platform], user_id=event.user_id))]
         if event.action is not None:
-            return [text("这个按钮对应的审批功能还未开放，请稍后再试。")]
-        ctx = Context(sender=sender, platform=event.platform, now=self.clock(), db=self.db, settings=self.settings)
-        found = find(event.text or "")
-        if found is None:
-            return [text(f"没有看懂「{_short(event.text or '')}」。发送「帮助」查看可用的命令，例如：库存 奶油")]
-        cmd, args = found
-        if not cmd.allowed(sender):
-            return [text(f"「{cmd.names[0]}」需要以下角色之一：{roles_zh(cmd.roles)}。"
-                         "如需开通请联系管理员。")]
-        return await cmd.run(ctx, args)
+            found: tuple[Command | Action, str] | None = find_action(event.action)
+            if found is None:
+                return [text(UNKNOWN_BUTTON.format(key=_short(event.action, 40)))]
+        else:
+            found = find(event.text or "")
+            if found is None:
+                return [text(f"没有看懂「{_short(event.text or '')}」。发送「帮助」查看可用的命令，例如：库存 奶油")]
+        entry, args = found
+        if not entry.allowed(sender):
+            return [text(entry.refusal())]
+        return entry, args, sender
 
     async def sender(self, event: Inbound) -> Sender | None:
         """The registered jxcbot user behind the event's platform id, or None.
@@ -198,21 +249,12 @@ class Dispatcher:
         hit = self._senders.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        rows = await self.db.fetch(_SENDER[event.platform], {"uid": event.user_id})
-        user = rows[0] if rows else None
-        found = None
-        if user is not None:
-            found = Sender(user.id, user.name, parse_roles(user.roles), user.department or "")
+        person = await people.by_platform_id(self.db, event.platform, event.user_id)
+        found = Sender(person.id, person.name, person.roles, person.department) if person is not None else None
         if len(self._senders) >= SENDER_CACHE:
             self._senders.clear()
         self._senders[key] = (now + (SENDER_TTL if found is not None else UNKNOWN_TTL), found)
         return found
-
-
-# One prepared statement per platform id column (the lookup runs for every message of a sender not cached).
-_SENDER = {platform: Fast(select(User.id, User.name, User.roles, User.department)
-                          .where(getattr(User, column) == bindparam("uid")))
-           for platform, (column, _) in _ID_FIELD.items()}
 
 
 def reply_target(event: Inbound) -> Target:

@@ -13,14 +13,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import parts
 from bot.group_commit import GroupCommit
-from bot.parts import Part
 from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
-from bot.transport import RESEND_WINDOW, SendError, Target, Transport
+from bot.transport import RESEND_WINDOW, SendError, Transport
 from cards.model import Message
+from cards.parts import split_message
+from cards.split import TooLarge
 from core.config import ConfigError
-from core.messaging import outbox
+from core.messaging import outbound, outbox
+from core.messaging.parts import Part
+from core.messaging.targets import Target, parse_target
 from core.models.base import utcnow
 from core.models.messaging import fit_key
 from core.storage import Database
@@ -74,14 +76,6 @@ class OutboxConfig:
     admin_targets: tuple[Target, ...] = ()
 
 
-def parse_target(text: str) -> Target:
-    """"platform:kind:address" (e.g. "wecom:robot:admins") as a Target."""
-    parts = text.strip().split(":", 2)
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"not platform:kind:address: {text!r}")
-    return Target(*parts)
-
-
 _LIMIT_HINT = '必须写成 "次数/秒数"，例如 "20/60" 或 "30/60, 1000/3600"'
 _TARGETS_HINT = '必须是 "平台:类型:地址" 的列表，例如 ["wecom:robot:admins"]'
 _INTEGERS = ("batch_size", "max_attempts")
@@ -127,18 +121,11 @@ def parse_outbox_config(raw: Mapping[str, Any]) -> OutboxConfig:
     return OutboxConfig(settings, limits, admin_targets)
 
 
-async def enqueue_message(session: AsyncSession, dedupe_key: str, target: Target, message: Message,
-                          now: datetime) -> bool:
-    """Queue a message in the caller's transaction, one row per part (bot.parts.enqueue); False for a
-    duplicate key."""
-    return bool(await parts.enqueue(session, dedupe_key, target, message, now))
-
-
 class OutboxSender:
     """Claims due outbox rows in short transactions and sends them through the platform's Transport.
 
     No transaction is open during a send. Sends to one target go one after another (rate limited);
-    different targets go concurrently. Part n of a multi-part message (bot.parts) goes only after part n-1
+    different targets go concurrently. Part n of a multi-part message (core.messaging.parts) goes only after part n-1
     was delivered (or given up on): a part whose predecessor is still queued is given back until then.
     A claim is a lease: rows of a sender that died come back after it.
     clock/sleep/rng are injectable so tests run in simulated time."""
@@ -331,7 +318,7 @@ class OutboxSender:
         """Send one target's rows in order; on a rate limit or a platform block give the rest back. After a part
         of a message that is not delivered (and not given up on), its later parts are given back: the next
         claim holds them until that part is due again."""
-        stalled: set[str] = set()  # bot.parts keys of messages with a part still waiting
+        stalled: set[str] = set()  # keys (core.messaging.parts) of messages with a part still waiting
         for n, item in enumerate(items):
             if self._stopping:
                 await self._release(items[n:], self._clock())
@@ -377,6 +364,8 @@ class OutboxSender:
             status = await self._failed(item, f"{exc.code}: {exc}", retryable=exc.retryable,
                                         retry_after=exc.retry_after)
             return status, now + timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        except TooLarge as exc:  # cannot be cut to the platform's limit: never sendable
+            return await self._failed(item, f"too-long: {exc}", retryable=False), None
         except TimeoutError:
             return await self._failed(item, f"timeout after {self.settings.send_timeout:g} s", retryable=True), None
         except Exception as exc:  # a transport bug or an unwrapped network error: retry, keep the loop
@@ -422,7 +411,7 @@ class OutboxSender:
                                               max_delay=s.max_delay, rng=self._rng)
             if status == "dead":
                 for key, target, message in alerts:
-                    await parts.enqueue(session, key, target, message, now)
+                    await outbound.enqueue(session, key, target, message, now, split=split_message)
             return status
 
         status = await self.db.write(work)

@@ -22,7 +22,7 @@ from bot.wecom.callback import parse_inbound
 from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.crypto import CallbackRejected as WeComRejected
-from core.config import ConfigError
+from core.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -283,3 +283,15 @@ def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
             yield
 
     return ctx
+
+
+def people_platforms(settings: Settings, wecom: WeComConfig | None,
+                     dingtalk: DingTalkConfig | None) -> frozenset[str]:
+    """The platforms people are addressed on directly: WeCom and DingTalk when their app is configured (group
+    robots alone reach channels, not people), the console when it is served."""
+    served = {"console"} if settings.console_enabled else set()
+    if wecom is not None and wecom.has_app:
+        served.add("wecom")
+    if dingtalk is not None and dingtalk.has_app:
+        served.add("dingtalk")
+    return frozenset(served)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from bot.transport import Target
+from core.messaging.targets import Target
 
 
 @dataclass(frozen=True)

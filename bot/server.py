@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
@@ -9,16 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 
 from bot import console, platforms
 from bot.dispatch import Dispatcher
 from bot.outbox_sender import OutboxSender, parse_outbox_config
 from bot.tasks import TaskTracker
 from bot.transport import Transport
+from cards.parts import split_message
 from core.config import Settings
 from core.messaging import outbox
+from core.messaging.outbound import Outbound
 from core.storage import Database
+from core.storage.health import ping
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +44,16 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
     outbox_cfg = parse_outbox_config(settings.raw)
     sender = OutboxSender(db, {"console": console.ConsoleTransport(console_log), **(transports or {})},
                           outbox_cfg.limits, outbox_cfg.settings, admin_targets=outbox_cfg.admin_targets)
-    dispatcher = Dispatcher(db, settings, tracker, on_enqueued=sender.wake, clock=clock, delivered=lambda: sender.done)
+    wecom, dingtalk = platforms.wecom_config(settings.raw), platforms.dingtalk_config(settings.raw)
+    outbound = Outbound(split_message, settings.channels, platforms.people_platforms(settings, wecom, dingtalk))
+    dispatcher = Dispatcher(db, settings, tracker, on_enqueued=sender.wake, clock=clock, delivered=lambda: sender.done,
+                            outbound=outbound)
     sender.on_done, sender.on_drained = dispatcher.backlog_shrank, dispatcher.outbox_drained
     app[DB], app[SETTINGS], app[DISPATCHER], app[SENDER] = db, settings, dispatcher, sender
     app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
     if settings.console_enabled:
         app.add_routes(console.routes(console_log, db, dispatcher.accept))
     app.router.add_get("/healthz", healthz)
-    wecom, dingtalk = platforms.wecom_config(settings.raw), platforms.dingtalk_config(settings.raw)
     if wecom is not None and wecom.has_app:  # group robots alone receive nothing
         app.add_routes(platforms.wecom_routes(wecom, dispatcher.accept))
     if dingtalk is not None and dingtalk.has_app:
@@ -81,7 +86,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     resumed = await app[DISPATCHER].resume()
     if resumed:
         log.warning("resuming %d inbound events left unhandled by the last run", resumed)
+    resuming = asyncio.get_running_loop().create_task(app[DISPATCHER].resume_forever(), name="resume inbound")
     yield
+    resuming.cancel()
+    await asyncio.gather(resuming, return_exceptions=True)
     await app[TRACKER].close()
     await app[DISPATCHER].close()
     await sender.stop()
@@ -93,8 +101,7 @@ async def healthz(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"database": "ok", "outbox": None, "last_job_run": None,
                             "handlers_running": len(request.app[TRACKER])}
     try:
-        async with db.read(snapshot=False) as s:
-            await s.execute(text("SELECT 1"))
+        await ping(db)
         async with db.read() as s:
             backlog = await outbox.backlog(s)
         body["outbox"] = {**asdict(backlog), "next_due": backlog.next_due.isoformat() if backlog.next_due else None}

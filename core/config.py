@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.messaging.targets import Target, parse_target
+
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
@@ -54,6 +56,8 @@ _DB_URL_PREFIXES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 # Top-level scalar keys and the keys allowed in each validated section.
 _TOP_LEVEL_KEYS = frozenset({"timezone"})
+CHANNEL_PLATFORMS = ("wecom", "dingtalk", "console")
+CHANNEL_KINDS = ("robot", "group", "user")
 _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "database": frozenset({"url"}),
     "server": frozenset({"host", "port", "reuse_port", "console"}),
@@ -129,6 +133,8 @@ class Settings:
     # The unauthenticated /console: None = on unless WeCom or DingTalk is configured (a server reachable by a
     # platform is reachable by others, and the console lets anyone speak as any user).
     server_console: bool | None = None
+    # [channels]: named group destinations (robots, conversations) that handlers and jobs post to by name.
+    channels: Mapping[str, tuple[Target, ...]] = field(default_factory=lambda: MappingProxyType({}))
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
 
     @property
@@ -348,89 +354,117 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _build(doc: dict[str, Any], source: _Source) -> Settings:
-    defaults = Settings()
-
+def _timezone(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
     tz_name = doc.get("timezone")
-    timezone = defaults.timezone
-    if tz_name is not None:
-        tz_name = _as_str(tz_name, None, "timezone", source).strip()
-        try:
-            timezone = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise source.error(None, "timezone", "不是有效的 IANA 时区名称（例如 Asia/Shanghai）") from None
-        doc["timezone"] = tz_name
+    if tz_name is None:
+        return {"timezone": defaults.timezone}
+    tz_name = _as_str(tz_name, None, "timezone", source).strip()
+    try:
+        timezone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise source.error(None, "timezone", "不是有效的 IANA 时区名称（例如 Asia/Shanghai）") from None
+    doc["timezone"] = tz_name
+    return {"timezone": timezone}
 
+
+def _database(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
     database = doc.get("database", {})
-    database_url = defaults.database_url
-    if "url" in database:
-        database_url = _as_str(database["url"], "database", "url", source).strip()
-        if not database_url.startswith(_DB_URL_PREFIXES):
-            raise source.error("database", "url", f"必须以 {' 或 '.join(_DB_URL_PREFIXES)} 开头")
-        database["url"] = database_url
+    if "url" not in database:
+        return {"database_url": defaults.database_url}
+    url = _as_str(database["url"], "database", "url", source).strip()
+    if not url.startswith(_DB_URL_PREFIXES):
+        raise source.error("database", "url", f"必须以 {' 或 '.join(_DB_URL_PREFIXES)} 开头")
+    database["url"] = url
+    return {"database_url": url}
 
+
+def _server(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
     server = doc.get("server", {})
-    server_host = defaults.server_host
+    out: dict[str, Any] = {"server_host": defaults.server_host, "server_port": defaults.server_port,
+                           "server_reuse_port": False, "server_console": None}
     if "host" in server:
-        server_host = _as_str(server["host"], "server", "host", source).strip()
-        if not server_host:
+        out["server_host"] = server["host"] = _as_str(server["host"], "server", "host", source).strip()
+        if not out["server_host"]:
             raise source.error("server", "host", "不能为空")
-        server["host"] = server_host
-    server_port = defaults.server_port
     if "port" in server:
-        server_port = _as_int(server["port"], "server", "port", source, 1, 65535)
-        server["port"] = server_port
-    server_reuse_port = False
+        out["server_port"] = server["port"] = _as_int(server["port"], "server", "port", source, 1, 65535)
     if "reuse_port" in server:
-        server_reuse_port = _as_bool(server["reuse_port"], "server", "reuse_port", source)
-    server_console = None
+        out["server_reuse_port"] = _as_bool(server["reuse_port"], "server", "reuse_port", source)
     if "console" in server:
-        server_console = _as_bool(server["console"], "server", "console", source)
+        out["server_console"] = _as_bool(server["console"], "server", "console", source)
+    return out
 
+
+def _ledger(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
     ledger = doc.get("ledger", {})
-    magnitude_factor = defaults.magnitude_factor
+    out: dict[str, Any] = {"magnitude_factor": defaults.magnitude_factor,
+                           "strategic_reserve_rate": defaults.strategic_reserve_rate,
+                           "allow_backdating": defaults.allow_backdating}
     if "magnitude_factor" in ledger:
-        magnitude_factor = _as_decimal(
-            ledger["magnitude_factor"], "ledger", "magnitude_factor", source, "必须是大于 1 的数字"
-        )
-        if magnitude_factor <= 1:
-            raise source.error("ledger", "magnitude_factor", "必须是大于 1 的数字")
-        ledger["magnitude_factor"] = magnitude_factor
-    strategic_reserve_rate = defaults.strategic_reserve_rate
+        problem = "必须是大于 1 的数字"
+        factor = _as_decimal(ledger["magnitude_factor"], "ledger", "magnitude_factor", source, problem)
+        if factor <= 1:
+            raise source.error("ledger", "magnitude_factor", problem)
+        out["magnitude_factor"] = ledger["magnitude_factor"] = factor
     if "strategic_reserve_rate" in ledger:
         problem = "必须是 0 到 1 之间的数字（例如 0.15 表示 15%）"
-        strategic_reserve_rate = _as_decimal(
-            ledger["strategic_reserve_rate"], "ledger", "strategic_reserve_rate", source, problem
-        )
-        if not Decimal(0) <= strategic_reserve_rate <= Decimal(1):
+        rate = _as_decimal(ledger["strategic_reserve_rate"], "ledger", "strategic_reserve_rate", source, problem)
+        if not Decimal(0) <= rate <= Decimal(1):
             raise source.error("ledger", "strategic_reserve_rate", problem)
-        ledger["strategic_reserve_rate"] = strategic_reserve_rate
-    allow_backdating = defaults.allow_backdating
+        out["strategic_reserve_rate"] = ledger["strategic_reserve_rate"] = rate
     if "allow_backdating" in ledger:
-        allow_backdating = _as_bool(ledger["allow_backdating"], "ledger", "allow_backdating", source)
-        ledger["allow_backdating"] = allow_backdating
+        out["allow_backdating"] = ledger["allow_backdating"] = _as_bool(
+            ledger["allow_backdating"], "ledger", "allow_backdating", source)
+    return out
 
+
+def _validation(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
     validation = dict(defaults.validation)
     for doc_type, mode in doc.get("validation", {}).items():
         mode = _as_str(mode, "validation", doc_type, source).strip()
         if mode not in VALIDATION_MODES:
             raise source.error("validation", doc_type, '必须是 "strict"（严格，拦截）或 "loose"（宽松，仅警告）')
-        validation[doc_type] = mode
-        doc["validation"][doc_type] = mode
+        validation[doc_type] = doc["validation"][doc_type] = mode
+    return {"validation": MappingProxyType(validation)}
 
-    return Settings(
-        database_url=database_url,
-        timezone=timezone,
-        validation=MappingProxyType(validation),
-        magnitude_factor=magnitude_factor,
-        strategic_reserve_rate=strategic_reserve_rate,
-        allow_backdating=allow_backdating,
-        server_host=server_host,
-        server_port=server_port,
-        server_reuse_port=server_reuse_port,
-        server_console=server_console,
-        raw=_freeze(doc),
-    )
+
+_CHANNEL_HINT = ('必须是 "平台:类型:地址" 或它们的列表，例如 "wecom:robot:warehouse"、"dingtalk:group:cid…"；'
+                 "平台为 wecom / dingtalk / console，类型为 robot（群机器人）、group（群会话）或 user")
+
+
+def _channel(value: Any, name: str, source: _Source) -> tuple[Target, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise source.error("channels", name, _CHANNEL_HINT)
+    targets = []
+    for item in items:
+        try:
+            target = parse_target(item)
+        except (ValueError, AttributeError):
+            raise source.error("channels", name, _CHANNEL_HINT) from None
+        if target.platform not in CHANNEL_PLATFORMS or target.kind not in CHANNEL_KINDS:
+            raise source.error("channels", name, _CHANNEL_HINT)
+        targets.append(target)
+    return tuple(targets)
+
+
+def _channels(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dict[str, Any]:
+    section = doc.get("channels", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[channels]", "必须是一个表（[channels]）", line=source.find_line("channels", None),
+                          path=source.path)
+    return {"channels": MappingProxyType({name: _channel(v, name, source) for name, v in section.items()})}
+
+
+_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _channels)
+
+
+def _build(doc: dict[str, Any], source: _Source) -> Settings:
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for read in _SECTION_READERS:
+        values.update(read(doc, source, defaults))
+    return Settings(**values, raw=_freeze(doc))
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:

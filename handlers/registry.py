@@ -1,4 +1,4 @@
-"""Chat commands are declared here by decorator, with their names, help text and required roles."""
+"""Chat commands and card actions are declared here by decorator, with their help text and required roles."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from cards.model import Message
+from core.messaging.recipients import Recipient
+from core.models.masters import roles_zh
 
 
 @dataclass(frozen=True)
@@ -22,44 +26,114 @@ class Sender:
 
 @dataclass(frozen=True)
 class Context:
-    """What a handler gets: who asked, on which platform, when, and the database/settings to use."""
+    """What a handler gets.
+
+    sender: who wrote or clicked (platform-verified). platform: "wecom" | "dingtalk" | "console".
+    now: the time the dispatcher started handling. db / settings: core.storage.Database / core.config.Settings,
+    for reads outside a unit of work. event_key: the event's dedupe_key — key every effect by it.
+    session: the unit of work, for commands and actions declared `writes=True`: whatever the handler changes
+    here commits together with its replies, its notices and the event's handled mark, or not at all (a raised
+    DomainError rolls it back and answers the sender with the error). None for read-only handlers.
+    notices: filled by tell(): messages to other people, roles or channels, queued in the same transaction."""
 
     sender: Sender
     platform: str
     now: datetime
-    db: Any  # core.storage.database.Database
+    db: Any  # core.storage.Database
     settings: Any  # core.config.Settings
+    event_key: str = ""
+    session: AsyncSession | None = None
+    notices: list[tuple[Recipient, Message]] = field(default_factory=list)
+
+    def tell(self, to: Recipient, message: Message) -> None:
+        """Queue `message` for a user (ToUser), a role (ToRole) or a channel (ToChannel), sent once the event's
+        handling commits."""
+        self.notices.append((to, message))
+
+    @property
+    def unit(self) -> AsyncSession:
+        """The unit of work's session; RuntimeError for a handler not declared writes=True."""
+        if self.session is None:
+            raise RuntimeError("this handler is not declared writes=True: it has no unit of work")
+        return self.session
 
 
 Handler = Callable[[Context, str], Awaitable[list[Message]]]
 
 
+def _allowed(roles: frozenset[str], sender: Sender) -> bool:
+    return not roles or bool(roles & sender.roles) or "admin" in sender.roles
+
+
 @dataclass(frozen=True)
 class Command:
-    """A chat command: the words that call it, one-line help, usage, and roles allowed (empty: everyone)."""
+    """A chat command: the words that call it, one-line help, usage, roles allowed (empty: everyone), and
+    whether it changes the ledger (writes: it runs in a unit of work)."""
 
     names: tuple[str, ...]
     summary: str
     usage: str
     run: Handler = field(repr=False)
     roles: frozenset[str] = frozenset()
+    writes: bool = False
 
     def allowed(self, sender: Sender) -> bool:
         """True when the sender holds one of the roles (or the command is open to everyone)."""
-        return not self.roles or bool(self.roles & sender.roles) or "admin" in sender.roles
+        return _allowed(self.roles, sender)
+
+    def refusal(self) -> str:
+        """What a sender without the role is told."""
+        return f"「{self.names[0]}」需要以下角色之一：{roles_zh(self.roles)}。如需开通请联系管理员。"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A card action: button keys `{prefix}:{rest}` route to it (the handler gets `rest`); roles allowed, and
+    whether it changes the ledger (card actions usually do: writes=True by default)."""
+
+    prefix: str
+    summary: str
+    run: Handler = field(repr=False)
+    roles: frozenset[str] = frozenset()
+    writes: bool = True
+
+    def allowed(self, sender: Sender) -> bool:
+        """True when the clicker holds one of the roles (or the action is open to everyone)."""
+        return _allowed(self.roles, sender)
+
+    def refusal(self) -> str:
+        """What a clicker without the role is told."""
+        return f"这个按钮（{self.summary}）需要以下角色之一：{roles_zh(self.roles)}。如需开通请联系管理员。"
 
 
 COMMANDS: list[Command] = []
+ACTIONS: dict[str, Action] = {}
 
 
-def command(*names: str, summary: str, usage: str, roles: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+def command(*names: str, summary: str, usage: str, roles: tuple[str, ...] = (),
+            writes: bool = False) -> Callable[[Handler], Handler]:
     """Declare a chat command; the first name is the one help shows."""
 
     def register(fn: Handler) -> Handler:
         taken = {n for c in COMMANDS for n in c.names}
         if taken & set(names):
             raise ValueError(f"command name already taken: {sorted(taken & set(names))}")
-        COMMANDS.append(Command(tuple(names), summary, usage, fn, frozenset(roles)))
+        COMMANDS.append(Command(tuple(names), summary, usage, fn, frozenset(roles), writes))
+        return fn
+
+    return register
+
+
+def action(prefix: str, *, summary: str, roles: tuple[str, ...] = (),
+           writes: bool = True) -> Callable[[Handler], Handler]:
+    """Declare the card action of button keys starting `prefix:` (e.g. "approval")."""
+    if not prefix or ":" in prefix:
+        raise ValueError(f"an action prefix is one word without ':' — got {prefix!r}")
+
+    def register(fn: Handler) -> Handler:
+        if prefix in ACTIONS:
+            raise ValueError(f"action prefix already taken: {prefix!r}")
+        ACTIONS[prefix] = Action(prefix, summary, fn, frozenset(roles), writes)
         return fn
 
     return register
@@ -74,3 +148,10 @@ def find(text: str) -> tuple[Command, str] | None:
         if word in (n.lower() for n in c.names):
             return c, rest.strip()
     return None
+
+
+def find_action(key: str) -> tuple[Action, str] | None:
+    """The card action a button key routes to and the rest of the key; None for a key no action declares."""
+    prefix, _, rest = key.partition(":")
+    found = ACTIONS.get(prefix)
+    return (found, rest) if found is not None else None

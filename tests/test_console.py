@@ -117,7 +117,7 @@ async def test_events_left_unhandled_by_a_crash_are_handled_on_start(db, setting
     async def setup(s) -> None:
         await seed(s)
         await record_inbound(s, platform="console", user_id="张库管", dedupe_key="console:before-crash",
-                             received_at=datetime.now(UTC),
+                             received_at=datetime.now(UTC), lease_seconds=0,  # its holder died: the lease ran out
                              payload={"platform": "console", "user_id": "张库管", "dedupe_key": "console:before-crash",
                                       "received_at": datetime.now(UTC).isoformat(), "chat_id": None, "text": "帮助",
                                       "action": None, "reply": {}})
@@ -234,7 +234,7 @@ async def test_a_card_button_click_goes_through_the_dispatcher_and_is_answered(c
         if bot:
             break
         await asyncio.sleep(0.02)
-    assert "审批功能还未开放" in bot[0]["message"]["text"]
+    assert "这个按钮已失效或无法识别" in bot[0]["message"]["text"]
     async with db.read() as s:
         stored = (await s.execute(select(func.count()).select_from(InboundEvent)
                                   .where(InboundEvent.platform == "console"))).scalar_one()

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from bot.outbox_sender import OutboxSender, enqueue_message, parse_outbox_config
-from bot.transport import Target
+from bot.outbox_sender import OutboxSender, parse_outbox_config
 from cards.model import Message, text
+from cards.parts import split_message
+from core.messaging.outbound import enqueue
+from core.messaging.targets import Target
 from core.models import OutboxMessage
 from core.storage import Database
 from tests.test_outbox import T0, Clock, MaxJitter
@@ -42,7 +44,7 @@ def default_sender(db: Database, settings, clock: Clock, *transports: StampedTra
 
 
 async def put(db: Database, key: str, target: Target, body: str, now: datetime) -> None:
-    assert await db.write(lambda s: enqueue_message(s, key, target, text(body), now))
+    assert await db.write(lambda s: enqueue(s, key, target, text(body), now, split=split_message))
 
 
 async def send_due(sender: OutboxSender) -> None:

@@ -33,8 +33,9 @@ from bot.dingtalk.sign import (
     verify_callback,
     verify_shared_token,
 )
-from bot.transport import SendError, Target
+from bot.transport import SendError
 from cards.model import Button, Message
+from core.messaging.targets import Target
 from tests.fakes.dingtalk import (
     FakeDingTalk,
     Fault,

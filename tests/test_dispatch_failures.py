@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from handlers import registry
 from tests.factories import seed
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=1)  # the next start: the crashed run's lease on its events has run out
 APOLOGY = "抱歉，处理这条消息时出错了，已记录，请稍后再试或联系管理员。"
 
 
@@ -33,8 +34,8 @@ def message(key: str, body: str) -> Inbound:
     return Inbound("wecom", "zhang", key, NOW, text=body)
 
 
-def dispatcher(db, settings, tracker: TaskTracker) -> dispatch.Dispatcher:
-    return dispatch.Dispatcher(db, settings, tracker, clock=lambda: NOW)
+def dispatcher(db, settings, tracker: TaskTracker, at: datetime = NOW) -> dispatch.Dispatcher:
+    return dispatch.Dispatcher(db, settings, tracker, clock=lambda: at)
 
 
 async def replies(db) -> list[tuple[str, dict, str]]:
@@ -154,12 +155,12 @@ async def test_a_handler_cut_off_after_the_grace_period_is_handled_on_the_next_s
 
     gate.set()
     restarted = TaskTracker()
-    d2 = dispatcher(db, settings, restarted)  # the next run
+    d2 = dispatcher(db, settings, restarted, at=LATER)  # the next run
     assert await d2.resume() == 1
     await restarted.close()
     await d2.close()
     assert await replies(db) == [("reply:m1:0", ZHANG, "完成")]
-    assert await events(db) == {"m1": ("done", None, NOW)}
+    assert await events(db) == {"m1": ("done", None, LATER)}
 
 
 async def test_an_event_arriving_during_shutdown_is_stored_answered_and_handled_on_the_next_start(db, settings):
@@ -171,7 +172,7 @@ async def test_an_event_arriving_during_shutdown_is_stored_answered_and_handled_
     await d.close()
     assert (await events(db))["late"][0] == "new"
     restarted = TaskTracker()
-    d2 = dispatcher(db, settings, restarted)
+    d2 = dispatcher(db, settings, restarted, at=LATER)
     assert await d2.resume() == 1
     await restarted.close()
     await d2.close()
@@ -199,17 +200,18 @@ async def test_resume_handles_an_event_a_crash_left_unhandled_and_queues_its_rep
     assert not await d.accept(message("m1", "查 奶油"))  # the platform's retry is a duplicate: only resume helps
 
     tracker = TaskTracker()
-    d2 = dispatcher(db, settings, tracker)
+    d2 = dispatcher(db, settings, tracker, at=LATER)
+    assert await dispatcher(db, settings, TaskTracker()).resume() == 0  # within the crashed run's lease: left alone
     assert await d2.resume() == 1
-    assert await d2.resume() == 1  # run again before the first handled it: the same event twice
+    assert await d2.resume() == 0  # run again before the first handled it: claimed (leased) already
     await tracker.close()
     await d2.close()
     assert await replies(db) == [("reply:m1:0", ZHANG, "结果 奶油")]  # queued once
-    assert await events(db) == {"m1": ("done", None, NOW)}
+    assert await events(db) == {"m1": ("done", None, LATER)}
     assert d2.queued == 1
 
     tracker3 = TaskTracker()
-    d3 = dispatcher(db, settings, tracker3)  # and a later run finds nothing left to resume
+    d3 = dispatcher(db, settings, tracker3, at=LATER + timedelta(minutes=5))  # a later run: nothing left
     assert await d3.resume() == 0
     await tracker3.close()
     await d3.close()

@@ -11,13 +11,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy import text as sql
 
-from bot.outbox_sender import OutboxSender, SenderSettings, enqueue_message, parse_outbox_config
+from bot.outbox_sender import OutboxSender, SenderSettings, parse_outbox_config
 from bot.rate_limit import RateLimit, RateLimiter
-from bot.transport import SendError, Target
+from bot.transport import SendError
 from cards.model import Message, text
+from cards.parts import split_message
 from core.config import ConfigError
 from core.messaging import outbox
 from core.messaging.inbound import mark_failed, mark_handled, purge_inbound, record_inbound
+from core.messaging.outbound import enqueue
+from core.messaging.targets import Target
 from core.models import Customer, InboundEvent, OutboxMessage
 from core.models.messaging import fit_key
 from core.storage import Database
@@ -101,7 +104,7 @@ def sender_for(db: Database, clock: Clock, *transports: FakeTransport, **kw) -> 
 
 
 async def put(db: Database, key: str, target: Target, body: str, now: datetime = T0) -> bool:
-    return await db.write(lambda s: enqueue_message(s, key, target, text(body), now))
+    return await db.write(lambda s: enqueue(s, key, target, text(body), now, split=split_message))
 
 
 async def drain(sender: OutboxSender, clock: Clock, step: float = 1.0, rounds: int = 2000) -> None:
@@ -133,12 +136,12 @@ async def rows(db: Database) -> list[OutboxMessage]:
 async def test_enqueue_commits_and_rolls_back_with_the_business_change(db):
     async with db.session() as s:
         s.add(Customer(code="C9", name="新客户"))
-        assert await enqueue_message(s, "customer:C9", ADMIN, text("新客户 C9"), T0)
+        assert await enqueue(s, "customer:C9", ADMIN, text("新客户 C9"), T0, split=split_message)
 
     with pytest.raises(RuntimeError):
         async with db.session() as s:
             s.add(Customer(code="C10", name="不会保存"))
-            await enqueue_message(s, "customer:C10", ADMIN, text("新客户 C10"), T0)
+            await enqueue(s, "customer:C10", ADMIN, text("新客户 C10"), T0, split=split_message)
             raise RuntimeError("the handler failed after enqueuing")
 
     async with db.read() as s:
@@ -150,7 +153,7 @@ async def test_duplicate_dedupe_key_gives_one_row_and_one_send(db):
     assert await put(db, "report:2026-11-25", WH_ROBOT, "日报")
     assert not await put(db, "report:2026-11-25", WH_ROBOT, "日报（重跑）")
     async with db.session() as s:  # a duplicate inside a bigger transaction does not break it
-        assert not await enqueue_message(s, "report:2026-11-25", WH_ROBOT, text("again"), T0)
+        assert not await enqueue(s, "report:2026-11-25", WH_ROBOT, text("again"), T0, split=split_message)
         s.add(Customer(code="C9", name="照常提交"))
     wecom = FakeTransport("wecom")
     clock = Clock()
@@ -457,7 +460,7 @@ async def test_two_senders_on_postgresql_deliver_each_message_once(db):
         # a claim holds row locks until it commits: the other instance skips those rows, it does not wait
         async with db.session() as s:
             for i in range(10):
-                await enqueue_message(s, f"p{i}", Target("dingtalk", "user", f"u{i}"), text("x"), T0)
+                await enqueue(s, f"p{i}", Target("dingtalk", "user", f"u{i}"), text("x"), T0, split=split_message)
         async with db.session() as s:
             mine = await outbox.claim_due(s, T0, 5, 300)
             theirs = await asyncio.wait_for(other.write(lambda s2: outbox.claim_due(s2, T0, 5, 300)), 5)
@@ -467,7 +470,8 @@ async def test_two_senders_on_postgresql_deliver_each_message_once(db):
 
         async with db.session() as s:
             for i in range(60):
-                await enqueue_message(s, f"k{i}", Target("dingtalk", "user", f"u{i % 12}"), text(f"m{i}"), T0)
+                await enqueue(s, f"k{i}", Target("dingtalk", "user", f"u{i % 12}"), text(f"m{i}"), T0,
+                              split=split_message)
         delivered: list = []
         clock = Clock()
         settings = SenderSettings(batch_size=4, lease_seconds=300, send_timeout=5)

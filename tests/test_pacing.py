@@ -38,7 +38,7 @@ async def _gated(db, settings, monkeypatch, backlog: int, max_wait: float
         await gate.wait()
         return [text("好的")]
 
-    monkeypatch.setattr(d, "_replies", slow)
+    monkeypatch.setattr(d, "_route", slow)
     return d, tracker, gate
 
 

@@ -13,19 +13,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot import parts
 from bot.dingtalk import client as dingtalk_client
-from bot.dingtalk.client import KEYWORD_RESERVE, MSG_PARAM_MAX_BYTES, WEBHOOK_MAX_BYTES, webhook_bodies
 from bot.dispatch import Dispatcher
 from bot.inbound import Inbound
-from bot.outbox_sender import OutboxSender, SenderSettings, enqueue_message
-from bot.split import split_utf8
+from bot.outbox_sender import OutboxSender, SenderSettings
 from bot.tasks import TaskTracker
-from bot.transport import SendError, Target
+from bot.transport import SendError
 from bot.wecom import client as wecom_client
 from bot.wecom.client import APP_MARKDOWN_LIMIT, ROBOT_MARKDOWN_LIMIT, TEXT_LIMIT, WeComClient
+from cards import parts
+from cards.dingtalk import KEYWORD_RESERVE, MSG_PARAM_MAX_BYTES, WEBHOOK_MAX_BYTES, webhook_bodies
 from cards.model import Button, Message, text
+from cards.split import split_utf8
 from core.messaging import outbox
+from core.messaging.outbound import enqueue
+from core.messaging.targets import Target
 from core.models import OutboxMessage
 from core.storage import Database
 from tests.fakes.wecom import PATH_SEND, FakeWeCom, Fault
@@ -124,16 +126,17 @@ def test_one_split_implementation() -> None:
 async def test_a_long_reply_becomes_one_row_per_part(db: Database) -> None:
     body = long_text()
     expected = parts.split_message(WECOM_USER, text(body))
-    assert await db.write(lambda s: enqueue_message(s, "report:1", WECOM_USER, text(body), T0))
+    assert await db.write(lambda s: enqueue(s, "report:1", WECOM_USER, text(body), T0, split=parts.split_message))
     stored = await rows(db)
     n = len(expected)
     assert n > 2 and [r.dedupe_key for r in stored] == ["report:1", *(f"report:1#{i}" for i in range(2, n + 1))]
     messages = [json.loads(r.message) for r in stored]
     assert [m["part"] for m in messages] == [{"key": "report:1", "n": i, "of": n} for i in range(1, n + 1)]
     assert [Message.from_json(m) for m in messages] == expected
-    assert not await db.write(lambda s: enqueue_message(s, "report:1", WECOM_USER, text(body + "!"), T0))
+    assert not await db.write(lambda s: enqueue(s, "report:1", WECOM_USER, text(body + "!"), T0,
+                                                split=parts.split_message))
     assert len(await rows(db)) == n
-    assert await db.write(lambda s: enqueue_message(s, "short", WECOM_USER, text("ok"), T0))
+    assert await db.write(lambda s: enqueue(s, "short", WECOM_USER, text("ok"), T0, split=parts.split_message))
     assert "part" not in json.loads((await rows(db))[-1].message)
 
 
@@ -145,7 +148,7 @@ async def test_dispatcher_queues_a_long_reply_as_parts(db: Database, settings) -
     async def replies(event: Inbound) -> list[Message]:
         return [text(body), text("第二条")]
 
-    dispatcher._replies = replies  # type: ignore[method-assign]
+    dispatcher._route = replies  # type: ignore[method-assign]
     assert await dispatcher.accept(Inbound("wecom", "zhang", "wecom:zhang:m1", T0, text="库存 奶油"))
     await tracker.close()
     await dispatcher.close()
@@ -173,8 +176,8 @@ def failing_once(predicate):
 async def test_failed_part_is_retried_alone_and_parts_stay_in_order(db: Database, batch_size: int) -> None:
     body = long_text()
     expected = [p.text for p in parts.split_message(WECOM_USER, text(body))]
-    await db.write(lambda s: enqueue_message(s, "r", WECOM_USER, text(body), T0))
-    await db.write(lambda s: enqueue_message(s, "other", WECOM_ROBOT, text("别的目标"), T0))
+    await db.write(lambda s: enqueue(s, "r", WECOM_USER, text(body), T0, split=parts.split_message))
+    await db.write(lambda s: enqueue(s, "other", WECOM_ROBOT, text("别的目标"), T0, split=parts.split_message))
     wecom = FakeTransport("wecom", fail=failing_once(lambda m: m.text == expected[1]))
     clock = Clock()
     sender = OutboxSender(db, {"wecom": wecom}, clock=clock, rng=MaxJitter(),
@@ -192,7 +195,7 @@ async def test_failed_part_is_retried_alone_and_parts_stay_in_order(db: Database
 async def test_a_dead_part_does_not_hold_the_rest_forever(db: Database) -> None:
     body = long_text()
     expected = [p.text for p in parts.split_message(WECOM_USER, text(body))]
-    await db.write(lambda s: enqueue_message(s, "r", WECOM_USER, text(body), T0))
+    await db.write(lambda s: enqueue(s, "r", WECOM_USER, text(body), T0, split=parts.split_message))
     wecom = FakeTransport("wecom", fail=lambda t, m: SendError("too long", retryable=False, code=45002)
                           if m.text == expected[1] else None)
     clock = Clock()
@@ -203,7 +206,7 @@ async def test_a_dead_part_does_not_hold_the_rest_forever(db: Database) -> None:
 
 async def test_a_part_waits_for_its_predecessor_claimed_elsewhere(db: Database) -> None:
     """Another sender holds part 1 (claimed, not yet reported): part 2 is given back, not sent ahead of it."""
-    await db.write(lambda s: enqueue_message(s, "r", WECOM_USER, text(long_text()), T0))
+    await db.write(lambda s: enqueue(s, "r", WECOM_USER, text(long_text()), T0, split=parts.split_message))
     clock = Clock()
     [held] = await db.write(lambda s: outbox.claim_due(s, T0, 1, 300))  # "the other sender" claims part 1
     assert held.dedupe_key == "r"
@@ -223,7 +226,7 @@ async def wecom_fake() -> AsyncIterator[FakeWeCom]:
 
 async def test_wecom_part_failure_through_the_fake_sends_no_duplicates(db: Database, wecom_fake: FakeWeCom) -> None:
     body = long_text()
-    await db.write(lambda s: enqueue_message(s, "stock:report", WECOM_USER, text(body), T0))
+    await db.write(lambda s: enqueue(s, "stock:report", WECOM_USER, text(body), T0, split=parts.split_message))
     n = len(await rows(db))
     wecom_fake.inject(PATH_SEND, Fault(), Fault(errcode=45009))  # part 1 goes, part 2 hits the frequency limit
     clock = Clock()

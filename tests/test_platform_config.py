@@ -12,13 +12,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.dingtalk.client import DingTalkClient, DingTalkRobotClient
-from bot.outbox_sender import enqueue_message
 from bot.platforms import DingTalkConfig, WeComConfig, dingtalk_config, wecom_config
 from bot.server import SENDER, build_app
-from bot.transport import Target
 from bot.wecom.client import WeComRobotClient, WeComTransport
 from cards.model import Message
+from cards.parts import split_message
 from core.config import ConfigError, load_config
+from core.messaging.outbound import enqueue
+from core.messaging.targets import Target
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.wecom import FakeWeCom
 from tests.waiting import until
@@ -372,10 +373,10 @@ async def test_queued_robot_messages_reach_both_fakes(db, settings, both):
     async with TestClient(TestServer(app)):
         sender = app[SENDER]
         now = datetime.now(UTC)
-        await db.write(lambda s: enqueue_message(s, "robot:wecom:1", Target("wecom", "robot", "warehouse"),
-                                                 Message("text", text="企微群：淡奶油库存不足"), now))
-        await db.write(lambda s: enqueue_message(s, "robot:dingtalk:1", Target("dingtalk", "robot", "ops"),
-                                                 Message("text", text="钉钉群：淡奶油库存不足"), now))
+        await db.write(lambda s: enqueue(s, "robot:wecom:1", Target("wecom", "robot", "warehouse"),
+                                         Message("text", text="企微群：淡奶油库存不足"), now, split=split_message))
+        await db.write(lambda s: enqueue(s, "robot:dingtalk:1", Target("dingtalk", "robot", "ops"),
+                                         Message("text", text="钉钉群：淡奶油库存不足"), now, split=split_message))
         sender.wake()
         await until(lambda: wecom.robot_messages, "the WeCom robot message")
         await until(lambda: dingtalk.messages("robot"), "the DingTalk robot message")
@@ -415,10 +416,10 @@ async def test_robots_only_the_messages_go_out_and_no_callback_is_served(db, set
         assert (await client.post("/wecom/callback", data=b"<xml/>")).status == 404
         assert (await client.post("/dingtalk/callback", data=b"{}")).status == 404
         now = datetime.now(UTC)
-        await db.write(lambda s: enqueue_message(s, "robot:wecom:2", Target("wecom", "robot", "warehouse"),
-                                                 Message("text", text="企微群：盘点提醒"), now))
-        await db.write(lambda s: enqueue_message(s, "robot:dingtalk:2", Target("dingtalk", "robot", "ops"),
-                                                 Message("text", text="钉钉群：盘点提醒"), now))
+        await db.write(lambda s: enqueue(s, "robot:wecom:2", Target("wecom", "robot", "warehouse"),
+                                         Message("text", text="企微群：盘点提醒"), now, split=split_message))
+        await db.write(lambda s: enqueue(s, "robot:dingtalk:2", Target("dingtalk", "robot", "ops"),
+                                         Message("text", text="钉钉群：盘点提醒"), now, split=split_message))
         app[SENDER].wake()
         await until(lambda: wecom.robot_messages, "the WeCom robot message")
         await until(lambda: dingtalk.messages("robot"), "the DingTalk robot message")

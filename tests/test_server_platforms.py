@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.server import DISPATCHER, SENDER, build_app
-from bot.transport import Target
 from cards.model import Button, Message
+from core.messaging.targets import Target
 from core.models import User
 from tests.factories import seed_stocked
 from tests.fakes.dingtalk import FakeDingTalk, signed_callback
@@ -196,5 +196,5 @@ async def test_dingtalk_card_callback_is_registered_at_start_and_clicks_arrive(d
             await client.server.app[SENDER].transports["dingtalk"].send(Target("dingtalk", "user", "manager01"), card)
             status, _answer = await fake.click(http, next(iter(fake.cards)), "manager01", "approval:1:1:approve")
             assert status == 200
-            await until(lambda: any(s.channel == "user" and "审批" in str(s.payload) for s in fake.sent),
+            await until(lambda: any(s.channel == "user" and "按钮已失效" in str(s.payload) for s in fake.sent),
                          "the answer to the click")

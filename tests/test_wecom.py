@@ -23,7 +23,7 @@ from wechatpy.enterprise.crypto import PrpCrypto
 
 from bot.inbound import Inbound
 from bot.platforms import WeComConfig, wecom_routes
-from bot.transport import SendError, Target
+from bot.transport import SendError
 from bot.wecom.callback import parse_inbound
 from bot.wecom.client import (
     APP_MARKDOWN_LIMIT,
@@ -36,6 +36,7 @@ from bot.wecom.client import (
 )
 from bot.wecom.crypto import DEFAULT_MAX_BODY, CallbackCrypto, CallbackRejected, ReplayGuard
 from cards.model import Button, Message
+from core.messaging.targets import Target
 from tests.fakes.wecom import PATH_GETTOKEN, PATH_ROBOT, PATH_SEND, PATH_UPDATE, CallbackDriver, FakeWeCom, Fault
 
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "fixtures" / "wecom_vectors.json").read_text("utf-8"))

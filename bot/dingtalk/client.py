@@ -24,10 +24,20 @@ import aiohttp
 from yarl import URL
 
 from bot.dingtalk.sign import robot_sign_query
-from bot.split import fit, split_utf8
-from bot.transport import SendError, Target
-from cards import render
+from bot.transport import SendError
+from cards.dingtalk import (
+    MSG_PARAM_MAX_BYTES,
+    WEBHOOK_MAX_BYTES,
+    card_fallback_text,
+    card_params,
+    dumps,
+    message_parts,
+    openapi_params,
+    webhook_bodies,
+)
 from cards.model import Message
+from cards.split import split_utf8
+from core.messaging.targets import Target
 
 __all__ = [
     "API_BASE",
@@ -47,9 +57,6 @@ log = logging.getLogger(__name__)
 
 API_BASE = "https://api.dingtalk.com"
 OAPI_BASE = "https://oapi.dingtalk.com"
-WEBHOOK_MAX_BYTES = 20_000  # custom robot and sessionWebhook: whole JSON body (460101 beyond)
-MSG_PARAM_MAX_BYTES = 15_000  # OpenAPI groupMessages msgParam; used for batchSend too
-KEYWORD_RESERVE = 256  # bytes robot parts split at enqueue time keep free for the robot's security keyword
 SESSION_MARGIN_MS = 5_000  # don't start a sessionWebhook send in the last seconds of its life
 ROBOT_WINDOW_S = 60.0
 ROBOT_BLOCK_S = 600.0
@@ -60,108 +67,6 @@ RETRYABLE_ERRCODES = frozenset({-1}) | THROTTLE_ERRCODES
 TOKEN_ERRCODES = frozenset({40014, 88, 42001})  # invalid / expired access_token on oapi (88 carries sub_code 40014)
 # New API (HTTP 4xx + {"code"}): throttling codes reported by users of batchSend/groupMessages.
 THROTTLE_CODES = frozenset({"send.too.fast", "too.many.group", "too.many.people", "send.byToken.tooFast"})
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def card_params(message: Message) -> dict[str, str]:
-    """The cardParamMap of our generic card template (all values strings, as DingTalk requires)."""
-    return render.dingtalk_card_params(message)
-
-
-def card_fallback_text(message: Message) -> str:
-    """A card as plain text, for places that cannot show interactive cards (webhooks, no template): title, body,
-    and the buttons with where to click them."""
-    return render.card_text(message, "dingtalk")
-
-
-def _markdown_title(message: Message) -> str:
-    if message.title:
-        return message.title
-    first = message.text.strip().splitlines()[0] if message.text.strip() else "消息"
-    return first.lstrip("#> ").strip()[:40] or "消息"
-
-
-def webhook_bodies(message: Message, limit: int = WEBHOOK_MAX_BYTES, *,
-                   keyword: str | None = None) -> list[dict[str, Any]]:
-    """Custom-robot / sessionWebhook JSON bodies for a text, markdown, link or card message, each ≤ limit bytes.
-
-    Cards become plain text (webhooks cannot show interactive cards); images are handled by the caller.
-    keyword: a robot's security keyword, put on its own line before every part that lacks it (a long message
-    is split, and DingTalk checks each part)."""
-
-    def tagged(text: str) -> str:
-        return text if not keyword or keyword in text else f"{keyword}\n{text}"
-
-    def measured(body: Callable[[str], dict[str, Any]]) -> Callable[[str], int]:
-        return lambda p: len(_dumps(body(f"{keyword}\n{p}" if keyword else p)).encode())
-
-    if message.kind == "link":
-        fields = _link_fields(message)
-        if keyword and keyword not in fields["title"] + fields["text"]:
-            fields["text"] = tagged(fields["text"])
-        return [{"msgtype": "link", "link": fields}]
-    if message.kind == "markdown":
-        title = _markdown_title(message)
-
-        def md(text: str) -> dict[str, Any]:
-            return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
-
-        return [md(tagged(p)) for p in fit(message.text, limit, measured(md))]
-    content = card_fallback_text(message) if message.kind == "card" else message.text
-
-    def txt(text: str) -> dict[str, Any]:
-        return {"msgtype": "text", "text": {"content": text}}
-
-    return [txt(tagged(p)) for p in fit(content, limit, measured(txt))]
-
-
-def openapi_params(message: Message) -> tuple[str, list[dict[str, str]]]:
-    """The robot msgKey and the msgParams (each ≤ 15,000 bytes as JSON) of a text, markdown or card (as text)
-    message sent through oToMessages/batchSend or groupMessages/send; a link as sampleLink."""
-    if message.kind == "link":
-        return "sampleLink", [_link_fields(message)]
-    if message.kind == "markdown":
-        title = _markdown_title(message)
-        return "sampleMarkdown", [{"title": title, "text": p} for p in fit(
-            message.text, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"title": title, "text": p}).encode()))]
-    content = card_fallback_text(message) if message.kind == "card" else message.text
-    return "sampleText", [{"content": p} for p in fit(
-        content, MSG_PARAM_MAX_BYTES, lambda p: len(_dumps({"content": p}).encode()))]
-
-
-def _link_fields(message: Message) -> dict[str, str]:
-    """A link message as DingTalk's link / sampleLink fields (text is required there: the title stands in)."""
-    return {"title": message.title, "text": message.text or message.title, "messageUrl": message.url,
-            "picUrl": message.pic_url}
-
-
-def _part(kind: str, fields: Mapping[str, str]) -> Message:
-    if kind == "markdown":
-        return Message("markdown", title=fields["title"], text=fields["text"])
-    return Message("text", text=fields["content"])
-
-
-def message_parts(target: Target, message: Message) -> list[Message]:
-    """The messages `message` goes out as to a DingTalk target, one platform call each, in order: text and
-    markdown split to the OpenAPI msgParam limit (users, groups) or the webhook body limit (sessions, robots;
-    robots keep KEYWORD_RESERVE bytes free for a security keyword), an image's caption as text before it
-    (users, groups). Cards and other images stay whole. message_parts(target, part) == [part] for every part."""
-    openapi = target.kind in ("user", "group")
-    if message.kind in ("card", "link"):
-        return [message]
-    if message.kind == "image":
-        caption = "\n".join(x for x in (message.title, message.text) if x)
-        if not openapi or not caption:
-            return [message]
-        return [*message_parts(target, Message("text", text=caption)), Message("image", png=message.png)]
-    if openapi:
-        key, params = openapi_params(message)
-        return [_part("markdown" if key == "sampleMarkdown" else "text", p) for p in params]
-    limit = WEBHOOK_MAX_BYTES - (KEYWORD_RESERVE if target.kind == "robot" else 0)
-    return [_part(body["msgtype"], body[body["msgtype"]]) for body in webhook_bodies(message, limit)]
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -181,7 +86,7 @@ async def _request(session: aiohttp.ClientSession, method: str, url: str | URL, 
     hdrs = dict(headers or {})
     payload = data
     if body is not None:
-        payload = _dumps(body).encode("utf-8")
+        payload = dumps(body).encode("utf-8")
         hdrs["Content-Type"] = "application/json; charset=utf-8"
     try:
         async with session.request(method, url, data=payload, headers=hdrs, raise_for_status=False,
@@ -396,7 +301,7 @@ class DingTalkClient:
             await self._robot_message(target, key, param)
 
     async def _robot_message(self, target: Target, msg_key: str, param: Mapping[str, Any]) -> None:
-        body: dict[str, Any] = {"robotCode": self.robot_code, "msgKey": msg_key, "msgParam": _dumps(param)}
+        body: dict[str, Any] = {"robotCode": self.robot_code, "msgKey": msg_key, "msgParam": dumps(param)}
         if target.kind == "user":
             body["userIds"] = [target.address]
             data = await self._api("POST", "/v1.0/robot/oToMessages/batchSend", body)

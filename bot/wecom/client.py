@@ -15,10 +15,19 @@ from typing import Any
 
 import aiohttp
 
-from bot.split import split_utf8
-from bot.transport import RESEND_WINDOW, SendError, Target
+from bot.transport import RESEND_WINDOW, SendError
 from cards import render
 from cards.model import Message
+from cards.split import split_utf8
+from cards.wecom import (
+    APP_MARKDOWN_LIMIT,
+    ROBOT_MARKDOWN_LIMIT,
+    TEXT_LIMIT,
+    message_parts,
+    news_article,
+    with_title,
+)
+from core.messaging.targets import Target
 
 __all__ = [
     "DEFAULT_API_BASE",
@@ -40,11 +49,6 @@ TOKEN_ERRORS = frozenset({40014, 41001, 42001})
 # errcodes worth retrying later: system busy, API frequency / minute-interval / concurrency limits.
 RETRYABLE_ERRORS = frozenset({-1, 45009, 45011, 45033})
 
-TEXT_LIMIT = 2048  # bytes, app and robot text
-APP_MARKDOWN_LIMIT = 2048  # bytes, app message/send markdown (protocols/wecom.md §3.2)
-ROBOT_MARKDOWN_LIMIT = 4096  # bytes, group robot markdown (§4)
-NEWS_TITLE_LIMIT = 128  # bytes, a news article's title (app and robot)
-NEWS_DESCRIPTION_LIMIT = 512  # bytes, its description
 APP_IMAGE_LIMIT = 10 * 1024 * 1024  # bytes, media/upload image
 ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024  # bytes, robot inline image (raw, before base64)
 MIN_MEDIA = 6  # media/upload wants every file > 5 bytes
@@ -59,13 +63,6 @@ def is_retryable(code: int | str | None) -> bool:
     return code in RETRYABLE_ERRORS
 
 
-def _with_title(message: Message, bold: bool) -> str:
-    if not message.title:
-        return message.text
-    head = f"**{message.title}**" if bold else message.title
-    return f"{head}\n{message.text}" if message.text else head
-
-
 def _check_buttons(message: Message) -> None:
     """SendError (permanent) unless the card has 1..6 buttons with unique, non-empty keys of ≤ 1024 bytes."""
     if not message.buttons or len(message.buttons) > MAX_BUTTONS:
@@ -75,44 +72,6 @@ def _check_buttons(message: Message) -> None:
     if len(set(keys)) != len(keys) or any(not k or len(k.encode()) > BUTTON_KEY_LIMIT for k in keys):
         raise SendError("wecom card: button keys must be unique, non-empty, ≤ 1024 bytes",
                         retryable=False, code="bad_card")
-
-
-def _pieces(kind: str, content: str, limit: int) -> list[Message]:
-    if not content.strip():  # left whole: the send refuses it (44004, permanent)
-        return [Message(kind, text=content)]
-    return [Message(kind, text=piece) for piece in split_utf8(content, limit)]
-
-
-def message_parts(target: Target, message: Message) -> list[Message]:
-    """The messages `message` goes out as to a WeCom target, one platform call each, in order: text and
-    markdown (title included) split at the byte limit of the app (2048 B) or robot (text 2048 B, markdown
-    4096 B), an image's title as text before it, a card without buttons (not an update) as markdown.
-    Cards (with buttons or updates) stay whole. message_parts(target, part) == [part] for every part."""
-    robot = target.kind == "robot"
-    markdown_limit = ROBOT_MARKDOWN_LIMIT if robot else APP_MARKDOWN_LIMIT
-    if message.kind == "text":
-        return _pieces("text", _with_title(message, bold=False), TEXT_LIMIT)
-    if message.kind == "markdown":
-        return _pieces("markdown", _with_title(message, bold=True), markdown_limit)
-    if message.kind == "image":
-        caption = _pieces("text", message.title, TEXT_LIMIT) if message.title else []
-        return [*caption, Message("image", png=message.png)] if caption else [message]
-    if message.kind == "link":  # one news article; its title and description are cut to WeCom's limits
-        return [message]
-    if robot or not (message.card_id or message.buttons):  # robots cannot carry callback buttons
-        return _pieces("markdown", render.card_markdown(message, "wecom"), markdown_limit)
-    return [message]
-
-
-def news_article(message: Message) -> dict[str, str]:
-    """A link message as one WeCom news article (app and robot): title ≤ 128 B, description ≤ 512 B, cut on
-    character boundaries."""
-    article = {"title": split_utf8(message.title, NEWS_TITLE_LIMIT)[0], "url": message.url}
-    if message.text.strip():
-        article["description"] = split_utf8(message.text, NEWS_DESCRIPTION_LIMIT)[0]
-    if message.pic_url:
-        article["picurl"] = message.pic_url
-    return article
 
 
 def _image_type(data: bytes) -> tuple[str, str]:
@@ -283,9 +242,9 @@ class WeComClient(_Api):
 
     async def _send_part(self, user: str, message: Message) -> None:
         if message.kind == "text":
-            await self.send_text(user, _with_title(message, bold=False))
+            await self.send_text(user, with_title(message, bold=False))
         elif message.kind == "markdown":
-            await self.send_markdown(user, _with_title(message, bold=True))
+            await self.send_markdown(user, with_title(message, bold=True))
         elif message.kind == "image":
             if message.title:
                 await self.send_text(user, message.title)
@@ -409,13 +368,13 @@ class WeComRobotClient(_Api):
             raise SendError(f"wecom robot {name!r} is not configured", retryable=False, code="unknown_robot")
         for part in message_parts(target, message):
             if part.kind == "text":
-                await self.send_text(name, _with_title(part, bold=False))
+                await self.send_text(name, with_title(part, bold=False))
             elif part.kind == "image":
                 if part.title:
                     await self.send_text(name, part.title)
                 await self.send_image(name, part.png or b"")
             elif part.kind == "markdown":
-                await self.send_markdown(name, _with_title(part, bold=True))
+                await self.send_markdown(name, with_title(part, bold=True))
             elif part.kind == "link":
                 await self.send_news(name, [news_article(part)])
             else:  # a card: no callback buttons on robots (the app sends approval cards)

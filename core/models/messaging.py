@@ -30,10 +30,14 @@ def _in(values: tuple[str, ...]) -> str:
 
 
 class InboundEvent(Base):
-    """One accepted platform callback; the unique key turns a platform retry into a no-op."""
+    """One accepted platform callback; the unique key turns a platform retry into a no-op, and the handled mark
+    (a compare-and-set on status "new") lets one handling of it take effect."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (CheckConstraint(_in(INBOUND_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in(INBOUND_STATUSES), name="status"),
+        Index("ix_inbound_open", "status", "lease_until"),  # resume: open events whose lease ran out
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(KEY_LENGTH), unique=True)
@@ -45,6 +49,8 @@ class InboundEvent(Base):
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(8), default="new")
     error: Mapped[str | None] = mapped_column(Text)
+    # While status is "new": the instance handling it holds it until then; after that, resume may claim it.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):

@@ -1,12 +1,14 @@
-"""Byte-limited splitting of message text, shared by the platform clients and the outbox enqueue."""
+"""Byte-limited splitting of message text, shared by the platform shaping and the outbox enqueue."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.transport import SendError
+__all__ = ["TooLarge", "fit", "split_utf8"]
 
-__all__ = ["fit", "split_utf8"]
+
+class TooLarge(ValueError):
+    """A message that cannot be cut to fit a platform's limit (its envelope alone is too large): never sendable."""
 
 
 def split_utf8(text: str, limit: int) -> list[str]:
@@ -37,7 +39,7 @@ def fit(text: str, limit: int, size: Callable[[str], int]) -> list[str]:
     encoded message around the piece (JSON escaping can make it larger than the piece's own bytes)."""
     overhead = size("")
     if overhead + 8 > limit:
-        raise SendError("message envelope alone exceeds the size limit", retryable=False, code="too-long")
+        raise TooLarge("message envelope alone exceeds the size limit")
     out: list[str] = []
     stack = [(text, limit - overhead)]
     while stack:

@@ -1,0 +1,67 @@
+"""WeCom's shape of a neutral message: byte limits, and the parts one message goes out as (app and group robot)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cards import render
+from cards.model import Message
+from cards.split import split_utf8
+
+TEXT_LIMIT = 2048  # bytes, app and robot text
+APP_MARKDOWN_LIMIT = 2048  # bytes, app message/send markdown (protocols/wecom.md §3.2)
+ROBOT_MARKDOWN_LIMIT = 4096  # bytes, group robot markdown (§4)
+NEWS_TITLE_LIMIT = 128  # bytes, a news article's title (app and robot)
+NEWS_DESCRIPTION_LIMIT = 512  # bytes, its description
+
+
+class Addressed(Protocol):
+    """What shaping needs to know of a target: its kind ("user", "robot", …)."""
+
+    kind: str
+
+
+def with_title(message: Message, bold: bool) -> str:
+    """The text of a text or markdown message with its title on the first line (bold in markdown)."""
+    if not message.title:
+        return message.text
+    head = f"**{message.title}**" if bold else message.title
+    return f"{head}\n{message.text}" if message.text else head
+
+
+def _pieces(kind: str, content: str, limit: int) -> list[Message]:
+    if not content.strip():  # left whole: the send refuses it (44004, permanent)
+        return [Message(kind, text=content)]
+    return [Message(kind, text=piece) for piece in split_utf8(content, limit)]
+
+
+def message_parts(target: Addressed, message: Message) -> list[Message]:
+    """The messages `message` goes out as to a WeCom target, one platform call each, in order: text and
+    markdown (title included) split at the byte limit of the app (2048 B) or robot (text 2048 B, markdown
+    4096 B), an image's title as text before it, a card without buttons (not an update) as markdown.
+    Cards (with buttons or updates) stay whole. message_parts(target, part) == [part] for every part."""
+    robot = target.kind == "robot"
+    markdown_limit = ROBOT_MARKDOWN_LIMIT if robot else APP_MARKDOWN_LIMIT
+    if message.kind == "text":
+        return _pieces("text", with_title(message, bold=False), TEXT_LIMIT)
+    if message.kind == "markdown":
+        return _pieces("markdown", with_title(message, bold=True), markdown_limit)
+    if message.kind == "image":
+        caption = _pieces("text", message.title, TEXT_LIMIT) if message.title else []
+        return [*caption, Message("image", png=message.png)] if caption else [message]
+    if message.kind == "link":  # one news article; its title and description are cut to WeCom's limits
+        return [message]
+    if robot or not (message.card_id or message.buttons):  # robots cannot carry callback buttons
+        return _pieces("markdown", render.card_markdown(message, "wecom"), markdown_limit)
+    return [message]
+
+
+def news_article(message: Message) -> dict[str, str]:
+    """A link message as one WeCom news article (app and robot): title ≤ 128 B, description ≤ 512 B, cut on
+    character boundaries."""
+    article = {"title": split_utf8(message.title, NEWS_TITLE_LIMIT)[0], "url": message.url}
+    if message.text.strip():
+        article["description"] = split_utf8(message.text, NEWS_DESCRIPTION_LIMIT)[0]
+    if message.pic_url:
+        article["picurl"] = message.pic_url
+    return article
