@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cards.model import Message
-from core.errors import DomainError
-from core.ledger.stock import WarehouseStock, current_stock
+from core.ledger.lookup import USAGE, ask_stock
+from core.ledger.stock import WarehouseStock
 from core.types import fq
 from handlers.registry import Context, command
 
@@ -12,19 +12,13 @@ MAX_PRODUCTS = 5
 
 
 @command("库存", "stock", "查库存", summary="查询商品在各仓库、各批次的库存",
-         usage="库存 <SKU|条码|名称片段> [仓库编码]，例如：库存 奶油、库存 RM-CREAM CW")
+         usage=USAGE.removeprefix("用法："))
 async def stock(ctx: Context, args: str) -> list[Message]:
     """Stock of the matching products: on hand, on loan, reserved, available, per warehouse and batch."""
     query, warehouse = [*args.split(maxsplit=1), "", ""][:2]  # any whitespace, full-width too
-    warehouse = warehouse.strip() or None
-    if not query:
-        raise DomainError("NO_QUERY", "请告诉我要查哪个商品",
-                          "用法：库存 <SKU|条码|名称片段> [仓库编码]，例如：库存 奶油")
-    products, levels = await current_stock(ctx.db, query, warehouse)
-    if not products:
-        raise DomainError("NO_MATCH", f"没有找到与「{query}」匹配的商品",
-                          "请换个关键词（名称中的两三个字即可），或直接发 SKU / 条码")
-    return [Message("markdown", title=f"库存 {query}", text=render(query, warehouse, products, levels))]
+    answer = await ask_stock(ctx.db, query, warehouse.strip() or None)
+    return [Message("markdown", title=f"库存 {query}",
+                    text=render(query, answer.warehouse, answer.products, answer.levels))]
 
 
 def render(query: str, warehouse: str | None, products: list, levels: list[WarehouseStock]) -> str:
