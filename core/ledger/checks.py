@@ -1,35 +1,56 @@
-"""Posting checks in the documented order; each failure is a CheckResult with a Chinese fix."""
+"""Posting checks as one ordered list (ORDER) that run_all iterates; a failure is a CheckResult with a Chinese fix."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.errors import CheckResult, DomainError
-from core.ledger.doctypes import DOC_TYPES, LOCKING_TYPES
+from core.ledger.doctypes import DOC_TYPES, LOOSE, codes_where, doc_type
+from core.ledger.plan import Plan
 from core.ledger.units import to_stock_qty
 from core.models import ON_HAND, Document, DocumentLine, Freeze, StockBalance
 from core.storage import Fast
 from core.types import fq
 
-if TYPE_CHECKING:
-    from core.ledger.posting import Plan
-
 ZERO = Decimal(0)
-ORDER = ("unit", "opening", "pending", "negative", "freeze", "expired", "magnitude")
+# Submitted but unapproved documents of these types lock their product+warehouse (DocType.locks).
+_LOCKING = codes_where("locks")
+# Draft or submitted documents of these types block postings on their product+warehouse (DocType.unposted_blocks).
+_BLOCKING = codes_where("unposted_blocks")
+
+
+@dataclass(slots=True)
+class CheckRun:
+    """What the checks of one posting read; the open-documents query is made at most once and shared."""
+
+    session: AsyncSession
+    settings: Settings
+    plan: Plan
+    _open: list[tuple] | None = None
+
+    async def open_lines(self) -> list[tuple]:
+        """Lines of other unapproved openings and pending locking documents (see open_lines)."""
+        if self._open is None:
+            self._open = await open_lines(self.session, self.plan)
+        return self._open
 
 
 def _names(plan: Plan, pid: int, wid: int) -> tuple[str, str]:
     return plan.products[pid].sku, plan.warehouses[wid].code
 
 
-def check_units(plan: Plan) -> list[CheckResult]:
+async def check_units(run: CheckRun) -> list[CheckResult]:
     """Every line's unit is the stock or purchase unit, whole where it must be, factor unchanged."""
+    plan = run.plan
+    if plan.reversal:
+        return []
     out: list[CheckResult] = []
     for ln in plan.doc.lines:
         product = plan.products[ln.product_id]
@@ -52,6 +73,13 @@ def check_units(plan: Plan) -> list[CheckResult]:
 
 _D = Document.__table__.c
 _DL = DocumentLine.__table__.c
+
+
+def _type_in(codes: tuple[str, ...]) -> ColumnElement[bool]:
+    """documents.type is one of codes (a plain = for one code, as the statement was written before)."""
+    return _D.type == codes[0] if len(codes) == 1 else _D.type.in_(codes)
+
+
 # Open documents first (few, by the type/status index), then their lines; "+ 0" keeps the planner from
 # walking every historical line of the products through the product index instead.
 _OPEN_LINES = Fast(
@@ -59,8 +87,8 @@ _OPEN_LINES = Fast(
     .join(Document.__table__, _D.id == _DL.document_id)
     .where(
         or_(
-            and_(_D.type == "opening", _D.status.in_(("draft", "submitted"))),
-            and_(_D.type.in_(LOCKING_TYPES), _D.status == "submitted"),
+            and_(_type_in(_BLOCKING), _D.status.in_(("draft", "submitted"))),
+            and_(_D.type.in_(_LOCKING), _D.status == "submitted"),
         ),
         _D.id != bindparam("doc_id"),
         (_DL.product_id + 0).in_(bindparam("pids", expanding=True)),
@@ -76,14 +104,16 @@ async def open_lines(session: AsyncSession, plan: Plan) -> list[tuple]:
     return await _OPEN_LINES.all(session, params)
 
 
-def check_opening(plan: Plan, lines: list[tuple]) -> list[CheckResult]:
+async def check_opening(run: CheckRun) -> list[CheckResult]:
     """An unapproved opening for the product+warehouse blocks postings (it does not count yet)."""
-    if plan.doc.type == "opening" or plan.reversal:
+    plan = run.plan
+    if doc_type(plan.doc.type).unposted_blocks or plan.reversal:
         return []
+    lines = await run.open_lines()
     pairs = set(plan.pairs())
     out = []
     for pid, wid, _to, number, dtype, _id in lines:
-        if dtype != "opening" or (pid, wid) not in pairs:
+        if dtype not in _BLOCKING or (pid, wid) not in pairs:
             continue
         sku, wh = _names(plan, pid, wid)
         out.append(
@@ -97,16 +127,18 @@ def check_opening(plan: Plan, lines: list[tuple]) -> list[CheckResult]:
     return out
 
 
-def check_pending(plan: Plan, lines: list[tuple]) -> list[CheckResult]:
+async def check_pending(run: CheckRun) -> list[CheckResult]:
     """Submitted but unapproved transfer/loss/adjustment documents lock their product+warehouse."""
+    plan = run.plan
     if plan.reversal:
         return []
+    lines = await run.open_lines()
     doc = plan.doc
-    oldest_first = doc.type in LOCKING_TYPES  # the oldest pending locking document may go first
+    oldest_first = doc.type in _LOCKING  # the oldest pending locking document may go first
     pairs = set(plan.pairs())
     out, seen = [], set()
     for pid, wid, to_wid, number, dtype, other_id in lines:
-        if dtype not in LOCKING_TYPES or (oldest_first and other_id > doc.id):
+        if dtype not in _LOCKING or (oldest_first and other_id > doc.id):
             continue
         for w in (wid, to_wid):
             if (pid, w) in pairs and (pid, w, number) not in seen:
@@ -135,8 +167,9 @@ def _after(plan: Plan) -> tuple[dict, dict]:
     return key_after, delta_key
 
 
-def check_negative(plan: Plan) -> list[CheckResult]:
+async def check_negative(run: CheckRun) -> list[CheckResult]:
     """No balance of a strict warehouse goes below 0; allowed ones stay above their floor; loans ≥ 0."""
+    plan = run.plan
     key_after, delta_key = _after(plan)
     out: list[CheckResult] = []
     pair_delta: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
@@ -195,12 +228,13 @@ _ACTIVE_FREEZES = Fast(select(_F.id, _F.product_id, _F.warehouse_id, _F.reason).
 ))
 
 
-async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
+async def check_freeze(run: CheckRun) -> list[CheckResult]:
     """A frozen product+warehouse accepts no movement until it is unfrozen."""
+    plan = run.plan
     pairs = plan.pairs()
     params = {"pids": sorted({p for p, _ in pairs}), "pairs": pairs}
     out = []
-    for fr in await _ACTIVE_FREEZES.all(session, params):
+    for fr in await _ACTIVE_FREEZES.all(run.session, params):
         sku, wh = _names(plan, fr.product_id, fr.warehouse_id)
         out.append(
             CheckResult(
@@ -213,9 +247,11 @@ async def check_freeze(session: AsyncSession, plan: Plan) -> list[CheckResult]:
     return out
 
 
-def check_expired(plan: Plan) -> list[CheckResult]:
-    """No issue from, or receipt into, a batch already past its expiry date."""
-    if plan.reversal:
+async def check_expired(run: CheckRun) -> list[CheckResult]:
+    """No issue from, or receipt into, a batch already past its expiry date (except by types that remove expired
+    goods, such as loss)."""
+    plan = run.plan
+    if plan.reversal or doc_type(plan.doc.type).issues_expired:
         return []
     out, seen = [], set()
     for m in plan.moves:
@@ -235,7 +271,7 @@ def check_expired(plan: Plan) -> list[CheckResult]:
                 {"sku": product.sku, "batch": code, "expiry": str(exp)},
             )
         )
-    return [r for r in out if plan.doc.type != "loss"]
+    return out
 
 
 _B = StockBalance.__table__.c
@@ -246,12 +282,13 @@ _HISTORY = Fast(
 )
 
 
-async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan) -> list[CheckResult]:
+async def check_magnitude(run: CheckRun) -> list[CheckResult]:
     """A line far beyond the product's history (the g-vs-kg mistake) is held, not posted."""
+    plan, settings = run.plan, run.settings
     if plan.reversal:
         return []
     pids = {ln.product_id for ln in plan.doc.lines}
-    rows = await _HISTORY.all(session, {"pids": sorted(pids)})
+    rows = await _HISTORY.all(run.session, {"pids": sorted(pids)})
     history = {p: (mx, n) for p, mx, n in rows}
     out = []
     for ln in plan.doc.lines:
@@ -274,8 +311,11 @@ async def check_magnitude(session: AsyncSession, settings: Settings, plan: Plan)
     return out
 
 
-def check_backdating(plan: Plan) -> list[CheckResult]:
+async def check_backdating(run: CheckRun) -> list[CheckResult]:
     """No posting earlier than the last movement of a product+warehouse (back-dating is off by default)."""
+    plan = run.plan
+    if run.settings.allow_backdating:
+        return []
     out = []
     for p, w in plan.pairs():
         last = max((b.updated_at for k, b in plan.balances.items() if k[0] == p and k[1] == w and b.move_count),
@@ -293,19 +333,40 @@ def check_backdating(plan: Plan) -> list[CheckResult]:
     return out
 
 
+CheckFn = Callable[[CheckRun], Awaitable[list[CheckResult]]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One posting check: its name, the function, the result codes it reports and whether it is soft."""
+
+    name: str
+    run: CheckFn
+    codes: tuple[str, ...]
+    soft: bool = False  # in loose validation mode its failures become warnings
+
+
+# The documented order: run_all (and so diagnosis, which re-runs every check) goes through it as listed.
+ORDER: tuple[Check, ...] = (
+    Check("unit", check_units, ("UNIT_MISSING", "UNIT_UNKNOWN", "UNIT_NOT_WHOLE", "UNIT_FACTOR_CHANGED")),
+    Check("opening", check_opening, ("OPENING_NOT_APPROVED",), soft=True),
+    Check("pending", check_pending, ("PENDING_LOCK",), soft=True),
+    Check("negative", check_negative, ("NEGATIVE_STOCK", "NEGATIVE_FLOOR", "NEGATIVE_LOAN")),
+    Check("freeze", check_freeze, ("FROZEN",)),
+    Check("expired", check_expired, ("BATCH_EXPIRED",)),
+    Check("magnitude", check_magnitude, ("MAGNITUDE_GUARD",)),
+    Check("backdating", check_backdating, ("BACKDATED",)),
+)
+
+
 async def run_all(session: AsyncSession, settings: Settings, plan: Plan) -> list[CheckResult]:
-    """Every check in order; in loose mode opening and pending-lock failures become warnings."""
-    loose = plan.doc.validation_mode == "loose"
+    """Every check of ORDER in order; in loose mode the failures of soft checks become warnings."""
+    run = CheckRun(session, settings, plan)
+    loose = plan.doc.validation_mode == LOOSE
     results: list[CheckResult] = []
-    results += [] if plan.reversal else check_units(plan)
-    lines = await open_lines(session, plan)  # one query serves both checks
-    soft = check_opening(plan, lines) + check_pending(plan, lines)
-    results += [
-        CheckResult(r.code, r.message_zh, r.fix_zh, r.fields, warning=True) if loose else r for r in soft
-    ]
-    results += check_negative(plan)
-    results += await check_freeze(session, plan)
-    results += check_expired(plan)
-    results += await check_magnitude(session, settings, plan)
-    results += [] if settings.allow_backdating else check_backdating(plan)
+    for check in ORDER:
+        found = await check.run(run)
+        if loose and check.soft:
+            found = [CheckResult(r.code, r.message_zh, r.fix_zh, r.fields, warning=True) for r in found]
+        results += found
     return results

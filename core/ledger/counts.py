@@ -11,9 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.ledger.batches import pair_filter
+from core.ledger.doctypes import BOOK_SNAPSHOT, COUNT_DISCREPANCY, doc_type
+from core.ledger.document_rows import insert_document
+from core.ledger.hooks import Hook
+from core.ledger.numbering import next_number
 from core.models import Document, StockBalance
 
 ZERO = Decimal(0)
+DISCREPANCY = "discrepancy"  # the type of the document a count's differences become
 
 
 async def book_quantities(session: AsyncSession, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Decimal]:
@@ -39,17 +44,14 @@ async def record_book_quantities(session: AsyncSession, doc: Document) -> None:
 async def create_discrepancy(session: AsyncSession, settings: Settings, count: Document,
                              now: datetime) -> Document | None:
     """A submitted discrepancy document (counted − book) for the count's differing lines, or None."""
-    from core.ledger.doctypes import doc_type
-    from core.ledger.documents import insert_document
-    from core.ledger.numbering import next_number
-
     diff_lines = [ln for ln in count.lines if ln.counted_qty is not None and ln.stock_qty != ln.book_qty]
     if not diff_lines:
         return None
+    dt = doc_type(DISCREPANCY)
     doc = Document(
-        number=await next_number(session, doc_type("discrepancy").prefix, now, settings.timezone),
-        type="discrepancy", status="submitted", warehouse_id=count.warehouse_id, ref_document_id=count.id,
-        created_by_id=count.created_by_id, validation_mode=settings.validation_mode("discrepancy"),
+        number=await next_number(session, dt.prefix, now, settings.timezone),
+        type=dt.code, status="submitted", warehouse_id=count.warehouse_id, ref_document_id=count.id,
+        created_by_id=count.created_by_id, validation_mode=dt.validation_mode(settings.validation),
         created_at=now, submitted_at=now,
     )
     rows = []
@@ -65,3 +67,14 @@ async def create_discrepancy(session: AsyncSession, settings: Settings, count: D
             }
         )
     return await insert_document(session, doc, rows)
+
+
+async def _snapshot_book(session: AsyncSession, _settings: Settings, doc: Document, _now: datetime) -> None:
+    await record_book_quantities(session, doc)
+
+
+# The hooks this module implements (see DocType.hooks and core.ledger.documents).
+HOOKS: dict[str, Hook] = {
+    BOOK_SNAPSHOT: Hook(before_submit=_snapshot_book),
+    COUNT_DISCREPANCY: Hook(after_submit=create_discrepancy),
+}

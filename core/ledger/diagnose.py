@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.errors import CheckResult, DomainError
-from core.ledger.doctypes import NONE, doc_type
+from core.ledger.counts import DISCREPANCY
+from core.ledger.doctypes import BOOK_SNAPSHOT, NONE, codes_with_hook, doc_type
 from core.ledger.documents import get_document
+from core.ledger.finance import booking_types
 from core.ledger.posting import plan_document, prepare
 from core.models import (
     Document,
@@ -28,6 +30,9 @@ from core.models import (
 )
 
 ZERO = Decimal(0)
+_PAYABLE_TYPES = booking_types("payable")  # purchase receipts
+_RECEIVABLE_TYPES = booking_types("receivable")  # sales issues and returns
+_COUNT_TYPES = codes_with_hook(BOOK_SNAPSHOT)  # stock counts: the ones with a book quantity per line
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,15 @@ async def _ledger_by_type(session: AsyncSession, pid: int, wid: int) -> dict[str
     return {t: s for t, s in (await session.execute(stmt)).all()}
 
 
+def _moved(by_type: dict[str, Decimal], codes: tuple[str, ...]) -> Decimal:
+    """Σ on-hand stock moved by documents of these types."""
+    total: Decimal | None = None
+    for code in codes:
+        q = by_type.get(code, ZERO)
+        total = q if total is None else total + q
+    return ZERO if total is None else total
+
+
 async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> PairDiagnosis:
     """Compare the three books and mark the conflicts; include the freeze event log."""
     product = await session.scalar(select(Product).where(Product.sku == sku))
@@ -109,8 +123,8 @@ async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> Pair
     )).one()
     on_hand, on_loan = Decimal(on_hand), Decimal(on_loan)
     by_type = await _ledger_by_type(session, pid, wid)
-    received = by_type.get("purchase_receipt", ZERO)
-    sold = -(by_type.get("sales_issue", ZERO) + by_type.get("sales_return", ZERO))
+    received = _moved(by_type, _PAYABLE_TYPES)
+    sold = -_moved(by_type, _RECEIVABLE_TYPES)
     fin = dict((await session.execute(
         select(FinanceEntry.kind, func.sum(FinanceEntry.qty))
         .where(FinanceEntry.product_id == pid, FinanceEntry.warehouse_id == wid)
@@ -120,7 +134,7 @@ async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> Pair
     count = (await session.execute(
         select(Document.number, Document.submitted_at, DocumentLine.counted_qty, DocumentLine.book_qty)
         .join(DocumentLine, DocumentLine.document_id == Document.id)
-        .where(Document.type == "stock_count", Document.status.in_(("submitted", "posted")),
+        .where(Document.type.in_(_COUNT_TYPES), Document.status.in_(("submitted", "posted")),
                DocumentLine.product_id == pid, DocumentLine.warehouse_id == wid)
         .order_by(Document.submitted_at.desc(), Document.id.desc())
         .limit(1)
@@ -136,7 +150,7 @@ async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> Pair
     if count is not None and count[2] is not None and count[2] != count[3]:
         diff_doc = await session.scalar(
             select(Document.number).join(Document.lines).where(
-                Document.type == "discrepancy", Document.status == "posted", DocumentLine.product_id == pid,
+                Document.type == DISCREPANCY, Document.status == "posted", DocumentLine.product_id == pid,
                 DocumentLine.warehouse_id == wid, Document.posted_at >= count[1],
             )
         )

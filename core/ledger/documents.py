@@ -6,19 +6,37 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.config import Settings
 from core.errors import CheckResult, DomainError
-from core.ledger import finance, master_rows
-from core.ledger.doctypes import DOC_TYPES, NONE, SIGNED, STATUS_ZH, doc_type
+from core.ledger import counts, finance, hooks, master_rows
+from core.ledger.doctypes import COUNTED, DOC_TYPES, NONE, NONZERO, STATUS_ZH, TRANSFER, DocType, doc_type
+from core.ledger.document_rows import insert_document
 from core.ledger.numbering import next_number
 from core.ledger.posting import now_or, plan_document, plan_reversal, prepare, write_moves
 from core.ledger.units import to_stock_qty
 from core.models import Customer, Document, DocumentLine, Product, Supplier, User, Warehouse
-from core.storage import Fast, loaded, with_defaults
+from core.storage import Fast
+
+__all__ = [
+    "LineInput",
+    "PostResult",
+    "cancel_document",
+    "create_document",
+    "get_document",
+    "insert_document",
+    "post_document",
+    "reject_document",
+    "reopen_document",
+    "submit_document",
+]
+
+# Per lifecycle event and type code, the hook functions to run (built once; fails at import for a hook name
+# that no module implements).
+_HOOKS = hooks.by_event(DOC_TYPES.values(), hooks.merge(finance.HOOKS, counts.HOOKS))
 
 
 @dataclass(frozen=True)
@@ -57,8 +75,9 @@ def _dec(value: Decimal | str | int, what: str) -> Decimal:
     return d
 
 
-_DOC_COLUMNS = tuple(Document.__mapper__.column_attrs)
 _DT, _LT = Document.__table__, DocumentLine.__table__
+
+
 async def _one(session: AsyncSession, model: type, field: str, code: str | None, label: str):
     if code is None:
         return None
@@ -107,29 +126,19 @@ async def create_document(
     now: datetime | None = None,
 ) -> Document:
     """Create a draft document, validating units and references (nothing is written on error)."""
-    if doc_type_code not in DOC_TYPES:
-        raise DomainError("BAD_TYPE", f"未知单据类型「{doc_type_code}」",
-                          "可用类型：" + "、".join(f"{t.code}（{t.name_zh}）" for t in DOC_TYPES.values()))
-    dt = doc_type(doc_type_code)
+    dt = _known_type(doc_type_code)
     if not lines:
         raise DomainError("NO_LINES", f"{dt.name_zh}单没有明细行", "请至少填写一行商品与数量")
     now = now_or(now)
     wh = await _one(session, Warehouse, "code", warehouse, "仓库")
     to_wh = await _one(session, Warehouse, "code", to_warehouse, "仓库")
-    if dt.code == "transfer":
-        if wh is None or to_wh is None or wh.id == to_wh.id:
-            raise DomainError("TRANSFER_TARGET", "调拨单需要不同的调出仓库和调入仓库", "请指定调出仓库和调入仓库")
-        if not wh.ships_to_stores:
-            raise DomainError(
-                "NO_DIRECT_SHIP", f"仓库 {wh.code} 设置为「不可直发门店」，调拨单无法调出",
-                f"请由管理员在仓库档案中为 {wh.code} 开启「可直发门店」(ships_to_stores)", {"warehouse": wh.code})
+    if dt.effect == TRANSFER:
+        _check_transfer(wh, to_wh)
     cust = await _one(session, Customer, "code", customer, "客户")
     supp = await _one(session, Supplier, "code", supplier, "供应商")
     user = await _one(session, User, "name", created_by, "用户")
     ref = await get_document(session, ref_number) if ref_number else None
-    if dt.code == "sales_return" and (ref is None or ref.type != "sales_issue" or ref.status != "posted"):
-        raise DomainError("RETURN_REF", "销售退货必须关联一张已过账的销售出库单",
-                          "请填写原销售出库单号（CK 开头）")
+    _check_ref(dt, ref)
     skus = {ln.sku.strip() for ln in lines}
     products = {p.sku: p for p in await master_rows.by_field(session, Product, "sku", skus)}
     doc = Document(
@@ -142,12 +151,48 @@ async def create_document(
         supplier_id=supp.id if supp else None,
         ref_document_id=ref.id if ref else None,
         created_by_id=user.id if user else None,
-        validation_mode=settings.validation_mode(dt.code),
+        validation_mode=dt.validation_mode(settings.validation),
         delivery_date=delivery_date,
         due_date=due_date,
         note=note,
         created_at=now,
     )
+    today = now.astimezone(settings.timezone).date()
+    rows = await _line_rows(session, dt, lines, products, wh, today)
+    return await insert_document(session, doc, rows)
+
+
+def _known_type(code: str) -> DocType:
+    """The DocType for a code; DomainError BAD_TYPE listing the known types."""
+    if code not in DOC_TYPES:
+        raise DomainError("BAD_TYPE", f"未知单据类型「{code}」",
+                          "可用类型：" + "、".join(f"{t.code}（{t.name_zh}）" for t in DOC_TYPES.values()))
+    return doc_type(code)
+
+
+def _check_transfer(wh: Warehouse | None, to_wh: Warehouse | None) -> None:
+    """A transfer goes between two different warehouses and out of one that may ship to stores."""
+    if wh is None or to_wh is None or wh.id == to_wh.id:
+        raise DomainError("TRANSFER_TARGET", "调拨单需要不同的调出仓库和调入仓库", "请指定调出仓库和调入仓库")
+    if not wh.ships_to_stores:
+        raise DomainError(
+            "NO_DIRECT_SHIP", f"仓库 {wh.code} 设置为「不可直发门店」，调拨单无法调出",
+            f"请由管理员在仓库档案中为 {wh.code} 开启「可直发门店」(ships_to_stores)", {"warehouse": wh.code})
+
+
+def _check_ref(dt: DocType, ref: Document | None) -> None:
+    """A type that requires a reference (a sales return) references a posted document of the required type."""
+    if dt.requires_ref is None:
+        return
+    if ref is None or ref.type != dt.requires_ref or ref.status != "posted":
+        need = doc_type(dt.requires_ref)
+        raise DomainError("RETURN_REF", f"{dt.name_zh}必须关联一张已过账的{need.name_zh}单",
+                          f"请填写原{need.name_zh}单号（{need.prefix} 开头）")
+
+
+async def _line_rows(session: AsyncSession, dt: DocType, lines: list[LineInput], products: dict[str, Product],
+                     wh: Warehouse | None, today: date) -> list[dict]:
+    """The validated line rows, numbered from 1; a line's own warehouse overrides the document's."""
     line_wh: dict[str, Warehouse] = {}
     rows: list[dict] = []
     for i, li in enumerate(lines, start=1):
@@ -162,73 +207,59 @@ async def create_document(
                 lw = line_wh[li.warehouse] = await _one(session, Warehouse, "code", li.warehouse, "仓库")
         if lw is None:
             raise DomainError("NO_WAREHOUSE", f"第 {i} 行没有仓库", "请为单据或该行指定仓库", {"line": i})
-        qty = _dec(li.qty, "数量")
-        counted = _dec(li.counted_qty, "盘点数量") if li.counted_qty is not None else None
-        if dt.effect == SIGNED or dt.code == "discrepancy":
-            if qty == 0:
-                raise DomainError("ZERO_QTY", f"第 {i} 行数量为 0", "调整数量不能为 0", {"line": i})
-        elif dt.code == "stock_count":
-            if counted is None or counted < 0:
-                raise DomainError("BAD_COUNT", f"第 {i} 行盘点数量缺失或为负", "请填写实盘数量（≥0）", {"line": i})
-        elif qty <= 0:
-            raise DomainError("BAD_QTY", f"第 {i} 行数量 {qty} 必须大于 0", "请填写正数；要冲回请作废原单据",
-                              {"line": i, "qty": str(qty)})
-        try:
-            factor, stock_abs = to_stock_qty(product, li.unit, abs(qty) if dt.code != "stock_count" else counted)
-        except DomainError as e:
-            raise DomainError(e.code, f"第 {i} 行：{e.message_zh}", e.fix_zh, {**e.fields, "line": i}) from None
-        if product.batch_tracked and not li.batch and dt.effect != NONE and dt.code in (
-            "opening", "purchase_receipt", "sales_return"
-        ):
-            raise DomainError("BATCH_REQUIRED", f"第 {i} 行：商品 {product.sku} 按批次管理，缺少批次号",
-                              "请填写批次号和到期日", {"line": i, "sku": product.sku})
-        expiry = li.expiry
-        if expiry is not None and expiry < now.astimezone(settings.timezone).date() and dt.code in (
-            "opening", "purchase_receipt"
-        ):
-            raise DomainError("EXPIRY_PAST", f"第 {i} 行：到期日 {expiry} 已过", "请核对到期日；过期商品请勿入库",
-                              {"line": i, "expiry": str(expiry)})
-        stock_qty = stock_abs if qty >= 0 else -stock_abs
-        rows.append(
-            {
-                "line_no": i,
-                "product_id": product.id,
-                "warehouse_id": lw.id,
-                "batch_code": li.batch.strip(),
-                "expiry": expiry,
-                "qty": qty if dt.code != "stock_count" else counted,
-                "unit": li.unit.strip(),
-                "factor": factor,
-                "stock_qty": stock_qty if dt.code != "stock_count" else stock_abs,
-                "unit_price": _dec(li.unit_price, "单价"),
-                "tax_rate": _dec(li.tax_rate, "税率"),
-                "counted_qty": counted,
-                "book_qty": None,
-                "reserved_qty": Decimal(0),
-                "discrepancy_type": li.discrepancy_type,
-            }
-        )
-    return await insert_document(session, doc, rows)
+        rows.append(_line_row(dt, i, li, product, lw, today))
+    return rows
 
 
-_INSERT_DOC = Fast(insert(_DT).returning(_DT.c.id))
-# PostgreSQL: RETURNING makes SQLAlchemy send one multi-VALUES INSERT (asyncpg would run one per row).
-_INSERT_LINES = Fast(insert(_LT), fallback=insert(_LT).returning(_LT.c.id))
-_LINE_IDS = Fast(select(_LT.c.line_no, _LT.c.id).where(_LT.c.document_id == bindparam("doc_id")))
+def _line_quantities(dt: DocType, i: int, li: LineInput) -> tuple[Decimal, Decimal | None]:
+    """(quantity, counted quantity) of line i, checked against the type's quantity rule."""
+    qty = _dec(li.qty, "数量")
+    counted = _dec(li.counted_qty, "盘点数量") if li.counted_qty is not None else None
+    if dt.line_qty == NONZERO:
+        if qty == 0:
+            raise DomainError("ZERO_QTY", f"第 {i} 行数量为 0", "调整数量不能为 0", {"line": i})
+    elif dt.line_qty == COUNTED:
+        if counted is None or counted < 0:
+            raise DomainError("BAD_COUNT", f"第 {i} 行盘点数量缺失或为负", "请填写实盘数量（≥0）", {"line": i})
+    elif qty <= 0:
+        raise DomainError("BAD_QTY", f"第 {i} 行数量 {qty} 必须大于 0", "请填写正数；要冲回请作废原单据",
+                          {"line": i, "qty": str(qty)})
+    return qty, counted
 
 
-async def insert_document(session: AsyncSession, draft: Document, rows: list[dict]) -> Document:
-    """Insert a new document and its lines (no unit-of-work flush); returns it, persistent, lines loaded."""
-    values = with_defaults(_DT, {a.key: getattr(draft, a.key) for a in _DOC_COLUMNS if a.key != "id"})
-    doc_id = (await _INSERT_DOC.all(session, values))[0][0]
-    rows = [with_defaults(_LT, {**row, "document_id": doc_id}) for row in rows]
-    await _INSERT_LINES.many(session, rows)
-    ids = dict(await _LINE_IDS.all(session, {"doc_id": doc_id})) if rows else {}
-    doc = loaded(session, Document, {**values, "id": doc_id})
-    lines = [loaded(session, DocumentLine, {**r, "id": ids[r["line_no"]]})
-             for r in sorted(rows, key=lambda r: r["line_no"])]
-    set_committed_value(doc, "lines", lines)
-    return doc
+def _line_row(dt: DocType, i: int, li: LineInput, product: Product, lw: Warehouse, today: date) -> dict:
+    """Line i as a row: quantities, unit conversion, batch and expiry checked by the type's rules."""
+    qty, counted = _line_quantities(dt, i, li)
+    is_count = dt.line_qty == COUNTED
+    try:
+        factor, stock_abs = to_stock_qty(product, li.unit, counted if is_count else abs(qty))
+    except DomainError as e:
+        raise DomainError(e.code, f"第 {i} 行：{e.message_zh}", e.fix_zh, {**e.fields, "line": i}) from None
+    if product.batch_tracked and not li.batch and dt.batch_required:
+        raise DomainError("BATCH_REQUIRED", f"第 {i} 行：商品 {product.sku} 按批次管理，缺少批次号",
+                          "请填写批次号和到期日", {"line": i, "sku": product.sku})
+    expiry = li.expiry
+    if expiry is not None and expiry < today and dt.no_past_expiry:
+        raise DomainError("EXPIRY_PAST", f"第 {i} 行：到期日 {expiry} 已过", "请核对到期日；过期商品请勿入库",
+                          {"line": i, "expiry": str(expiry)})
+    stock_qty = stock_abs if qty >= 0 else -stock_abs
+    return {
+        "line_no": i,
+        "product_id": product.id,
+        "warehouse_id": lw.id,
+        "batch_code": li.batch.strip(),
+        "expiry": expiry,
+        "qty": counted if is_count else qty,
+        "unit": li.unit.strip(),
+        "factor": factor,
+        "stock_qty": stock_abs if is_count else stock_qty,
+        "unit_price": _dec(li.unit_price, "单价"),
+        "tax_rate": _dec(li.tax_rate, "税率"),
+        "counted_qty": counted,
+        "book_qty": None,
+        "reserved_qty": Decimal(0),
+        "discrepancy_type": li.discrepancy_type,
+    }
 
 
 _STATUS_UPDATES: dict[tuple[str, ...], Fast] = {}
@@ -267,21 +298,20 @@ async def _transition(session: AsyncSession, doc: Document, expected: tuple[str,
         set_committed_value(doc, k, v)
 
 
+async def _run_hooks(event: str, session: AsyncSession, settings: Settings, doc: Document, now: datetime) -> None:
+    """Run the document type's hooks for a lifecycle event, in the order the type lists them."""
+    for fn in _HOOKS[event][doc.type]:
+        await fn(session, settings, doc, now)
+
+
 async def submit_document(session: AsyncSession, settings: Settings, doc: Document,
                           now: datetime | None = None) -> Document:
-    """draft → submitted; a stock count records book quantities; a strategic sales order reserves stock."""
+    """draft → submitted with the type's submit hooks (a stock count records book quantities, then its discrepancy
+    document; a strategic sales order reserves stock)."""
     now = now_or(now)
-    if doc.type == "stock_count":
-        from core.ledger.counts import record_book_quantities
-
-        await record_book_quantities(session, doc)
-    if doc.type == "sales_order":
-        await finance.reserve_sales_order(session, settings, doc)
+    await _run_hooks(hooks.BEFORE_SUBMIT, session, settings, doc, now)
     await _transition(session, doc, ("draft",), "submitted", submitted_at=now)
-    if doc.type == "stock_count":
-        from core.ledger.counts import create_discrepancy
-
-        await create_discrepancy(session, settings, doc, now)
+    await _run_hooks(hooks.AFTER_SUBMIT, session, settings, doc, now)
     return doc
 
 
@@ -306,7 +336,9 @@ async def post_document(session: AsyncSession, settings: Settings, doc: Document
         values["needs_review"] = True
         values["review_notes"] = "\n".join(w.message_zh for w in warnings)
     await _transition(session, doc, ("submitted",), "posted", **values)
-    await finance.on_posted(session, doc, now)
+    await _run_hooks(hooks.POSTED, session, settings, doc, now)  # finance entries, linked documents
+    if session.new or session.dirty or session.deleted:  # a linked document changed (returns, fulfilled orders)
+        await session.flush()
     return PostResult(doc, moves, warnings)
 
 
@@ -325,7 +357,9 @@ async def cancel_document(session: AsyncSession, settings: Settings, doc: Docume
     was_posted = doc.status == "posted"
     await _transition(session, doc, ("draft", "submitted", "posted", "rejected"), "cancelled", cancelled_at=now)
     if was_posted:
-        await finance.on_cancelled(session, doc, now)
+        await finance.reverse_entries(session, doc, now)
+        await _run_hooks(hooks.CANCELLED, session, settings, doc, now)  # undo linked marks
+        await session.flush()
     return doc
 
 

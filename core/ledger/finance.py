@@ -9,6 +9,17 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
+from core.ledger.doctypes import (
+    DOC_TYPES,
+    FULFILS_ORDER,
+    MARKS_RETURNED,
+    PAYABLE,
+    RECEIVABLE,
+    REFUND_RECEIVABLE,
+    RESERVES,
+    doc_type,
+)
+from core.ledger.hooks import Hook, HookFn
 from core.models import Customer, Document, FinanceEntry
 from core.storage import Fast
 from core.types import q6
@@ -46,25 +57,50 @@ async def _add_entries(session: AsyncSession, rows: list[dict]) -> None:
         await _INSERT_ENTRIES.many(session, rows)
 
 
-async def on_posted(session: AsyncSession, doc: Document, now: datetime) -> None:
-    """Create the finance entries a posted document implies and update linked documents."""
-    if doc.type == "purchase_receipt":
-        await _add_entries(session, [_entry("payable", doc, ln, 1, now) for ln in doc.lines])
-    elif doc.type == "sales_issue":
-        await _add_entries(session, [_entry("receivable", doc, ln, 1, now) for ln in doc.lines])
-        ref = await session.get(Document, doc.ref_document_id) if doc.ref_document_id else None
-        if ref is not None and ref.type == "sales_order" and ref.status == "submitted":
-            ref.status, ref.posted_at = "posted", now  # fulfilled: its reservation ends
-    elif doc.type == "sales_return":
-        await _add_entries(session, [_entry("receivable", doc, ln, -1, now) for ln in doc.lines])
+def _booking(kind: str, sign: int) -> HookFn:
+    """A posted hook that books one `kind` entry per line, with `sign`, in one executemany."""
+
+    async def book(session: AsyncSession, _settings: Settings, doc: Document, now: datetime) -> None:
+        await _add_entries(session, [_entry(kind, doc, ln, sign, now) for ln in doc.lines])
+
+    return book
+
+
+async def _fulfil_order(session: AsyncSession, _settings: Settings, doc: Document, now: datetime) -> None:
+    """The referenced reserving order (a sales order) is fulfilled: its reservation ends."""
+    ref = await session.get(Document, doc.ref_document_id) if doc.ref_document_id else None
+    if ref is not None and RESERVES in doc_type(ref.type).hooks and ref.status == "submitted":
+        ref.status, ref.posted_at = "posted", now
+
+
+async def _reopen_order(session: AsyncSession, _settings: Settings, doc: Document, _now: datetime) -> None:
+    """The fulfilling document was cancelled: the order it fulfilled is open (and reserving) again."""
+    if doc.ref_document_id:
         ref = await session.get_one(Document, doc.ref_document_id)
-        ref.returned = True  # 已退货
-    if session.new or session.dirty or session.deleted:  # a linked document changed (returns, fulfilled orders)
-        await session.flush()
+        if RESERVES in doc_type(ref.type).hooks and ref.status == "posted":
+            ref.status, ref.posted_at = "submitted", None
 
 
-async def on_cancelled(session: AsyncSession, doc: Document, now: datetime) -> None:
-    """Reverse the finance entries of a cancelled document and undo linked marks."""
+async def _mark_returned(session: AsyncSession, _settings: Settings, doc: Document, _now: datetime) -> None:
+    ref = await session.get_one(Document, doc.ref_document_id)
+    ref.returned = True  # 已退货
+
+
+async def _unmark_returned(session: AsyncSession, _settings: Settings, doc: Document, _now: datetime) -> None:
+    """The referenced document stays returned while another posted document of this type references it."""
+    if doc.ref_document_id:
+        ref = await session.get_one(Document, doc.ref_document_id)
+        others = await session.scalar(
+            select(Document.id).where(
+                Document.ref_document_id == ref.id, Document.type == doc.type,
+                Document.status == "posted", Document.id != doc.id,
+            )
+        )
+        ref.returned = others is not None
+
+
+async def reverse_entries(session: AsyncSession, doc: Document, now: datetime) -> None:
+    """Book the opposite of every finance entry of a cancelled document."""
     entries = list(await session.scalars(select(FinanceEntry).where(FinanceEntry.document_id == doc.id)))
     await _add_entries(session, [
         {
@@ -74,20 +110,6 @@ async def on_cancelled(session: AsyncSession, doc: Document, now: datetime) -> N
         }
         for e in entries
     ])
-    if doc.type == "sales_return" and doc.ref_document_id:
-        ref = await session.get_one(Document, doc.ref_document_id)
-        others = await session.scalar(
-            select(Document.id).where(
-                Document.ref_document_id == ref.id, Document.type == "sales_return",
-                Document.status == "posted", Document.id != doc.id,
-            )
-        )
-        ref.returned = others is not None
-    if doc.type == "sales_issue" and doc.ref_document_id:
-        ref = await session.get_one(Document, doc.ref_document_id)
-        if ref.type == "sales_order" and ref.status == "posted":
-            ref.status, ref.posted_at = "submitted", None
-    await session.flush()
 
 
 async def reserve_sales_order(session: AsyncSession, settings: Settings, doc: Document) -> None:
@@ -96,3 +118,23 @@ async def reserve_sales_order(session: AsyncSession, settings: Settings, doc: Do
     rate = settings.strategic_reserve_rate if customer is not None and customer.strategic else Decimal(0)
     for ln in doc.lines:
         ln.reserved_qty = q6(ln.stock_qty * rate)
+
+
+async def _reserve(session: AsyncSession, settings: Settings, doc: Document, _now: datetime) -> None:
+    await reserve_sales_order(session, settings, doc)
+
+
+# The hooks this module implements (see DocType.hooks and core.ledger.documents).
+HOOKS: dict[str, Hook] = {
+    PAYABLE: Hook(posted=_booking("payable", 1), books="payable"),
+    RECEIVABLE: Hook(posted=_booking("receivable", 1), books="receivable"),
+    REFUND_RECEIVABLE: Hook(posted=_booking("receivable", -1), books="receivable"),
+    FULFILS_ORDER: Hook(posted=_fulfil_order, cancelled=_reopen_order),
+    MARKS_RETURNED: Hook(posted=_mark_returned, cancelled=_unmark_returned),
+    RESERVES: Hook(before_submit=_reserve),
+}
+
+
+def booking_types(kind: str) -> tuple[str, ...]:
+    """Codes of the document types whose posting books `kind` entries (payable, receivable), in table order."""
+    return tuple(t.code for t in DOC_TYPES.values() if any(HOOKS[h].books == kind for h in t.hooks if h in HOOKS))

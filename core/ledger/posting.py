@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +16,7 @@ from core.errors import CheckResult, DomainError
 from core.ledger import checks, master_rows
 from core.ledger.batches import ensure_balance_rows, ensure_batches
 from core.ledger.doctypes import COUNT_DIFF, IN, LEND, LEND_BACK, OUT, SIGNED, TRANSFER, doc_type
+from core.ledger.plan import Bal, Key, Move, Plan
 from core.models import (
     ON_HAND,
     ON_LOAN,
@@ -32,36 +32,6 @@ from core.models import (
 from core.storage import Fast
 
 ZERO = Decimal(0)
-T = TypeVar("T")
-Key = tuple[int, int, int]  # (product_id, warehouse_id, batch_id)
-
-
-@dataclass
-class Move:
-    """A planned movement; batch_id None means 'pick by FEFO' for a negative quantity."""
-
-    line: DocumentLine | None
-    product_id: int
-    warehouse_id: int
-    batch_id: int | None
-    bucket: str
-    qty: Decimal
-    reversal_of_id: int | None = None
-
-
-@dataclass(slots=True)
-class Bal:
-    """A locked balance row as plain values (the posting path updates it with one executemany)."""
-
-    id: int
-    product_id: int
-    warehouse_id: int
-    batch_id: int
-    qty: Decimal
-    on_loan: Decimal
-    max_move: Decimal
-    move_count: int
-    updated_at: datetime
 
 
 _BAL = StockBalance.__table__.c
@@ -107,26 +77,6 @@ _INSERT_MOVES = Fast(StockMove.__table__.insert(),
 async def _lock(session: AsyncSession, forms: tuple[Fast, Fast], **params: object) -> list:
     pg = session.bind.dialect.name == "postgresql"
     return await forms[1 if pg else 0].all(session, params)
-
-
-@dataclass
-class Plan:
-    """Everything the checks need: the document, its moves and the locked balances before/after."""
-
-    doc: Document
-    moves: list[Move]
-    products: dict[int, Product]
-    warehouses: dict[int, Warehouse]
-    balances: dict[Key, Bal] = field(default_factory=dict)
-    expiry: dict[int, date | None] = field(default_factory=dict)
-    today: date | None = None
-    now: datetime | None = None
-    reversal: bool = False
-    unbatched: dict[int, int] = field(default_factory=dict)
-
-    def pairs(self) -> list[tuple[int, int]]:
-        """Sorted (product_id, warehouse_id) pairs touched."""
-        return sorted({(m.product_id, m.warehouse_id) for m in self.moves})
 
 
 async def load_masters(
