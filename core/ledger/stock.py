@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
+from core.ledger.doctypes import RESERVES, codes_with_hook
 from core.models import ON_HAND, Batch, Document, DocumentLine, Product, StockBalance, StockMove, Warehouse
 from core.storage import Fast
 
@@ -89,6 +90,7 @@ _warehouses = Warehouse.__table__
 _lines = DocumentLine.__table__
 _documents = Document.__table__
 _moves = StockMove.__table__
+(_RESERVING,) = codes_with_hook(RESERVES)  # the one type whose submitted documents reserve stock (sales orders)
 
 
 # --- find_products -----------------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ def _reserved_by_key(product_ids: Any = None) -> Any:
         .select_from(_lines.join(_documents, _documents.c.id == _lines.c.document_id))
         # "+ 0": start from the few open sales orders (type/status index), not every historical line
         # of the products (the product index), so the cost follows open orders, not history.
-        .where(_documents.c.type == "sales_order", _documents.c.status == "submitted",
+        .where(_documents.c.type == _RESERVING, _documents.c.status == "submitted",
                (_lines.c.product_id + 0).in_(product_ids))
         .group_by(_lines.c.product_id, _lines.c.warehouse_id)
         .subquery("reserved")
