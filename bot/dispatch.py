@@ -217,8 +217,10 @@ class Dispatcher:
         return await self.outbound.send_all(session, f"reply:{event.dedupe_key}", items, now)
 
     def _context(self, event: Inbound, sender: Sender, session: Any = None) -> Context:
+        card = event.reply.get("response_code") or event.reply.get("card_id") if event.action is not None else None
         return Context(sender=sender, platform=event.platform, now=self.clock(), db=self.db,
-                       settings=self.settings, event_key=event.dedupe_key, session=session)
+                       settings=self.settings, event_key=event.dedupe_key, session=session,
+                       card_ref=str(card) if card else None)
 
     async def _route(self, event: Inbound) -> list[Message] | tuple[Command | Action, str, Sender]:
         """The handler and its argument text, or the replies when there is none to run (an unregistered
@@ -282,13 +284,15 @@ def event_payload(event: Inbound) -> dict[str, Any]:
     """What is stored of an inbound event (JSON-able; `resume` reads it back)."""
     return {"platform": event.platform, "user_id": event.user_id, "dedupe_key": event.dedupe_key,
             "received_at": event.received_at.isoformat(), "chat_id": event.chat_id, "text": event.text,
-            "action": event.action, "reply": dict(event.reply)}
+            "action": event.action, "image": dict(event.image) if event.image is not None else None,
+            "reply": dict(event.reply)}
 
 
 def _event(data: dict[str, Any]) -> Inbound:
     return Inbound(data["platform"], data["user_id"], data["dedupe_key"],
                    datetime.fromisoformat(data["received_at"]), chat_id=data.get("chat_id"),
-                   text=data.get("text"), action=data.get("action"), reply=MappingProxyType(data.get("reply") or {}))
+                   text=data.get("text"), action=data.get("action"), image=data.get("image"),
+                   reply=MappingProxyType(data.get("reply") or {}))
 
 
 def _short(s: str, limit: int = 20) -> str:

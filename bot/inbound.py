@@ -23,6 +23,8 @@ class Inbound:
     chat_id: the group/conversation for a group message, None in a one-to-one app chat.
     text: the message text (stripped), for a message.
     action: the button key, for a card click (e.g. "approval:12:1:approve").
+    image: a picture message: how to fetch it — {"media_id"} (WeCom), {"download_code"} (DingTalk) or
+        {"data": base64, "content_type"} (console); the dispatcher downloads it before the handler runs.
     reply: platform data needed to answer in place (DingTalk sessionWebhook and its expiry, WeCom
         ResponseCode and TaskId for a card update); plain JSON-able values only.
     """
@@ -34,12 +36,13 @@ class Inbound:
     chat_id: str | None = None
     text: str | None = None
     action: str | None = None
+    image: Mapping[str, Any] | None = None
     reply: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
             raise ValueError(f"unknown platform {self.platform!r}")
-        if (self.text is None) == (self.action is None):
-            raise ValueError("an Inbound carries either text or an action")
+        if sum(x is not None for x in (self.text, self.action, self.image)) != 1:
+            raise ValueError("an Inbound carries one of text, an action or an image")
         if self.received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")

@@ -13,7 +13,9 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.ledger.doctypes import DOC_TYPES, ApprovalPolicy
 from core.messaging.targets import Target, parse_target
+from core.models.masters import ROLES
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -135,6 +137,8 @@ class Settings:
     server_console: bool | None = None
     # [channels]: named group destinations (robots, conversations) that handlers and jobs post to by name.
     channels: Mapping[str, tuple[Target, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # [approvals.<type>]: who signs a document type, replacing the type's declared policy.
+    approvals: Mapping[str, ApprovalPolicy] = field(default_factory=lambda: MappingProxyType({}))
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
 
     @property
@@ -456,7 +460,44 @@ def _channels(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dict
     return {"channels": MappingProxyType({name: _channel(v, name, source) for name, v in section.items()})}
 
 
-_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _channels)
+_APPROVAL_KEYS = ("roles", "order", "requester_may_sign", "distinct_people")
+
+
+def _approval(value: Any, code: str, source: _Source) -> ApprovalPolicy:
+    section = f"approvals.{code}"
+    if not isinstance(value, dict):
+        raise source.error("approvals", code, "必须是一个表，例如 [approvals.loss] roles = [\"manager\"]")
+    for key in value:
+        if key not in _APPROVAL_KEYS:
+            raise source.error(section, key, f"未知的配置项，允许：{'、'.join(_APPROVAL_KEYS)}")
+    declared = DOC_TYPES[code].approval or ApprovalPolicy(("manager",))
+    roles = value.get("roles", list(declared.roles))
+    if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles) or len(set(roles)) != len(roles):
+        raise source.error(section, "roles", f"必须是不重复的角色列表，角色可选：{'、'.join(ROLES)}")
+    order = value.get("order", declared.order)
+    if order not in ("parallel", "sequential"):
+        raise source.error(section, "order", '必须是 "parallel"（同时签核）或 "sequential"（依次签核）')
+    may_sign = declared.requester_may_sign
+    if "requester_may_sign" in value:
+        may_sign = _as_bool(value["requester_may_sign"], section, "requester_may_sign", source)
+    distinct = declared.distinct_people
+    if "distinct_people" in value:
+        distinct = _as_bool(value["distinct_people"], section, "distinct_people", source)
+    return ApprovalPolicy(tuple(roles), order, may_sign, distinct)
+
+
+def _approvals(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dict[str, Any]:
+    section = doc.get("approvals", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[approvals]", "必须是一个表（[approvals.<单据类型>]）",
+                          line=source.find_line("approvals", None), path=source.path)
+    for code in section:
+        if code not in DOC_TYPES:
+            raise source.error("approvals", code, f"未知的单据类型，可选：{'、'.join(DOC_TYPES)}")
+    return {"approvals": MappingProxyType({code: _approval(v, code, source) for code, v in section.items()})}
+
+
+_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _channels, _approvals)
 
 
 def _build(doc: dict[str, Any], source: _Source) -> Settings:

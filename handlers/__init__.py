@@ -1,4 +1,7 @@
 """Chat commands and card actions: parse → call core → return neutral replies."""
 
-from handlers import help as _help  # noqa: F401  (registers the command)
+# Importing a module registers its commands and card actions.
+from handlers import approvals as _approvals  # noqa: F401
+from handlers import documents as _documents  # noqa: F401
+from handlers import help as _help  # noqa: F401
 from handlers import stock as _stock  # noqa: F401

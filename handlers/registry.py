@@ -34,7 +34,9 @@ class Context:
     session: the unit of work, for commands and actions declared `writes=True`: whatever the handler changes
     here commits together with its replies, its notices and the event's handled mark, or not at all (a raised
     DomainError rolls it back and answers the sender with the error). None for read-only handlers.
-    notices: filled by tell(): messages to other people, roles or channels, queued in the same transaction."""
+    notices: filled by tell(): messages to other people, roles or channels, queued in the same transaction.
+    card_ref: for a card click, the handle that updates the clicked card in place (WeCom's single-use
+    response_code, DingTalk's outTrackId): a reply Message with card_id=card_ref replaces that card."""
 
     sender: Sender
     platform: str
@@ -44,6 +46,7 @@ class Context:
     event_key: str = ""
     session: AsyncSession | None = None
     notices: list[tuple[Recipient, Message]] = field(default_factory=list)
+    card_ref: str | None = None
 
     def tell(self, to: Recipient, message: Message) -> None:
         """Queue `message` for a user (ToUser), a role (ToRole) or a channel (ToChannel), sent once the event's

@@ -16,6 +16,7 @@ from core.ledger.doctypes import DOC_TYPES, LOOSE, codes_where, doc_type
 from core.ledger.plan import Plan
 from core.ledger.units import to_stock_qty
 from core.models import ON_HAND, Document, DocumentLine, Freeze, StockBalance
+from core.models.masters import ROLE_ZH
 from core.storage import Fast
 from core.types import fq
 
@@ -144,11 +145,14 @@ async def check_pending(run: CheckRun) -> list[CheckResult]:
             if (pid, w) in pairs and (pid, w, number) not in seen:
                 seen.add((pid, w, number))
                 sku, wh = _names(plan, pid, w)
+                policy = run.settings.approvals.get(dtype, DOC_TYPES[dtype].approval)
+                who = "、".join(ROLE_ZH[r] for r in policy.roles) if policy else "审核人"
                 out.append(
                     CheckResult(
                         "PENDING_LOCK",
-                        f"{sku} 在 {wh} 有未审核的{DOC_TYPES[dtype].name_zh}单 {number}，库存变动被锁定",
-                        f"请先审核或驳回 {number}，再提交本单",
+                        f"{sku} 在 {wh} 有未审核的{DOC_TYPES[dtype].name_zh}单 {number}（等待{who}审批），"
+                        "库存变动被锁定",
+                        f"请{who}先审批或驳回 {number}（发送「同意 {number}」或「驳回 {number} <原因>」），再提交本单",
                         {"sku": sku, "warehouse": wh, "pending": number},
                     )
                 )

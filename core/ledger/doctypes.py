@@ -53,7 +53,9 @@ class ApprovalPolicy:
 
 
 MANAGER = ApprovalPolicy(("manager",))
-COUNT_SIGN_OFF = ApprovalPolicy(("warehouse", "purchasing", "sales"), "parallel", distinct_people=True)
+# The counting warehouse keeper may be the warehouse party of the three (the seed's 三方签字).
+COUNT_SIGN_OFF = ApprovalPolicy(("warehouse", "purchasing", "sales"), "parallel", requester_may_sign=True,
+                                distinct_people=True)
 
 
 @dataclass(frozen=True)

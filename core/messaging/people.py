@@ -67,3 +67,9 @@ async def with_role(session: AsyncSession, role: str) -> list[Person]:
     """The users holding a role (the roles column is a comma-separated list), in id order."""
     like = select(*_COLUMNS).where(User.roles.contains(role)).order_by(User.id)  # narrowed, then exact below
     return [p for p in map(_person, (await session.execute(like)).all()) if role in p.roles]
+
+
+async def by_name(session: AsyncSession, name: str) -> Person | None:
+    """One user by their name (names are how people refer to each other in chat: 转交 … 王库管), or None."""
+    row = (await session.execute(select(*_COLUMNS).where(User.name == name.strip()))).first()
+    return _person(row) if row is not None else None

@@ -1,5 +1,6 @@
 """ORM models of the whole schema; importing this module registers every table."""
 
+from core.models.approvals import Approval, ApprovalEvent, ApprovalStep, Attachment
 from core.models.base import Base, utcnow
 from core.models.documents import DocCounter, Document, DocumentLine
 from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
@@ -14,6 +15,10 @@ __all__ = [
     "ROLES",
     "ROLE_ZH",
     "STRATEGIES",
+    "Approval",
+    "ApprovalEvent",
+    "ApprovalStep",
+    "Attachment",
     "Base",
     "Batch",
     "Customer",
