@@ -2,6 +2,7 @@
 
 from core.models.approvals import Approval, ApprovalEvent, ApprovalStep, Attachment
 from core.models.base import Base, utcnow
+from core.models.chat_state import CardCopy, PendingUpload
 from core.models.documents import DocCounter, Document, DocumentLine
 from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
 from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
@@ -21,6 +22,7 @@ __all__ = [
     "Attachment",
     "Base",
     "Batch",
+    "CardCopy",
     "Customer",
     "DocCounter",
     "Document",
@@ -32,6 +34,7 @@ __all__ = [
     "FreezeEvent",
     "InboundEvent",
     "OutboxMessage",
+    "PendingUpload",
     "Product",
     "Promotion",
     "ReplenishStrategy",
