@@ -5,9 +5,11 @@ event's handled mark (and, for a handler that writes, as its unit of work)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -24,7 +26,7 @@ from core.messaging import people
 from core.messaging.outbound import Outbound
 from core.messaging.recipients import Recipient
 from core.messaging.targets import Target
-from handlers.registry import Action, Command, Context, Sender, find, find_action
+from handlers.registry import PICTURES, Action, Command, Context, Picture, Sender, find, find_action
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,11 @@ class Dispatcher:
     def __init__(self, db: Any, settings: Any, tracker: TaskTracker,
                  on_enqueued: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 delivered: Callable[[], int] | None = None, outbound: Outbound | None = None) -> None:
+                 delivered: Callable[[], int] | None = None, outbound: Outbound | None = None,
+                 fetch_picture: Callable[[Inbound], Awaitable[Picture]] | None = None) -> None:
         self.db, self.settings, self.tracker = db, settings, tracker
+        # How a picture message's bytes are fetched (bot.platforms: WeCom media/get, DingTalk downloadCode).
+        self.fetch_picture = fetch_picture or console_picture
         # Where replies and notices go: people on the platforms served, [channels] by name (bot.platforms).
         self.outbound = outbound or Outbound(split_message, getattr(settings, "channels", {}), frozenset({"console"}))
         # Reply rows queued by this dispatcher, and how many of them the outbox has finished with (by default
@@ -166,7 +171,8 @@ class Dispatcher:
             if isinstance(routed, list):
                 replies = routed
             elif routed[0].writes:
-                await self._unit_of_work(event, *routed)
+                pic = await self.fetch_picture(event) if event.image is not None else None
+                await self._unit_of_work(event, *routed, picture=pic)
                 return
             else:
                 ctx = self._context(event, routed[2])
@@ -190,7 +196,8 @@ class Dispatcher:
         rows = await self.finishes.submit(finish)  # not `self.queued += await …`: that reads queued before waiting
         self._queued(rows)
 
-    async def _unit_of_work(self, event: Inbound, entry: Command | Action, args: str, sender: Sender) -> None:
+    async def _unit_of_work(self, event: Inbound, entry: Command | Action, args: str, sender: Sender,
+                            picture: Picture | None = None) -> None:
         """A writing handler's whole effect in one transaction: the handled mark first (a compare-and-set: on a
         second handling it finds the event done and nothing happens), the handler's changes, its replies and
         notices. A DomainError rolls everything back and reaches handle() as the answer."""
@@ -199,7 +206,7 @@ class Dispatcher:
         async def work(session: Any) -> int:
             if not await inbound_events.mark_handled(session, event.dedupe_key, now):
                 return 0
-            ctx = self._context(event, sender, session)  # afresh on each attempt: a retried transaction
+            ctx = self._context(event, sender, session, picture)  # afresh on each attempt: a retried transaction
             replies = await entry.run(ctx, args)
             return await self._queue(session, event, replies, ctx.notices, now)
 
@@ -216,11 +223,11 @@ class Dispatcher:
         items: list[tuple[Recipient, Message]] = [(target, m) for m in replies] + notices
         return await self.outbound.send_all(session, f"reply:{event.dedupe_key}", items, now)
 
-    def _context(self, event: Inbound, sender: Sender, session: Any = None) -> Context:
+    def _context(self, event: Inbound, sender: Sender, session: Any = None, picture: Picture | None = None) -> Context:
         card = event.reply.get("response_code") or event.reply.get("card_id") if event.action is not None else None
         return Context(sender=sender, platform=event.platform, now=self.clock(), db=self.db,
                        settings=self.settings, event_key=event.dedupe_key, session=session,
-                       card_ref=str(card) if card else None)
+                       card_ref=str(card) if card else None, picture=picture)
 
     async def _route(self, event: Inbound) -> list[Message] | tuple[Command | Action, str, Sender]:
         """The handler and its argument text, or the replies when there is none to run (an unregistered
@@ -228,8 +235,12 @@ class Dispatcher:
         sender = await self.sender(event)
         if sender is None:
             return [text(UNREGISTERED.format(field=_ID_LABEL[event.platform], user_id=event.user_id))]
-        if event.action is not None:
-            found: tuple[Command | Action, str] | None = find_action(event.action)
+        if event.image is not None:
+            if not PICTURES:
+                return [text("收到图片。目前图片只用作单据凭证：请先发送「凭证 <单号>」，再发图片。")]
+            found: tuple[Command | Action, str] | None = (PICTURES[0], "")
+        elif event.action is not None:
+            found = find_action(event.action)
             if found is None:
                 return [text(UNKNOWN_BUTTON.format(key=_short(event.action, 40)))]
         else:
@@ -297,3 +308,13 @@ def _event(data: dict[str, Any]) -> Inbound:
 
 def _short(s: str, limit: int = 20) -> str:
     return s if len(s) <= limit else s[:limit] + "…"
+
+
+async def console_picture(event: Inbound) -> Picture:
+    """A console picture: the page sent it inline as base64 (checked by the console API and again by the handler)."""
+    assert event.image is not None
+    try:
+        data = base64.b64decode(str(event.image.get("data", "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise DomainError("BAD_PICTURE", "图片数据无法读取", "请重新上传 PNG 或 JPEG 图片") from None
+    return Picture(data, str(event.image.get("content_type", "")))

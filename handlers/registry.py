@@ -25,6 +25,14 @@ class Sender:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """A picture a user sent, downloaded from the platform before the handler runs (checked by the handler)."""
+
+    data: bytes = field(repr=False)
+    content_type: str = ""
+
+
+@dataclass(frozen=True)
 class Context:
     """What a handler gets.
 
@@ -36,7 +44,8 @@ class Context:
     DomainError rolls it back and answers the sender with the error). None for read-only handlers.
     notices: filled by tell(): messages to other people, roles or channels, queued in the same transaction.
     card_ref: for a card click, the handle that updates the clicked card in place (WeCom's single-use
-    response_code, DingTalk's outTrackId): a reply Message with card_id=card_ref replaces that card."""
+    response_code, DingTalk's outTrackId): a reply Message with card_id=card_ref replaces that card.
+    picture: for a picture message, the downloaded picture (the picture handler's input)."""
 
     sender: Sender
     platform: str
@@ -47,6 +56,7 @@ class Context:
     session: AsyncSession | None = None
     notices: list[tuple[Recipient, Message]] = field(default_factory=list)
     card_ref: str | None = None
+    picture: Picture | None = None
 
     def tell(self, to: Recipient, message: Message) -> None:
         """Queue `message` for a user (ToUser), a role (ToRole) or a channel (ToChannel), sent once the event's
@@ -111,6 +121,7 @@ class Action:
 
 COMMANDS: list[Command] = []
 ACTIONS: dict[str, Action] = {}
+PICTURES: list[Command] = []  # the one handler of picture messages (a list: tests may swap it)
 
 
 def command(*names: str, summary: str, usage: str, roles: tuple[str, ...] = (),
@@ -137,6 +148,18 @@ def action(prefix: str, *, summary: str, roles: tuple[str, ...] = (),
         if prefix in ACTIONS:
             raise ValueError(f"action prefix already taken: {prefix!r}")
         ACTIONS[prefix] = Action(prefix, summary, fn, frozenset(roles), writes)
+        return fn
+
+    return register
+
+
+def picture(*, summary: str) -> Callable[[Handler], Handler]:
+    """Declare the handler of picture messages (one; it runs in a unit of work and gets ctx.picture)."""
+
+    def register(fn: Handler) -> Handler:
+        if PICTURES:
+            raise ValueError("a picture handler is already declared")
+        PICTURES.append(Command(("图片",), summary, "发送图片", fn, frozenset(), True))
         return fn
 
     return register
