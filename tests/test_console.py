@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.server import CONSOLE_LOG, build_app
+from bot import console
+from bot.inbound import Inbound
+from bot.server import CONSOLE_LOG, MAX_BODY, build_app  # MAX_BODY: what platform callbacks may send
 from core.models import InboundEvent, User
 from tests.factories import seed, seed_chat_users
+from tests.test_console_browser import tiny_png
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 100
 
 
 @pytest.fixture
@@ -74,7 +81,7 @@ async def test_bad_requests_are_4xx_not_500(client):
     assert (await client.post("/console/api/send", json={"user": "", "text": "帮助"})).status == 400
     assert (await client.post("/console/api/send", json={"user": "张库管", "text": "x" * 3000})).status == 400
     assert (await client.get("/console/api/messages?after=abc")).status == 400
-    assert (await client.post("/console/api/send", data=b"x" * 70_000)).status == 413
+    assert (await client.post("/console/api/send", data=b"x" * 70_000)).status == 400  # the console takes more
 
 
 async def test_healthz(client):
@@ -242,3 +249,107 @@ async def test_a_card_button_click_goes_through_the_dispatcher_and_is_answered(c
     assert (await client.post("/console/api/click", json={"user": "张库管"})).status == 400
     assert (await client.post("/console/api/click", json={"user": "张库管", "key": "k" * 300})).status == 400
     assert (await client.post("/console/api/click", json={"key": "approval:1"})).status == 400
+
+
+@pytest.fixture
+async def bare(db):
+    """The console routes alone, with the events they hand to the dispatcher collected."""
+    from aiohttp import web
+
+    accepted: list[Inbound] = []
+
+    async def accept(event: Inbound) -> bool:
+        accepted.append(event)
+        return True
+
+    log = console.ConsoleLog()
+    app = web.Application(client_max_size=MAX_BODY)  # the app's small limit, as build_app sets it
+    app.add_routes(console.routes(log, db, accept))
+    async with TestClient(TestServer(app)) as c:
+        yield c, log, accepted
+
+
+@pytest.mark.parametrize(("raw", "content_type"), [(tiny_png(), "image/png"), (JPEG, "image/jpeg")])
+async def test_a_picture_is_a_picture_message(bare, raw, content_type):
+    c, log, accepted = bare
+    data = base64.b64encode(raw).decode()
+    r = await c.post("/console/api/send", json={"user": " 张库管 ", "image": data})
+    assert r.status == 202, await r.text()
+    [event] = accepted
+    assert event.user_id == "张库管" and event.text is None and event.action is None
+    assert dict(event.image) == {"data": data, "content_type": content_type}
+    [entry] = log.entries  # the user's own picture, for the page to show
+    assert entry["direction"] == "user" and entry["target"]["address"] == "张库管"
+    assert entry["message"]["kind"] == "image" and base64.b64decode(entry["message"]["png"]) == raw
+
+
+async def test_a_data_url_and_wrapped_base64_are_accepted(bare):
+    c, _log, accepted = bare
+    data = base64.encodebytes(tiny_png()).decode()  # with line breaks every 76 characters
+    r = await c.post("/console/api/send", json={"user": "张库管", "image": "data:image/png;base64," + data})
+    assert r.status == 202, await r.text()
+    assert base64.b64decode(accepted[0].image["data"]) == tiny_png()
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"image": "这不是base64!!"}, "不是有效的 base64"),
+    ({"image": base64.b64encode(b"GIF89a" + b"\x00" * 20).decode()}, "不是 PNG 或 JPEG"),
+    ({"image": base64.b64encode(b"hello, a text file").decode()}, "不是 PNG 或 JPEG"),
+    ({"image": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * console.MAX_IMAGE).decode()}, "图片太大"),
+    ({"image": ""}, "PNG 或 JPEG"),
+    ({"image": 12}, "PNG 或 JPEG"),
+    ({"image": base64.b64encode(tiny_png()).decode(), "text": "看图"}, "文字或图片"),
+])
+async def test_a_bad_picture_is_refused_in_chinese_and_nothing_is_accepted(bare, body, says):
+    c, log, accepted = bare
+    r = await c.post("/console/api/send", json={"user": "张库管", **body})
+    text = await r.text()
+    assert r.status == 400 and says in text and "处理办法" in text, text
+    assert accepted == [] and log.entries == []
+
+
+async def test_a_too_large_body_is_a_chinese_413_and_long_text_a_chinese_400(bare):
+    c, log, accepted = bare
+    huge = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * (console.MAX_IMAGE * 2)).decode()
+    r = await c.post("/console/api/send", json={"user": "张库管", "image": huge})
+    text = await r.text()
+    assert r.status == 413 and "请求内容太大" in text and "2 MB" in text and "Maximum" not in text
+    r = await c.post("/console/api/send", json={"user": "张库管", "text": "奶" * 100_000})  # ~300 KB
+    text = await r.text()
+    assert r.status == 400 and f"1–{console.MAX_TEXT} 个字符" in text and "Maximum" not in text
+    r = await c.post("/console/api/click", data=json.dumps({"user": "张库管", "key": "k" * (console.MAX_BODY + 1)}))
+    assert r.status == 413 and "请求内容太大" in await r.text()
+    assert accepted == [] and log.entries == []
+
+
+async def test_a_picture_of_the_largest_size_fits_the_body_limit(bare):
+    c, _log, accepted = bare
+    raw = b"\xff\xd8\xff" + b"\x00" * (console.MAX_IMAGE - 3)
+    r = await c.post("/console/api/send", json={"user": "张库管", "image": base64.b64encode(raw).decode()})
+    assert r.status == 202, await r.text()
+    assert len(accepted) == 1
+
+
+async def test_a_picture_through_the_whole_app_is_acknowledged_and_shown(client):
+    r = await client.post("/console/api/send", json={"user": "张库管", "image": base64.b64encode(tiny_png()).decode()})
+    assert r.status == 202, await r.text()
+    data = await (await client.get("/console/api/messages")).json()
+    mine = [m for m in data["messages"] if m["direction"] == "user"]
+    assert [m["message"]["kind"] for m in mine] == ["image"]
+
+
+def test_the_log_drops_the_oldest_entries_beyond_its_picture_budget():
+    from cards.model import Message
+    from core.messaging.targets import Target
+
+    log = console.ConsoleLog(keep=100, keep_image_chars=3000)
+    to = Target("console", "user", "张库管")
+    log.add("bot", to, Message("text", text="最早"))
+    for _ in range(3):
+        log.add("bot", to, Message("image", png=b"x" * 1500))  # 2000 base64 characters each
+    assert [e["message"]["kind"] for e in log.entries] == ["image"]
+    log.add("bot", to, Message("image", png=b"x" * 6000))  # larger than the budget alone: kept, as the newest
+    assert len(log.entries) == 1 and log.entries[0]["id"] == 5
+    for _ in range(150):
+        log.add("bot", to, Message("text", text="t"))
+    assert len(log.entries) == 100
