@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from cli import render
 from cli.ledger import cmd_diagnose, cmd_doc, cmd_stock
-from cli.parser import EXIT_BAD_INPUT, build_parser
+from cli.parser import EXIT_BAD_INPUT, build_parser, self_command
 from cli.replenish import cmd_replenish
 from cli.serve import cmd_serve
 from cli.setup import cmd_demo, cmd_import, cmd_init, cmd_template
@@ -31,6 +33,11 @@ async def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in handlers:
             return await handlers[args.command](settings, args)
+        missing = await asyncio.to_thread(missing_sqlite_file, settings.database_url)
+        if missing is not None:  # connecting would create an empty file
+            print(f"错误：数据库尚未初始化（没有数据库文件 {missing}）。\n处理办法：先运行 {self_command()} init，"
+                  "或检查配置 [database] url / 环境变量 JXCBOT_DATABASE_URL 是否指向已有的数据库", file=sys.stderr)
+            return EXIT_BAD_INPUT
         db = Database(settings.database_url)
         try:
             commands = {"import": cmd_import, "stock": cmd_stock, "doc": cmd_doc, "diagnose": cmd_diagnose,
@@ -46,13 +53,31 @@ async def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (OperationalError, ProgrammingError) as e:
         if "no such table" in str(e) or "does not exist" in str(e):
-            print("错误：数据库尚未初始化。\n处理办法：先运行 jxcbot init", file=sys.stderr)
+            print(f"错误：数据库尚未初始化。\n处理办法：先运行 {self_command()} init", file=sys.stderr)
         else:
             print(f"错误：无法访问数据库（{type(e.orig).__name__}）。\n处理办法：检查配置 [database] url "
                   "或环境变量 JXCBOT_DATABASE_URL，确认数据库已启动", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The absolute path of an SQLite database file the URL names that does not exist (SQLite would create it on
+    connecting), else None (another database, in memory, a URI filename, or the file is there)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # the connection reports it
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    path = Path(name)
+    return None if path.exists() else path.absolute()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     return asyncio.run(run(argv))
+
+
+if __name__ == "__main__":  # python -m cli.main, for when the jxcbot script is not on PATH
+    sys.exit(main())

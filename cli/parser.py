@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr = psub.add_parser("remove", help="按编号删除一个促销")
     pr.add_argument("id", help="促销编号（见 promo list）")
     return p
+
+
+def self_command() -> str:
+    """How to run jxcbot again from a shell, for the hints the CLI prints: `jxcbot` when that is on PATH and is this
+    program, else the full path of the running script (a virtualenv's bin/ is often not on PATH), else this
+    interpreter with `-m cli.main` (started as a module)."""
+    script = Path(sys.argv[0])
+    if script.stem != "jxcbot":
+        return f"{shlex.quote(sys.executable)} -m cli.main"
+    found = shutil.which("jxcbot")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "jxcbot"
+    return shlex.quote(str(script.absolute()))
 
 
 def parse_at(text: str, settings: Settings) -> datetime:

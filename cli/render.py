@@ -71,7 +71,7 @@ def document_diagnosis(d: DocumentDiagnosis) -> str:
     """Every failing check of a document."""
     head = f"诊断 {d.number}（{DOC_TYPES[d.type].name_zh}，{STATUS_ZH[d.status]}）"
     if d.status not in ("draft", "submitted", "rejected"):
-        return f"{head}\n该单据已{STATUS_ZH[d.status]}，无需过账检查。"
+        return f"{head}\n该单据{STATUS_ZH[d.status]}，无需过账检查。"  # the status says 已…
     if not d.failures:
         return f"{head}\n全部检查通过，可以过账。"
     return "\n".join([head, f"共 {len(d.failures)} 项未通过：", *check_lines(d.failures)])

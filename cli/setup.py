@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from cli import render
-from cli.parser import EXIT_BAD_INPUT, EXIT_OK
+from cli.parser import EXIT_BAD_INPUT, EXIT_OK, self_command
 from cli.serve import serve
 from core.config import Settings
 from core.errors import DomainError
@@ -59,7 +60,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             print(render.overview(await stock_overview(s)))
     finally:
         await db.dispose()
-    print(f"\n演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={url} jxcbot stock 奶油")
+    print(f"\n演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={shlex.quote(url)} {self_command()} stock 奶油")
     if args.no_serve:
         return EXIT_OK
     return await serve(demo_settings, Database(url))

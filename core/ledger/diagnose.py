@@ -30,6 +30,7 @@ from core.models import (
 )
 
 ZERO = Decimal(0)
+HINT_CODES = 30  # warehouse codes listed when one is not found
 _PAYABLE_TYPES = booking_types("payable")  # purchase receipts
 _RECEIVABLE_TYPES = booking_types("receivable")  # sales issues and returns
 _COUNT_TYPES = codes_with_hook(BOOK_SNAPSHOT)  # stock counts: the ones with a book quantity per line
@@ -109,13 +110,26 @@ def _moved(by_type: dict[str, Decimal], codes: tuple[str, ...]) -> Decimal:
     return ZERO if total is None else total
 
 
+async def _not_found(session: AsyncSession, sku: str, warehouse: str, no_product: bool,
+                     no_warehouse: bool) -> DomainError:
+    """Which of the two is unknown, with its fix (the warehouse codes there are, for an unknown warehouse)."""
+    missing = [f"商品「{sku}」"] * no_product + [f"仓库「{warehouse}」"] * no_warehouse
+    fixes = ["请核对 SKU（用 jxcbot stock 加商品名称或条码可查到 SKU）"] * no_product
+    if no_warehouse:
+        codes = (await session.scalars(select(Warehouse.code).order_by(Warehouse.code))).all()
+        more = f" 等 {len(codes)} 个" if len(codes) > HINT_CODES else ""
+        fixes.append(f"请核对仓库编码，已有的仓库编码：{'、'.join(codes[:HINT_CODES])}{more}" if codes
+                     else "还没有任何仓库，请先导入仓库档案")
+    return DomainError("NOT_FOUND", "找不到" + "和".join(missing), "；".join(fixes),
+                       {"sku": sku, "warehouse": warehouse})
+
+
 async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> PairDiagnosis:
     """Compare the three books and mark the conflicts; include the freeze event log."""
     product = await session.scalar(select(Product).where(Product.sku == sku))
     wh = await session.scalar(select(Warehouse).where(Warehouse.code == warehouse))
     if product is None or wh is None:
-        raise DomainError("NOT_FOUND", f"找不到商品「{sku}」或仓库「{warehouse}」", "请核对 SKU 和仓库编码",
-                          {"sku": sku, "warehouse": warehouse})
+        raise await _not_found(session, sku, warehouse, product is None, wh is None)
     pid, wid = product.id, wh.id
     on_hand, on_loan = (await session.execute(
         select(func.coalesce(func.sum(StockBalance.qty), 0), func.coalesce(func.sum(StockBalance.on_loan), 0))
