@@ -26,7 +26,7 @@ from core.messaging import people
 from core.messaging.outbound import Outbound
 from core.messaging.recipients import Recipient
 from core.messaging.targets import Target
-from handlers.registry import PICTURES, Action, Command, Context, Picture, Sender, find, find_action
+from handlers.registry import PICTURES, Action, Answer, Command, Context, Picture, Sender, find, find_action
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,8 @@ class Dispatcher:
             else:
                 ctx = self._context(event, routed[2])
                 replies, notices = await routed[0].run(ctx, routed[1]), ctx.notices
+        except Answer as a:  # a pick list or a question back: nothing changed
+            replies = a.messages
         except DomainError as e:  # bad input or a refused rule: said to the sender; nothing else changed
             replies = [text(f"{e.message_zh}\n处理办法：{e.fix_zh}" if e.fix_zh else e.message_zh)]
         except Exception as e:  # the sender still gets an answer; the event is marked failed with the reason

@@ -33,6 +33,11 @@ def line_text(view: ApprovalView, limit: int = MAX_LINES) -> list[str]:
             kind = raw.discrepancy_type or "未选类型"
             out.append(f"{ln.line_no}. {ln.name}（{ln.sku}）{ln.warehouse}：账面 {fq(book)} / 实盘 {fq(counted)} / "
                        f"差异 {fq(ln.stock_qty)}{ln.stock_unit}，{kind}")
+            now = view.book_now.get(ln.line_no)
+            if now is not None and book is not None and now != book:
+                out.append(f"   ⚠ 盘点后库存有变动：账面现为 {fq(now)}{ln.stock_unit}（盘点时 {fq(book)}），"
+                           f"按实盘计差异现为 {fq((counted or 0) - now)}{ln.stock_unit}；过账仍按盘点时的差异 "
+                           f"{fq(ln.stock_qty)}{ln.stock_unit}，如需按新数重盘请驳回")
         else:
             batch = f" 批次 {ln.batch}" if ln.batch else ""
             out.append(f"{ln.line_no}. {ln.name}（{ln.sku}）{ln.warehouse}{batch}：{fq(ln.qty)}{ln.unit}")
@@ -61,6 +66,8 @@ def approval_card(view: ApprovalView, tz: ZoneInfo, role: str | None = None, *, 
     lines = [headline] if headline else []
     lines += [f"{name} {doc.number} · {status}" + (f" · 提交人 {view.requester}" if view.requester else "")]
     lines += line_text(view)
+    if doc.type == "discrepancy":
+        lines.append(f"凭证照片：{view.photos} 张" if view.photos else "凭证照片：还没有")
     if view.steps:
         lines.append("签核：" + steps_text(view, tz))
     if doc.reject_reason and doc.status in ("rejected", "draft"):

@@ -74,6 +74,15 @@ class Context:
 Handler = Callable[[Context, str], Awaitable[list[Message]]]
 
 
+class Answer(Exception):
+    """Raised by a handler to answer with these messages and change nothing (a pick list, a question back):
+    the unit of work is rolled back, the event is marked handled and the messages are the reply."""
+
+    def __init__(self, *messages: Message) -> None:
+        super().__init__(messages[0].text if messages else "")
+        self.messages = list(messages)
+
+
 def _allowed(roles: frozenset[str], sender: Sender) -> bool:
     return not roles or bool(roles & sender.roles) or "admin" in sender.roles
 

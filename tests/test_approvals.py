@@ -4,8 +4,6 @@ holding warehouse, purchasing and sales; races, double clicks, reject → resubm
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -13,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from bot.dispatch import Dispatcher, store_event
+from bot.dispatch import store_event
 from bot.inbound import Inbound
-from bot.tasks import TaskTracker
 from core.approvals.engine import Actor, open_round, submit_for_approval
+from core.approvals.evidence import attach_photo
 from core.approvals.policy import policy_for
 from core.ledger.documents import create_document, get_document, submit_document
 from core.ledger.freeze import freeze
@@ -25,13 +23,13 @@ from core.models import (
     ApprovalEvent,
     ApprovalStep,
     Document,
-    OutboxMessage,
     Product,
     StockBalance,
     StockMove,
     User,
     Warehouse,
 )
+from tests.chat import PNG, Chat, reply
 from tests.factories import line, post, seed
 
 # Decisions an hour from now: after the setup's postings (no back-dating), on a fixed minute for the texts.
@@ -75,41 +73,11 @@ async def discrepancy(db, settings) -> str:
         doc = await get_document(s, number)
         for ln in doc.lines:
             ln.discrepancy_type = "客户借货未还"
+        await attach_photo(s, doc, PNG, requester.id, "console", NOW)
         await open_round(s, doc, policy_for(settings, doc.type), Actor(requester, "console", "setup"), NOW)
         return doc.number
 
     return await db.write(work)
-
-
-class Chat:
-    """Console events handled one by one by a dispatcher; the outbox rows each event queued."""
-
-    def __init__(self, db, settings, at: datetime = NOW) -> None:
-        self.db, self.tracker = db, TaskTracker()
-        self.d = Dispatcher(db, settings, self.tracker, clock=lambda: at)
-
-    async def send(self, user: str, body: str | None = None, *, click: str | None = None,
-                   key: str | None = None) -> list[dict]:
-        event = Inbound("console", user, key or f"console:{uuid.uuid4().hex}", NOW, text=body, action=click)
-        await self.db.write(lambda s: store_event(s, event))
-        await self.d.handle(event)
-        return await self.queued(event.dedupe_key)
-
-    async def queued(self, key: str) -> list[dict]:
-        async with self.db.read() as s:
-            rows = (await s.execute(select(OutboxMessage).where(OutboxMessage.dedupe_key.like(f"reply:{key}:%"))
-                                    .order_by(OutboxMessage.id))).scalars().all()
-        return [{"to": json.loads(r.target)["address"], **json.loads(r.message)} for r in rows]
-
-    async def close(self) -> None:
-        await self.tracker.close()
-        await self.d.close()
-
-
-def reply(rows: list[dict], user: str) -> dict:
-    mine = [r for r in rows if r["to"] == user]
-    assert mine, rows
-    return mine[0]
 
 
 async def moves(db) -> int:
@@ -125,7 +93,7 @@ async def cream_on_hand(db) -> Decimal:
 @pytest.fixture
 async def chat(db, settings):
     await setup(db, settings)
-    c = Chat(db, settings)
+    c = Chat(db, settings, NOW)
     yield c
     await c.close()
 
@@ -202,7 +170,7 @@ async def test_three_party_sign_off_needs_three_different_people(db, settings, c
 async def test_three_approvers_clicking_at_once_post_exactly_once(db, settings):
     await setup(db, settings)
     number = await discrepancy(db, settings)
-    chats = [Chat(db, settings) for _ in range(3)]
+    chats = [Chat(db, settings, NOW) for _ in range(3)]
     results = await asyncio.gather(*(c.send(u, f"同意 {number}") for c, u in zip(chats, ("张库管", "李采购", "王销售"),
                                                                                    strict=True)))
     titles = [r["title"] for rows in results for r in rows if r["to"] in ("张库管", "李采购", "王销售")

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.approvals.evidence import missing_for_sign_off
 from core.approvals.policy import policy_for
 from core.config import Settings
 from core.errors import DomainError
@@ -58,7 +59,11 @@ async def _event(session: AsyncSession, approval: Approval, action: str, actor: 
 
 async def open_round(session: AsyncSession, doc: Document, policy: ApprovalPolicy, actor: Actor | None,
                      now: datetime) -> Approval:
-    """A new round of sign-off for a submitted document: one pending step per required role."""
+    """A new round of sign-off for a submitted document: one pending step per required role. A discrepancy
+    goes only with a type on every line and a photo (DomainError naming what is missing)."""
+    if doc.type == "discrepancy" and (missing := await missing_for_sign_off(session, doc)):
+        raise DomainError("NOT_READY", f"差异单 {doc.number} 还不能送签：{'；'.join(missing)}",
+                          f"选类型：差异 {doc.number} <行号> <类型>；传照片：先发「凭证 {doc.number}」再发图片")
     last = await latest(session, doc.id)
     approval = Approval(document_id=doc.id, round=(last.round + 1) if last else 1, status="pending",
                         requester_id=actor.person.id if actor else doc.created_by_id,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.approvals.engine import latest, steps_of
 from core.approvals.policy import policy_for
 from core.config import Settings
+from core.ledger.counts import book_quantities
 from core.ledger.doctypes import MANAGER
 from core.ledger.document_view import DocumentView, document_view
 from core.messaging.people import Person
@@ -37,6 +39,8 @@ class ApprovalView:
     approval: Approval | None
     requester: str
     steps: list[StepView]
+    book_now: dict[int, Decimal] = field(default_factory=dict)  # discrepancy: line no → book quantity now
+    photos: int = 0
 
     def pending_roles(self) -> list[str]:
         """The roles still to sign, in order."""
@@ -72,9 +76,15 @@ async def approval_view(session: AsyncSession, number: str) -> ApprovalView:
     names = await _names(session, {approval.requester_id if approval else doc.doc.created_by_id}
                          | {s.decided_by_id for s in steps} | {s.assignee_id for s in steps})
     requester_id = approval.requester_id if approval else doc.doc.created_by_id
+    book_now: dict[int, Decimal] = {}
+    if doc.doc.type == "discrepancy" and doc.doc.status == "submitted":  # has stock moved since the count?
+        book = await book_quantities(session, sorted({(ln.product_id, ln.warehouse_id) for ln in doc.doc.lines}))
+        book_now = {ln.line_no: book[(ln.product_id, ln.warehouse_id)] for ln in doc.doc.lines}
+    photos = await session.scalar(select(func.count()).select_from(Attachment)
+                                  .where(Attachment.document_id == doc.doc.id))
     return ApprovalView(doc, approval, names.get(requester_id or 0, ""), [
         StepView(s.role, s.status, names.get(s.decided_by_id or 0, ""), s.decided_at,
-                 names.get(s.assignee_id or 0, ""), s.note) for s in steps])
+                 names.get(s.assignee_id or 0, ""), s.note) for s in steps], book_now, photos or 0)
 
 
 async def pending_for(session: AsyncSession, settings: Settings, person: Person) -> list[tuple[str, str]]:

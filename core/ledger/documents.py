@@ -207,7 +207,7 @@ async def _line_rows(session: AsyncSession, dt: DocType, lines: list[LineInput],
                 lw = line_wh[li.warehouse] = await _one(session, Warehouse, "code", li.warehouse, "仓库")
         if lw is None:
             raise DomainError("NO_WAREHOUSE", f"第 {i} 行没有仓库", "请为单据或该行指定仓库", {"line": i})
-        rows.append(_line_row(dt, i, li, product, lw, today))
+        rows.append(line_row(dt, i, li, product, lw, today))
     return rows
 
 
@@ -227,7 +227,7 @@ def _line_quantities(dt: DocType, i: int, li: LineInput) -> tuple[Decimal, Decim
     return qty, counted
 
 
-def _line_row(dt: DocType, i: int, li: LineInput, product: Product, lw: Warehouse, today: date) -> dict:
+def line_row(dt: DocType, i: int, li: LineInput, product: Product, lw: Warehouse, today: date) -> dict:
     """Line i as a row: quantities, unit conversion, batch and expiry checked by the type's rules."""
     qty, counted = _line_quantities(dt, i, li)
     is_count = dt.line_qty == COUNTED
