@@ -22,7 +22,7 @@ from cards.model import Message, text
 from cards.parts import split_message
 from core.errors import DomainError
 from core.messaging import inbound as inbound_events
-from core.messaging import people
+from core.messaging import people, recipients
 from core.messaging.outbound import Outbound
 from core.messaging.recipients import Recipient
 from core.messaging.targets import Target
@@ -176,7 +176,9 @@ class Dispatcher:
                 return
             else:
                 ctx = self._context(event, routed[2])
-                replies, notices = await routed[0].run(ctx, routed[1]), ctx.notices
+                replies = await routed[0].run(ctx, routed[1])
+                await self._resolvable(ctx.notices)  # an unknown channel is the sender's error, not the batch's
+                notices = ctx.notices
         except Answer as a:  # a pick list or a question back: nothing changed
             replies = a.messages
         except DomainError as e:  # bad input or a refused rule: said to the sender; nothing else changed
@@ -213,6 +215,15 @@ class Dispatcher:
             return await self._queue(session, event, replies, ctx.notices, now)
 
         self._queued(await self.db.write(work))
+
+    async def _resolvable(self, notices: list[tuple[Recipient, Message]]) -> None:
+        """Raise the DomainError a read-only handler's notice would raise when queued (an unconfigured
+        channel), before its finish joins a group-commit batch whose other events it would fail."""
+        if not notices:
+            return
+        async with self.db.read() as session:
+            for to, _message in notices:
+                await recipients.resolve(session, to, self.outbound.channels, self.outbound.platforms)
 
     def _queued(self, rows: int) -> None:
         self.queued += rows

@@ -288,11 +288,6 @@ async def test_a_write_handler_telling_an_unconfigured_channel_is_rolled_back_an
     assert await events(db) == {"m1": "done"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a read-only handler's notices are resolved inside the group-commit job (Dispatcher.handle → finish → "
-    "_queue → Outbound.send → resolve), outside handle()'s try: the UNKNOWN_CHANNEL DomainError fails the whole "
-    "group-commit batch, so the sender gets no answer, the event stays 'new' (resumed and failing again every "
-    "15 s) and other events committed in the same batch lose their replies and handled marks too"))
 async def test_a_read_only_handler_telling_an_unconfigured_channel_is_answered_and_harms_no_other_event(
         db, settings, telling):
     await db.write(seed)
