@@ -1,4 +1,7 @@
-"""Ledger benchmark: posting throughput against the raw-driver floor, and stock-query latency as movements grow."""
+"""Ledger benchmark: posting throughput against the raw-driver floor, and stock-query latency as movements grow.
+
+With --variants: what each part of the SQLite speed code (core/storage/) buys, every variant measured in the
+same run, in rounds."""
 
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ from sqlalchemy.engine import make_url
 from bench.report import emit
 from core.config import Settings
 from core.ledger.documents import LineInput, create_document, get_document, post_document, submit_document
-from core.ledger.stock import stock_lookup
+from core.ledger.stock import current_stock, stock_lookup
 from core.models import Customer, Document, StockMove, Supplier, Warehouse
 from core.storage import Database
+from core.storage.database import SPEED_PARTS
 from core.storage.migrate import recreate_schema
 from core.storage.sqlite_driver import OneHopConnection
 from core.types import SCALE
@@ -349,32 +353,42 @@ class QueryStats:
         return out
 
 
-async def measure_queries(url: str, skus: list[str], fragments: list[str]) -> QueryStats:
+async def measure_queries(url: str, skus: list[str], fragments: list[str],
+                          without: Sequence[str] = ()) -> QueryStats:
     """What the `stock` command does: stock_lookup (find + levels) inside db.read(), timed per query."""
-    db = Database(url)
+    db = Database(url, without=without)
+    try:
+        return await time_queries(db, skus, fragments, chat=False)
+    finally:
+        await db.dispose()
+
+
+async def time_queries(db: Database, skus: list[str], fragments: list[str], *, chat: bool) -> QueryStats:
+    """Time each query on db: stock_lookup in db.read() (`jxcbot stock`), or with chat current_stock through
+    db.fetch (the chat command 库存: one statement on a SQLite reader thread, no session)."""
     matches, rows = [], []
 
     async def one(q: str) -> float:
         t = time.perf_counter()
-        async with db.read(snapshot=False) as s:  # as the stock command: one statement
-            products, levels = await stock_lookup(s, q)
+        if chat:
+            products, levels = await current_stock(db, q)
+        else:
+            async with db.read(snapshot=False) as s:  # as the stock command: one statement
+                products, levels = await stock_lookup(s, q)
         elapsed = (time.perf_counter() - t) * 1000
         matches.append(len(products))
         rows.append(len(levels))
         return elapsed
 
-    try:
-        for q in skus[:25] + fragments[:25]:  # warm the pool, statement caches and page cache
-            await one(q)
-        matches.clear()
-        rows.clear()
-        sku_ms, name_ms, name_matches = [], [], []
-        for sku, frag in zip(skus, fragments, strict=True):  # interleaved, so drift hits both modes alike
-            sku_ms.append(await one(sku))
-            name_ms.append(await one(frag))
-            name_matches.append(matches[-1])
-    finally:
-        await db.dispose()
+    for q in skus[:25] + fragments[:25]:  # warm the pool, statement caches and page cache
+        await one(q)
+    matches.clear()
+    rows.clear()
+    sku_ms, name_ms, name_matches = [], [], []
+    for sku, frag in zip(skus, fragments, strict=True):  # interleaved, so drift hits both modes alike
+        sku_ms.append(await one(sku))
+        name_ms.append(await one(frag))
+        name_matches.append(matches[-1])
     return QueryStats(sku_ms, name_ms, sum(name_matches) / len(name_matches), sum(rows) / len(rows))
 
 
@@ -642,9 +656,15 @@ class Options:
     lines: int
     concurrency: int
     seed: int
+    without: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()  # names of VARIANTS: measure those instead of the main run
+    rounds: int = 3
+    variant_docs: int = 500
 
 
-async def run(opts: Options, t0: float) -> dict[str, Any]:
+async def build(opts: Options, t0: float, *, measure_first: bool) -> tuple[Ledger, dict[str, Any]]:
+    """Schema, masters and the generated ledger (raw driver); with measure_first, the queries at the
+    checkpoint size too. Returns the ledger and the build's facts."""
     ledger = Ledger(opts.products, opts.movements, opts.seed)
     db = Database(opts.url)
     log(t0, f"schema on {db.dialect}")
@@ -673,8 +693,10 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         rng = random.Random(opts.seed + 2)
         skus = [ledger.sku(rng.randrange(opts.products)) for _ in range(opts.queries)]
         fragments = [ledger.fragment(rng.randrange(opts.products)) for _ in range(opts.queries)]
-        log(t0, f"querying at {human(first)} movements ({2 * opts.queries} queries)")
-        q_first = await measure_queries(opts.url, skus, fragments)
+        q_first = None
+        if measure_first:
+            log(t0, f"querying at {human(first)} movements ({2 * opts.queries} queries)")
+            q_first = await measure_queries(opts.url, skus, fragments, opts.without)
 
         resumed = time.perf_counter()
         await load_moves(ld, ledger, opts.movements, doc_ids, t0)
@@ -682,9 +704,20 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         build_seconds = build_first + time.perf_counter() - resumed
     finally:
         await ld.close()
+    facts = {"skus": skus, "fragments": fragments, "q_first": q_first, "first": first,
+             "balances_first": balances_first, "keys_moved_first": keys_moved_first, "balances": balances,
+             "build_seconds": build_seconds, "dialect": db.dialect}
+    return ledger, facts
+
+
+async def run(opts: Options, t0: float) -> dict[str, Any]:
+    ledger, facts = await build(opts, t0, measure_first=True)
+    skus, fragments, q_first, first = facts["skus"], facts["fragments"], facts["q_first"], facts["first"]
+    balances_first, keys_moved_first = facts["balances_first"], facts["keys_moved_first"]
+    balances, build_seconds = facts["balances"], facts["build_seconds"]
 
     log(t0, f"querying at {human(opts.movements)} movements ({2 * opts.queries} queries)")
-    q_last = await measure_queries(opts.url, skus, fragments)
+    q_last = await measure_queries(opts.url, skus, fragments, opts.without)
 
     settings = Settings()
     warm = 10
@@ -694,7 +727,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     conc_lines = sum(len(p.lines) for p in conc_plans)
     only_plans = plans[warm + 2 * opts.docs:]
     only_lines = sum(len(p.lines) for p in only_plans)
-    db = Database(opts.url)
+    db = Database(opts.url, without=opts.without)
     try:
         await post_all(db, settings, plans[:warm], 1)
         snapshot = snapshot_sqlite(make_url(opts.url).database) if db.is_sqlite else None
@@ -734,6 +767,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     growth = pct(q_last.all_ms, 50) / pct(q_first.all_ms, 50)
     result: dict[str, Any] = {
         "backend": db.dialect,
+        "without": list(db.without),
         "post_lines_per_s": round(post_rate, 1),
         "raw_floor_lines_per_s": round(raw_per_doc, 1),
         "query_ms_p50": round(pct(q_last.all_ms, 50), 3),
@@ -779,6 +813,155 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     return result
 
 
+# (name, parts of the SQLite speed code left out); "bare" is plain SQLAlchemy + aiosqlite, the yardstick.
+VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("default", ()),
+    ("no-one-hop", ("one_hop",)),
+    ("no-writer-thread", ("writer_thread",)),
+    ("no-reader-threads", ("reader_threads",)),
+    ("no-fastsql", ("fastsql",)),
+    ("no-orm-rows", ("orm_rows",)),
+    ("bare", SPEED_PARTS),
+)
+VARIANT_WARM = 10  # documents created, submitted and posted per variant and round before timing
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+async def measure_variant(opts: Options, settings: Settings, without: tuple[str, ...], plans: list[DocPlan],
+                          skus: list[str], fragments: list[str]) -> dict[str, float]:
+    """One round of one variant: the two query paths, the post step and create + submit + post, one task."""
+    db = Database(opts.url, without=without)
+    n = opts.variant_docs
+    warm, submitted, cycle = plans[:VARIANT_WARM], plans[VARIANT_WARM:VARIANT_WARM + n], plans[VARIANT_WARM + n:]
+    try:
+        await post_all(db, settings, warm, 1)
+        stock = await time_queries(db, skus, fragments, chat=False)
+        chat = await time_queries(db, skus, fragments, chat=True)
+        post_seconds = await post_submitted(db, settings, submitted)
+        t = time.perf_counter()
+        await post_all(db, settings, cycle, 1)
+        cycle_seconds = time.perf_counter() - t
+    finally:
+        await db.dispose()
+    return {
+        "post_lines_per_s": sum(len(p.lines) for p in submitted) / post_seconds,
+        "cycle_lines_per_s": sum(len(p.lines) for p in cycle) / cycle_seconds,
+        "stock_ms_p50": pct(stock.all_ms, 50), "stock_ms_p99": pct(stock.all_ms, 99),
+        "chat_ms_p50": pct(chat.all_ms, 50), "chat_ms_p99": pct(chat.all_ms, 99),
+    }
+
+
+async def warm_variant(opts: Options, settings: Settings, without: tuple[str, ...], plans: list[DocPlan],
+                       skus: list[str], fragments: list[str]) -> None:
+    """Untimed: each path once, so no variant pays the process's first-use costs (mapper set-up, Fast shapes)."""
+    db = Database(opts.url, without=without)
+    try:
+        await post_all(db, settings, plans[:VARIANT_WARM], 1)
+        await post_submitted(db, settings, plans[VARIANT_WARM:])
+        await time_queries(db, skus[:25], fragments[:25], chat=False)
+        await time_queries(db, skus[:25], fragments[:25], chat=True)
+    finally:
+        await db.dispose()
+
+
+async def run_variants(opts: Options, t0: float) -> dict[str, Any]:
+    """Build once, warm every variant up untimed, then measure every variant once per round (each round
+    starting one variant later, so drift and the ledger's growth spread over all of them); per variant the
+    median of its rounds."""
+    ledger, facts = await build(opts, t0, measure_first=False)
+    if facts["dialect"] != "sqlite":
+        raise SystemExit("--variants measures the SQLite speed code: run it on SQLite")
+    chosen = [(name, parts) for name, parts in VARIANTS if name in opts.variants]
+    per, warm = VARIANT_WARM + 2 * opts.variant_docs, 2 * VARIANT_WARM
+    total = len(chosen) * (warm + opts.rounds * per)
+    log(t0, f"planning {total:,} documents")
+    plans = plan_documents(ledger, total, opts.lines)
+    settings = Settings()
+    for i, (name, parts) in enumerate(chosen):
+        log(t0, f"warming up: {name}")
+        await warm_variant(opts, settings, parts, plans[i * warm:(i + 1) * warm], facts["skus"], facts["fragments"])
+    plans = plans[len(chosen) * warm:]
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _ in chosen}
+    slot = 0
+    for r in range(opts.rounds):
+        for i in range(len(chosen)):
+            name, parts = chosen[(i + r) % len(chosen)]
+            log(t0, f"round {r + 1}/{opts.rounds}: {name}")
+            rounds[name].append(await measure_variant(opts, settings, parts, plans[slot * per:(slot + 1) * per],
+                                                      facts["skus"], facts["fragments"]))
+            slot += 1
+    keys = list(next(iter(rounds.values()))[0])
+    variants = {
+        name: {"without": list(parts),
+               **{k: round(median([m[k] for m in rounds[name]]), 3) for k in keys},
+               "rounds": [{k: round(v, 3) for k, v in m.items()} for m in rounds[name]]}
+        for name, parts in chosen
+    }
+    return {
+        "backend": "sqlite",
+        "products": opts.products,
+        "movements": opts.movements,
+        "warehouses": len(WAREHOUSES),
+        "rounds": opts.rounds,
+        "docs_per_measure": opts.variant_docs,
+        "queries_per_mode": opts.queries,
+        "build_seconds": round(facts["build_seconds"], 1),
+        "sqlite_version": sqlite3.sqlite_version,
+        "variants": variants,
+    }
+
+
+def render_variants(r: dict[str, Any], url: str) -> str:
+    """The variant table: medians over the rounds, and each figure against the default (every part in)."""
+    v = r["variants"]
+    base = v.get("default")
+
+    def rel(name: str, key: str) -> str:
+        if base is None or name == "default":
+            return ""
+        return f" ({v[name][key] / base[key]:.2f}x)"
+
+    lines = [
+        f"jxcbot ledger benchmark, SQLite speed-code variants ({make_url(url).render_as_string(hide_password=True)})",
+        f"Data: {r['products']:,} products, {r['warehouses']} warehouses, {r['movements']:,} movements; built in "
+        f"{r['build_seconds']:.1f} s. Each variant measured {r['rounds']} times in turn (rounds rotate the order); "
+        "figures are the median of the rounds, (x) against default (every part in).",
+        f"Posting: {r['docs_per_measure']} documents of 10 lines per measure, one task. Queries: "
+        f"{r['queries_per_mode']} by SKU + {r['queries_per_mode']} by name fragment per path, at the full size.",
+        "",
+        f"  {'variant':<19}{'posting lines/s':>22}{'create+submit+post':>24}"
+        f"{'stock p50 / p99 ms':>26}{'chat p50 / p99 ms':>26}",
+    ]
+    for name, m in v.items():
+        stock = f"{m['stock_ms_p50']:.2f} / {m['stock_ms_p99']:.2f}{rel(name, 'stock_ms_p99')}"
+        chat = f"{m['chat_ms_p50']:.2f} / {m['chat_ms_p99']:.2f}{rel(name, 'chat_ms_p99')}"
+        lines.append(
+            f"  {name:<19}{m['post_lines_per_s']:>14,.0f}{rel(name, 'post_lines_per_s'):>8}"
+            f"{m['cycle_lines_per_s']:>16,.0f}{rel(name, 'cycle_lines_per_s'):>8}{stock:>26}{chat:>26}"
+        )
+    lines += [
+        "",
+        "  no-X: every part but X (Database(url, without={X})): one_hop = sqlite_driver.py's one-hop driver for",
+        "  the caller-loop engines, writer_thread = writer_thread.py with the inline driver, reader_threads =",
+        "  raw_reader.py, fastsql = fastsql.py's raw path, orm_rows = orm_rows.py's registration. bare: all out,",
+        "  i.e. SQLAlchemy's aiosqlite driver, writes on the caller's loop, reads in sessions, Fast statements",
+        "  through session.execute, objects through make_transient_to_detached + session.add.",
+        "  stock = stock_lookup in db.read() (jxcbot stock); chat = current_stock through db.fetch (the chat",
+        "  command 库存). Per round:",
+    ]
+    for name, m in v.items():
+        posts = " / ".join(f"{x['post_lines_per_s']:,.0f}" for x in m["rounds"])
+        p99s = " / ".join(f"{x['stock_ms_p99']:.2f}" for x in m["rounds"])
+        chats = " / ".join(f"{x['chat_ms_p99']:.2f}" for x in m["rounds"])
+        lines.append(f"  {name:<19}posting {posts};  stock p99 {p99s};  chat p99 {chats}")
+    return "\n".join(lines)
+
+
 def render(r: dict[str, Any], url: str) -> str:
     """The human-readable report."""
     ok = r["targets_met"]
@@ -789,7 +972,8 @@ def render(r: dict[str, Any], url: str) -> str:
     first, last = human(r["movements_first"]), human(r["movements"])
     raw = "sqlite3 executemany" if r["backend"] == "sqlite" else "asyncpg COPY"
     lines = [
-        f"jxcbot ledger benchmark on {r['backend']} ({make_url(url).render_as_string(hide_password=True)})",
+        f"jxcbot ledger benchmark on {r['backend']} ({make_url(url).render_as_string(hide_password=True)})"
+        + (f", without {', '.join(r['without'])}" if r.get("without") else ""),
         f"Data: {r['products']:,} products, {r['warehouses']} warehouses, {r['movements']:,} movements "
         f"over 365 days; built in {r['build_seconds']:.1f} s"
         + (f", {r['db_size_mb']:,.1f} MB on disk" if "db_size_mb" in r else ""),
@@ -847,6 +1031,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4, help="tasks in the concurrent posting run (default 4)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--keep", action="store_true", help="keep the temporary SQLite database and print its path")
+    p.add_argument("--without", default="", metavar="PART[,PART]",
+                   help=f"leave parts of the SQLite speed code out of the main run ({', '.join(SPEED_PARTS)})")
+    p.add_argument("--variants", nargs="?", const="all", metavar="NAME[,NAME]",
+                   help="instead of the main run: each variant of the SQLite speed code in the same run "
+                        f"(default all: {', '.join(n for n, _ in VARIANTS)})")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per variant with --variants (default 3)")
+    p.add_argument("--variant-docs", type=int, default=500,
+                   help="documents per posting measure with --variants (default 500)")
     return p.parse_args(argv)
 
 
@@ -872,16 +1064,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         tmpdir = tempfile.mkdtemp(prefix="jxcbench-")
         url = f"sqlite+aiosqlite:///{tmpdir}/ledger.db"
-    opts = Options(url, products, movements, 10_000, args.queries, args.docs, 10, args.concurrency, args.seed)
+    without = tuple(p for p in args.without.split(",") if p)
+    if set(without) - set(SPEED_PARTS):
+        print(f"--without takes {', '.join(SPEED_PARTS)}", file=sys.stderr)
+        return 2
+    names = [n for n, _ in VARIANTS]
+    variants = tuple(names if args.variants == "all" else (args.variants or "").split(",") if args.variants else ())
+    if set(variants) - set(names):
+        print(f"--variants takes all or some of: {', '.join(names)}", file=sys.stderr)
+        return 2
+    if variants and not url.startswith("sqlite"):
+        print("--variants measures the SQLite speed code: run it on SQLite", file=sys.stderr)
+        return 2
+    opts = Options(url, products, movements, 10_000, args.queries, args.docs, 10, args.concurrency, args.seed,
+                   without, variants, args.rounds, args.variant_docs)
     try:
-        result = asyncio.run(run(opts, t0))
+        result = asyncio.run(run_variants(opts, t0) if variants else run(opts, t0))
     finally:
         if tmpdir and not args.keep:
             shutil.rmtree(tmpdir, ignore_errors=True)
         elif tmpdir:
             log(t0, f"database kept at {tmpdir}/ledger.db")
     result["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
-    table = render(result, url) + f"\nTotal wall time {result['elapsed_seconds']:.1f} s"
+    table = (render_variants if variants else render)(result, url) + \
+        f"\nTotal wall time {result['elapsed_seconds']:.1f} s"
     emit(table, result, args.json)
     return 0
 

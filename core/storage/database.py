@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -13,7 +13,8 @@ from sqlalchemy import event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.storage.fastsql import Fast
+from core.storage.fastsql import RAW_SQL_OFF, Fast
+from core.storage.orm_rows import PUBLIC_REGISTRATION
 from core.storage.raw_reader import RawReader
 from core.storage.sqlite_driver import inline_url, one_hop_url
 from core.storage.writer_thread import WriterThread
@@ -22,6 +23,8 @@ T = TypeVar("T")
 _SINGLE_STATEMENT = "jxcbot_single_statement"
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
+# The parts of the SQLite speed code that `Database(url, without=...)` can leave out (bench.ledger --variants).
+SPEED_PARTS = ("one_hop", "writer_thread", "reader_threads", "fastsql", "orm_rows")
 
 
 def _begin(conn: Any, sql: str) -> None:
@@ -35,14 +38,15 @@ def _begin(conn: Any, sql: str) -> None:
         cursor.close()
 
 
-def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False) -> AsyncEngine:
+def _sqlite_engine(url: str, *, immediate: bool, inline: bool = False, one_hop: bool = True) -> AsyncEngine:
     # Sessions always end their transaction (commit or rollback) before the connection goes back, so the
     # pool's own reset-on-return ROLLBACK would be a second worker round trip for nothing.
     # No overflow: an overflow connection is closed on return, and each new one costs a thread, an open
     # and a schema parse (under 100 concurrent handlers that churn was over half the bot's CPU). Readers
     # beyond the pool wait for a connection; SQLite work per read is short.
-    engine = create_async_engine(inline_url(url) if inline else one_hop_url(url), pool_size=8, max_overflow=0,
-                                 pool_timeout=60, pool_reset_on_return=None)
+    driver_url = inline_url(url) if inline else one_hop_url(url) if one_hop else url
+    engine = create_async_engine(driver_url, pool_size=8, max_overflow=0, pool_timeout=60,
+                                 pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -81,19 +85,39 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class Database:
-    """One database: a writer engine and (on SQLite) a separate reader engine and a writer thread."""
+    """One database: a writer engine and (on SQLite) a separate reader engine and a writer thread.
 
-    def __init__(self, url: str) -> None:
+    `without` leaves parts of the SQLite speed code out, for measuring what each buys (bench.ledger
+    --variants); results are the same, only the speed differs. Default: every part in. The parts
+    (SPEED_PARTS): "one_hop" (the caller-loop engines use SQLAlchemy's plain aiosqlite driver instead of
+    core/storage/sqlite_driver.py's one-hop one), "writer_thread" (`write` runs on the caller's loop, queued
+    on an asyncio lock), "reader_threads" (`fetch` runs in a read session), "fastsql" (Fast statements go
+    through `session.execute`), "orm_rows" (rows become ORM objects through `make_transient_to_detached` and
+    `session.add`). Ignored on PostgreSQL, which has none of these."""
+
+    def __init__(self, url: str, *, without: Iterable[str] = ()) -> None:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        parts = frozenset(without)
+        if not parts <= set(SPEED_PARTS):
+            raise ValueError(f"unknown speed-code parts {sorted(parts - set(SPEED_PARTS))}; "
+                             f"the parts are {', '.join(SPEED_PARTS)}")
+        self.without = parts if self.dialect == "sqlite" else frozenset()
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(url, immediate=True)
-            self.read_engine = _sqlite_engine(url, immediate=False)
+            one_hop = "one_hop" not in self.without
+            self.engine = _sqlite_engine(url, immediate=True, one_hop=one_hop)
+            self.read_engine = _sqlite_engine(url, immediate=False, one_hop=one_hop)
         else:
             self.engine = create_async_engine(url, pool_size=16, max_overflow=0, pool_timeout=60)
             self.read_engine = self.engine
-        self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        info: dict[str, bool] = {}
+        if "fastsql" in self.without:
+            info[RAW_SQL_OFF] = True
+        if "orm_rows" in self.without:
+            info[PUBLIC_REGISTRATION] = True
+        self._writer = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, info=info)
+        self._info = info
         # SQLite has one writer at a time. `write` runs each transaction whole in a writer thread (no
         # worker round trip per statement), queued behind one lock there; `session` holds the same lock,
         # so in-process writers never meet SQLite's busy handler (it sleeps in steps of up to 100 ms).
@@ -101,8 +125,11 @@ class Database:
         self._thread: WriterThread | None = None
         self._thread_sessions: async_sessionmaker[AsyncSession] | None = None
         self._reader_threads: RawReader | None = None
+        self._lock: asyncio.Lock | None = None  # the writer lock on the caller's loop, without the writer thread
         path = make_url(url).database if self.dialect == "sqlite" else None
         self._file = path if path and path != ":memory:" and not path.startswith("file:") else None
+        if "reader_threads" in self.without:
+            self._file = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,13 +139,22 @@ class Database:
     def _writer_thread(self) -> WriterThread:
         if self._thread is None:
             self._thread = WriterThread(lambda: _sqlite_engine(self.url, immediate=True, inline=True))
-            self._thread_sessions = async_sessionmaker(self._thread.engine, expire_on_commit=False)
+            self._thread_sessions = async_sessionmaker(self._thread.engine, expire_on_commit=False, info=self._info)
         return self._thread
+
+    @property
+    def _in_thread(self) -> bool:
+        return self.is_sqlite and "writer_thread" not in self.without
+
+    def _loop_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     @property
     def write_engine(self) -> AsyncEngine:
         """The engine `write` transactions run on (SQLite: the writer thread's; PostgreSQL: `engine`)."""
-        return self._writer_thread().engine if self.is_sqlite else self.engine
+        return self._writer_thread().engine if self._in_thread else self.engine
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = True) -> AsyncIterator[AsyncSession]:
@@ -150,6 +186,10 @@ class Database:
             async with self._writer() as session, session.begin():
                 yield session
             return
+        if not self._in_thread:
+            async with self._loop_lock(), self._writer() as session, session.begin():
+                yield session
+            return
         async with self._writer_thread().held(), self._writer() as session, session.begin():
             yield session
 
@@ -160,6 +200,8 @@ class Database:
         coroutines (asyncio.sleep, asyncio.to_thread), but nothing bound to the caller's loop."""
         if not self.is_sqlite:
             return await self._attempts(work, attempts, self._writer, None)
+        if not self._in_thread:
+            return await self._attempts(work, attempts, self._writer, self._loop_lock())
         thread = self._writer_thread()
         assert self._thread_sessions is not None
         return await thread.run(self._attempts(work, attempts, self._thread_sessions, thread.lock))

@@ -20,6 +20,8 @@ from core.storage.orm_rows import attach
 
 Getter = Callable[[Mapping[str, Any]], Any]
 T = TypeVar("T")
+# Session info key: True sends every Fast statement through session.execute (Database(without={"fastsql"})).
+RAW_SQL_OFF = "jxcbot_raw_sql_off"
 
 
 def _processor(type_: TypeEngine, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -292,6 +294,6 @@ async def _raw(session: AsyncSession) -> Any:
     if adapter is None:
         conn = await session.connection()
         found = conn.sync_connection.connection.dbapi_connection
-        adapter = found if hasattr(found, "run_raw") else _NONE
+        adapter = found if hasattr(found, "run_raw") and not session.info.get(RAW_SQL_OFF) else _NONE
         _ADAPTERS[session.sync_session.get_transaction()] = adapter
     return None if adapter is _NONE else adapter

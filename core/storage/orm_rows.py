@@ -7,11 +7,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 
 T = TypeVar("T")
+# Session info key: True registers objects through the ORM's public API instead (Database(without={"orm_rows"})).
+PUBLIC_REGISTRATION = "jxcbot_public_registration"
 _DEFAULTS: dict[Table, list[tuple[str, Any]]] = {}
 _NORMALIZERS: dict[Table, list[tuple[str, Callable[[Any], Any]]]] = {}
 
@@ -35,6 +38,11 @@ def _register(session: AsyncSession, model: type[T], values: Mapping[str, Any]) 
     # session set, registered in the identity map as persistent. Attributes left out (relationships) load
     # lazily, as after a plain query. session.add() would do the same after a cascade walk that costs
     # more than all of this; tests/test_fastsql.py pins the resulting state (persistent, clean, flushable).
+    if session.info.get(PUBLIC_REGISTRATION):  # the public way to the same state, for bench.ledger --variants
+        obj = model(**values)
+        make_transient_to_detached(obj)
+        session.add(obj)
+        return obj
     obj = manager_of_class(model).new_instance()
     obj.__dict__.update(values)
     state = instance_state(obj)
