@@ -260,8 +260,8 @@ async def _close_round(session: AsyncSession, approval: Approval, status: str, n
     await session.flush()
 
 
-async def withdraw(session: AsyncSession, settings: Settings, number: str, actor: Actor, now: datetime) -> Document:
-    """The requester takes a pending document back (→ draft, to fix and submit again)."""
+async def _pending(session: AsyncSession, number: str) -> tuple[Document, Approval]:
+    """The document and its pending approval, locked; DomainError when it has none pending."""
     doc = await get_document(session, number, lock=True)
     found = await latest(session, doc.id)
     if found is None:
@@ -269,6 +269,12 @@ async def withdraw(session: AsyncSession, settings: Settings, number: str, actor
     approval = await _locked(session, found.id)
     if approval.status != "pending":
         raise _not_pending(approval, doc)
+    return doc, approval
+
+
+async def withdraw(session: AsyncSession, settings: Settings, number: str, actor: Actor, now: datetime) -> Document:
+    """The requester takes a pending document back (→ draft, to fix and submit again)."""
+    doc, approval = await _pending(session, number)
     if approval.requester_id != actor.person.id:
         raise DomainError("NOT_REQUESTER", f"只有提交人可以撤回单据 {doc.number}", "请联系提交人撤回，或由审批人驳回")
     await _close_round(session, approval, "withdrawn", now)
@@ -292,13 +298,7 @@ async def resubmit(session: AsyncSession, settings: Settings, number: str, actor
 async def transfer(session: AsyncSession, settings: Settings, number: str, actor: Actor, to: Person,
                    now: datetime) -> ApprovalStep:
     """Hand the actor's pending step on to another holder of the same role (转交)."""
-    doc = await get_document(session, number, lock=True)
-    found = await latest(session, doc.id)
-    if found is None:
-        raise DomainError("NO_APPROVAL", f"单据 {doc.number} 没有进行中的审批", f"发送「单据 {doc.number}」查看状态")
-    approval = await _locked(session, found.id)
-    if approval.status != "pending":
-        raise _not_pending(approval, doc)
+    doc, approval = await _pending(session, number)
     steps = await steps_of(session, approval.id)
     mine = [s for s in steps if s.status == "pending" and _may_take(s, actor.person)]
     if not mine:
