@@ -6,8 +6,9 @@ import asyncio
 import logging
 import random
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.group_commit import GroupCommit
 from bot.rate_limit import DEFAULT_LIMITS, RateLimit, RateLimiter
-from bot.transport import RESEND_WINDOW, SendError, Transport
+from bot.transport import RESEND_WINDOW, Delivered, SendError, Transport
 from cards.model import Message
 from cards.parts import split_message
 from cards.split import TooLarge
 from core.config import ConfigError
-from core.messaging import outbound, outbox
+from core.messaging import card_copies, outbound, outbox
 from core.messaging.parts import Part
 from core.messaging.targets import Target, parse_target
 from core.models.base import utcnow
@@ -33,6 +34,8 @@ BATCHES_IN_FLIGHT = 2  # a claimed batch may still be sending while the next one
 RESEND_WINDOW_MAX = 4 * 3600  # seconds: WeCom's largest duplicate_check_interval
 ALERT_PREFIX = "outbox-dead:"  # dedupe_key prefix of the admin alert about a dead letter
 # Webhook keys, tokens and session ids travel in URLs, and URLs end up in exception texts.
+# Platforms that update a card shown by the card id it was given (the console page); the sender gives the ids.
+CARD_ID_PLATFORMS = frozenset({"console"})
 _SECRET_PARAM = re.compile(r"\b((?:key|access_token|token|sign|secret|session)=)[^&\s'\"]+", re.IGNORECASE)
 
 
@@ -354,10 +357,13 @@ class OutboxSender:
                 self.limiter.unreserve(target, now)
         if later is not None:
             return "released", later
+        copy_at = copy_address(target, message)
+        if copy_at is not None:
+            message = await self._with_handle(message, copy_at, now)
         window = RESEND_WINDOW.set(_resend_window(item, now))
         try:
             async with asyncio.timeout(self.settings.send_timeout):
-                await transport.send(target, message)
+                delivered = await transport.send(target, message)
         except SendError as exc:
             if exc.retry_after:
                 self.limiter.block(target, now + timedelta(seconds=exc.retry_after))
@@ -373,8 +379,23 @@ class OutboxSender:
             return await self._failed(item, f"unexpected {type(exc).__name__}: {exc}", retryable=True), None
         finally:
             RESEND_WINDOW.reset(window)
-        await self._sent(item)
+        if copy_at is not None and delivered is None and copy_at.platform in CARD_ID_PLATFORMS and message.card_id:
+            delivered = Delivered(message.card_id)
+        await self._sent(item, (message.group, copy_at, delivered) if copy_at is not None else None)
         return "sent", None
+
+    async def _with_handle(self, message: Message, at: Target, now: datetime) -> Message:
+        """A card of a copy group about to go to a user: with the handle that updates their copy in place (a
+        card_id the message has already — the clicked card's — wins), else as it is: a fresh card (the console
+        gets a new card id to update it by later)."""
+        if message.card_id:
+            return message
+        async with self.db.read() as session:
+            found = await card_copies.find(session, message.group, at.platform, at.address)
+        ref = card_copies.usable(found, now)
+        if ref is None and at.platform in CARD_ID_PLATFORMS:
+            ref = f"card-{uuid.uuid4().hex}"
+        return replace(message, card_id=ref) if ref else message
 
     async def _shared_slot(self, item: outbox.Claimed, target: Target, now: datetime) -> datetime | None:
         """On PostgreSQL other instances may send to the same target: check its limits across all of them
@@ -386,11 +407,23 @@ class OutboxSender:
 
     # -- bookkeeping (one short transaction each) ----------------------------------------------------
 
-    async def _sent(self, item: outbox.Claimed) -> None:
+    async def _sent(self, item: outbox.Claimed,
+                    copy: tuple[str, Target, Delivered | None] | None = None) -> None:
+        """Mark the row sent; for a card of a copy group (group, where, what it left) record that copy's handle
+        in the same transaction (ref "": none — the next update of it is a fresh card)."""
         now = self._clock()
+
+        async def mark(session: AsyncSession) -> bool:
+            if copy is not None:
+                group, at, delivered = copy
+                await card_copies.record(session, group, at.platform, at.address,
+                                         delivered.ref if delivered else "", delivered.spent if delivered else True,
+                                         now)
+            return await outbox.mark_sent(session, item, now)
+
         # Marks of sends finishing together share one transaction (group commit); a crash before it commits
         # re-sends after the lease — the at-least-once window every mark has anyway.
-        if not await self._marks.submit(lambda session: outbox.mark_sent(session, item, now)):
+        if not await self._marks.submit(mark):
             log.warning("outbox sender: %s was sent after its claim expired", item.dedupe_key)
         self.done += 1
         self.on_done()
@@ -434,6 +467,18 @@ class OutboxSender:
                 f"目标：{where}\n标识：{item.dedupe_key}\n原因：{error[:300]}")
         message = Message("text", text=body)
         return [(f"{ALERT_PREFIX}{item.id}:{n}", t, message) for n, t in enumerate(self.admin_targets)]
+
+
+def copy_address(target: Target, message: Message) -> Target | None:
+    """Where a card of a copy group lands as one person's copy: a user target, or the user a DingTalk session
+    reply falls back to (cards go that way); None for anything else (groups, robots: not tracked)."""
+    if message.kind != "card" or not message.group:
+        return None
+    if target.kind == "user":
+        return target
+    if target.kind == "session" and target.fallback is not None and target.fallback.kind == "user":
+        return target.fallback
+    return None
 
 
 def _resend_window(item: outbox.Claimed, now: datetime) -> int | None:

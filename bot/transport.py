@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Protocol
 
 from cards.model import Message
@@ -28,11 +29,22 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """What delivering a card left to update that copy by later: the platform's handle (WeCom: a response_code,
+    single use; DingTalk: the card's outTrackId; console: the card id) and whether it is used up already (a WeCom
+    code that has just updated the card)."""
+
+    ref: str
+    spent: bool = False
+
+
 class Transport(Protocol):
     """A platform client the outbox sender uses; raises SendError on failure."""
 
     platform: str
 
-    async def send(self, target: Target, message: Message) -> None:
-        """Deliver one message (splitting over-long text itself); SendError when it cannot."""
+    async def send(self, target: Target, message: Message) -> Delivered | None:
+        """Deliver one message (splitting over-long text itself); SendError when it cannot. For a card shown as an
+        updatable card: its handle (None for everything else)."""
         ...

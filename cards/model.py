@@ -23,7 +23,9 @@ class Message:
     """One thing to say. kind "text": text; "markdown": title + text (markdown); "image": png (+ title as
     caption); "card": title + text + buttons, optionally card_id to update a card already sent; "link": a
     link preview — title, text as its description, url (http/https) and optionally pic_url (WeCom news,
-    DingTalk link)."""
+    DingTalk link). group: for a card, what it is about (e.g. "approval:12:sales"): every delivered copy is
+    recorded under it (core.messaging.card_copies), so a later card to core.messaging.recipients.ToCopies(group)
+    updates each copy in place."""
 
     kind: str
     text: str = ""
@@ -33,6 +35,7 @@ class Message:
     card_id: str | None = None
     url: str = ""
     pic_url: str = ""
+    group: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -55,6 +58,8 @@ class Message:
             out["url"] = self.url
         if self.pic_url:
             out["pic_url"] = self.pic_url
+        if self.group:
+            out["group"] = self.group
         return out
 
     @classmethod
@@ -69,6 +74,7 @@ class Message:
             card_id=data.get("card_id"),
             url=data.get("url", ""),
             pic_url=data.get("pic_url", ""),
+            group=data.get("group", ""),
         )
 
 

@@ -38,8 +38,9 @@ def _pieces(kind: str, content: str, limit: int) -> list[Message]:
 def message_parts(target: Addressed, message: Message) -> list[Message]:
     """The messages `message` goes out as to a WeCom target, one platform call each, in order: text and
     markdown (title included) split at the byte limit of the app (2048 B) or robot (text 2048 B, markdown
-    4096 B), an image's title as text before it, a card without buttons (not an update) as markdown.
-    Cards (with buttons or updates) stay whole. message_parts(target, part) == [part] for every part."""
+    4096 B), an image's title as text before it, a card without buttons (not an update, not one of a copy
+    group) as markdown. Cards with buttons, updates and cards of a group (to a user: the sender may update the
+    copy in place) stay whole. message_parts(target, part) == [part] for every part."""
     robot = target.kind == "robot"
     markdown_limit = ROBOT_MARKDOWN_LIMIT if robot else APP_MARKDOWN_LIMIT
     if message.kind == "text":
@@ -51,7 +52,7 @@ def message_parts(target: Addressed, message: Message) -> list[Message]:
         return [*caption, Message("image", png=message.png)] if caption else [message]
     if message.kind == "link":  # one news article; its title and description are cut to WeCom's limits
         return [message]
-    if robot or not (message.card_id or message.buttons):  # robots cannot carry callback buttons
+    if robot or not (message.card_id or message.buttons or message.group):  # robots cannot carry callback buttons
         return _pieces("markdown", render.card_markdown(message, "wecom"), markdown_limit)
     return [message]
 

@@ -22,6 +22,12 @@ def approval_key(view: ApprovalView, role: str, decision: str) -> str:
     return f"approval:{view.approval.id}:{role}:{decision}"
 
 
+def copies_group(view: ApprovalView, role: str) -> str:
+    """The copy group of a role's cards of one approval (core.messaging.card_copies): approval:{id}:{role}."""
+    assert view.approval is not None
+    return f"approval:{view.approval.id}:{role}"
+
+
 def line_text(view: ApprovalView, limit: int = MAX_LINES) -> list[str]:
     """The document's lines as people read them (a discrepancy: book / counted / difference / type)."""
     out = []
@@ -57,9 +63,10 @@ def steps_text(view: ApprovalView, tz: ZoneInfo) -> str:
 
 
 def approval_card(view: ApprovalView, tz: ZoneInfo, role: str | None = None, *, card_id: str | None = None,
-                  headline: str = "") -> Message:
+                  headline: str = "", group: str = "") -> Message:
     """The card of a document's sign-off. With `role` still pending: its 同意 / 驳回 buttons; otherwise a card
-    without buttons (on WeCom, a clicked card is greyed out with the title). card_id updates a card in place."""
+    without buttons (on WeCom, a clicked card is greyed out with the title). card_id updates a card in place.
+    A role's card belongs to that role's copy group (every copy is updated after a decision); `group` overrides."""
     doc = view.document.doc
     name = doc_type(doc.type).name_zh
     status = STATUS_ZH[doc.status]
@@ -80,7 +87,9 @@ def approval_card(view: ApprovalView, tz: ZoneInfo, role: str | None = None, *, 
         lines.append(f"你以「{ROLE_ZH[role]}」身份签核。也可发送：同意 {doc.number} 或 驳回 {doc.number} <原因>")
     else:
         title = headline or f"{name} {doc.number} {status}"
-    return Message("card", title=title, text="\n".join(lines), buttons=buttons, card_id=card_id)
+    if not group and role is not None and view.approval is not None:
+        group = copies_group(view, role)
+    return Message("card", title=title, text="\n".join(lines), buttons=buttons, card_id=card_id, group=group)
 
 
 def trail_text(entries: list[TrailEntry], tz: ZoneInfo) -> list[str]:

@@ -7,11 +7,11 @@ from core.approvals import engine
 from core.approvals.engine import Actor, Outcome
 from core.approvals.views import ApprovalView, approval_view, pending_for
 from core.errors import DomainError
-from core.messaging.people import Person, by_name, with_role
-from core.messaging.recipients import ToRole, ToUser
+from core.messaging.people import Person, by_name
+from core.messaging.recipients import ToCopies, ToRole, ToUser
 from core.models import Approval, Document
 from core.models.masters import ROLE_ZH
-from handlers.approval_cards import approval_card
+from handlers.approval_cards import approval_card, copies_group
 from handlers.registry import Context, action, command
 
 MAX_TODO = 10
@@ -34,13 +34,10 @@ async def ask_to_sign(ctx: Context, view: ApprovalView, headline: str = "") -> N
         ctx.tell(ToRole(role), approval_card(view, ctx.settings.timezone, role, headline=headline))
 
 
-async def _others_of_role(ctx: Context, role: str, but: int) -> list[int]:
-    return [p.id for p in await with_role(ctx.unit, role) if p.id != but]
-
-
 async def announce(ctx: Context, outcome: Outcome) -> list[Message]:
-    """After a decision: the clicked card updated in place, the requester and the other copies told, and on
-    the last approval (or a refused posting) everyone concerned; returns the reply to the decider."""
+    """After a decision: every copy of each role's card updated (ToCopies: in place where its handle still works,
+    else a fresh card), the requester told, and on a refused posting everyone concerned; returns the reply to the
+    decider — their copy (the clicked card, by the click's handle) updated."""
     tz, doc = ctx.settings.timezone, outcome.document
     view = await approval_view(ctx.unit, doc.number)
     requester = outcome.approval.requester_id
@@ -58,17 +55,16 @@ async def announce(ctx: Context, outcome: Outcome) -> list[Message]:
                 "posted": "全部签核通过，已过账",
                 "rejected": f"{ctx.sender.name} 已驳回：{outcome.step.note}"}[outcome.kind]
     card = approval_card(view, tz, headline=headline)
-    for uid in await _others_of_role(ctx, outcome.step.role, ctx.sender.id):  # their copies are stale now
-        ctx.tell(ToUser(uid), card)
-    if outcome.kind == "posted":
-        for uid in ({requester} | signer_ids) - {ctx.sender.id, None}:
-            ctx.tell(ToUser(uid), card)
-    elif requester is not None and requester != ctx.sender.id:
+    decided = outcome.step.role
+    for role in dict.fromkeys(s.role for s in view.steps):  # every copy of every role's card shows the decision
+        skip = (ctx.sender.id, ctx.platform) if role == decided else None  # the decider's: by the reply below
+        ctx.tell(ToCopies(copies_group(view, role), skip), approval_card(view, tz, role, headline=headline))
+    if requester is not None and requester != ctx.sender.id:
         ctx.tell(ToUser(requester), card)
     if outcome.kind == "rejected" and requester is not None:
         ctx.tell(ToUser(requester), text(f"单据 {doc.number} 被驳回：{outcome.step.note}\n修改后发送「重新提交 "
                                          f"{doc.number}」再次送审，或发送「单据 {doc.number}」查看详情。"))
-    reply = approval_card(view, tz, headline=headline, card_id=ctx.card_ref)
+    reply = approval_card(view, tz, decided, headline=headline, card_id=ctx.card_ref)
     return [reply]
 
 

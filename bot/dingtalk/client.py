@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from bot.dingtalk.sign import robot_sign_query
-from bot.transport import SendError
+from bot.transport import Delivered, SendError
 from cards.dingtalk import (
     MSG_PARAM_MAX_BYTES,
     WEBHOOK_MAX_BYTES,
@@ -266,8 +266,9 @@ class DingTalkClient:
 
     # -- sending ------------------------------------------------------------------------------------------------
 
-    async def send(self, target: Target, message: Message) -> None:
-        """Deliver one message (splitting over-long text); SendError when it cannot."""
+    async def send(self, target: Target, message: Message) -> Delivered | None:
+        """Deliver one message (splitting over-long text); SendError when it cannot. For an interactive card: its
+        outTrackId (None for a card that went as text: no card template, or a webhook)."""
         if target.platform != "dingtalk":
             raise SendError(f"target platform {target.platform!r} is not dingtalk", retryable=False, code="target")
         if target.kind == "robot":
@@ -276,19 +277,18 @@ class DingTalkClient:
             await self.robots.send(target, message)
         elif target.kind == "session":
             if target.fallback is not None and self._via_fallback(target, message):
-                await self._send_openapi(target.fallback, message)
-            else:
-                await self._send_session(target, message)
+                return await self._send_openapi(target.fallback, message)
+            await self._send_session(target, message)
         else:
-            await self._send_openapi(target, message)
+            return await self._send_openapi(target, message)
+        return None
 
-    async def _send_openapi(self, target: Target, message: Message) -> None:
+    async def _send_openapi(self, target: Target, message: Message) -> Delivered | None:
         if message.kind == "card" and self.card_template_id:
             if message.card_id:
                 await self._update_card(message)
-            else:
-                await self._create_card(target, message)
-            return
+                return Delivered(message.card_id)
+            return Delivered(await self._create_card(target, message))
         if message.kind == "image":
             caption = "\n".join(x for x in (message.title, message.text) if x)
             media_id = await self.upload_image(message.png or b"")
@@ -315,7 +315,7 @@ class DingTalkClient:
         else:
             raise SendError(f"target kind {target.kind!r} cannot take {msg_key}", retryable=False, code="target")
 
-    async def _create_card(self, target: Target, message: Message) -> None:
+    async def _create_card(self, target: Target, message: Message) -> str:
         out_track_id = uuid.uuid4().hex
         body: dict[str, Any] = {
             "cardTemplateId": self.card_template_id,
@@ -343,6 +343,7 @@ class DingTalkClient:
                 raise SendError(f"card deliver failed: {_short(delivered.get('errorMsg', ''))}", retryable=False,
                                 code="deliver")
         log.info("dingtalk card %s delivered to a %s", out_track_id, target.kind)
+        return out_track_id
 
     async def _update_card(self, message: Message) -> None:
         await self._api("PUT", "/v1.0/card/instances", {

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.transport import RESEND_WINDOW, SendError
+from bot.transport import RESEND_WINDOW, Delivered, SendError
 from cards import render
 from cards.model import Message
 from cards.split import split_utf8
@@ -229,18 +229,21 @@ class WeComClient(_Api):
 
     # -- Transport ---------------------------------------------------------------------------------------
 
-    async def send(self, target: Target, message: Message) -> None:
+    async def send(self, target: Target, message: Message) -> Delivered | None:
         """Deliver one neutral message to one app user (target.kind "user"), one call per message_parts
         part: over-long text/markdown goes as several messages; an image's title goes first as a text; a
         card without buttons goes as markdown; a card with card_id (a response_code) updates that card in
         place, and when WeCom refuses the update for good (code used or older than 72 h) the card is sent
-        afresh instead."""
+        afresh instead. For a card: the handle it left (an update spends its code; a new card's code is
+        fresh), None when it went as markdown."""
         if target.platform != "wecom" or target.kind != "user" or not target.address:
             raise SendError(f"wecom app cannot send to {target.kind!r}", retryable=False, code="bad_target")
+        delivered = None
         for part in message_parts(target, message):
-            await self._send_part(target.address, part)
+            delivered = await self._send_part(target.address, part)
+        return delivered
 
-    async def _send_part(self, user: str, message: Message) -> None:
+    async def _send_part(self, user: str, message: Message) -> Delivered | None:
         if message.kind == "text":
             await self.send_text(user, with_title(message, bold=False))
         elif message.kind == "markdown":
@@ -252,11 +255,13 @@ class WeComClient(_Api):
         elif message.kind == "link":
             await self._message(user, "news", {"articles": [news_article(message)]})
         elif message.card_id and await self._try_update(user, message.card_id, message):
-            return
+            return Delivered(message.card_id, spent=True)
         elif message.buttons:
-            await self.send_card(user, message)
+            receipt = await self.send_card(user, message)
+            return Delivered(receipt.response_code) if receipt.response_code else None
         else:
             await self.send_markdown(user, render.card_markdown(message, "wecom"))
+        return None
 
     async def _try_update(self, user: str, response_code: str, message: Message) -> bool:
         """Update the card in place; False (send a new one) when WeCom refuses it permanently."""
@@ -426,11 +431,12 @@ class WeComTransport:
         self.app = app
         self.robots = robots
 
-    async def send(self, target: Target, message: Message) -> None:
-        """Route by target.kind; SendError(permanent) for kinds WeCom is not configured for."""
+    async def send(self, target: Target, message: Message) -> Delivered | None:
+        """Route by target.kind; SendError(permanent) for kinds WeCom is not configured for. The app's card
+        handle (robots' messages cannot be updated: None)."""
         if target.kind == "user" and self.app is not None:
-            await self.app.send(target, message)
-        elif target.kind == "robot" and self.robots is not None:
+            return await self.app.send(target, message)
+        if target.kind == "robot" and self.robots is not None:
             await self.robots.send(target, message)
-        else:
-            raise SendError(f"wecom cannot send to {target.kind!r}", retryable=False, code="bad_target")
+            return None
+        raise SendError(f"wecom cannot send to {target.kind!r}", retryable=False, code="bad_target")

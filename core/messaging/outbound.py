@@ -33,12 +33,15 @@ def whole(_target: Target, message: Sendable) -> list[Sendable]:
 
 
 async def enqueue(session: AsyncSession, dedupe_key: str, target: Target, message: Sendable, now: datetime, *,
-                  split: Splitter, not_before: datetime | None = None) -> int:
+                  split: Splitter, not_before: datetime | None = None, group: str = "") -> int:
     """Queue a message to one target as one outbox row per part (keys key, key#2, … in order); the number of
-    rows queued, 0 (nothing queued) when `dedupe_key` is queued already."""
+    rows queued, 0 (nothing queued) when `dedupe_key` is queued already. group: the card's copy group, stamped
+    on each part (a card to ToCopies)."""
     pieces = split(target, message)
     for n, piece in enumerate(pieces, start=1):
         data = piece.to_json()
+        if group:
+            data["group"] = group
         if len(pieces) > 1:
             data[PART] = {"key": dedupe_key, "n": n, "of": len(pieces)}
         new = await outbox.enqueue(session, part_key(dedupe_key, n), target.to_json(), data, now,
@@ -61,12 +64,15 @@ class Outbound:
                    not_before: datetime | None = None) -> int:
         """Queue `message` for `to` under `key` in the caller's transaction; the rows queued (0: all queued
         already). A Target keeps the key; a user, role or channel gets one key per platform target
-        (`key>wecom:user:zhangsan`), so one person on two platforms hears it on both, once each."""
+        (`key>wecom:user:zhangsan`), so one person on two platforms hears it on both, once each. To ToCopies the
+        message should be a card carrying the group (so that shaping keeps it whole); the group is stamped on it."""
         targets = await recipients.resolve(session, to, self.channels, self.platforms)
+        group = to.group if isinstance(to, recipients.ToCopies) else ""
         rows = 0
         for target in targets:
             one = key if isinstance(to, Target) else f"{key}>{target.rate_key}"
-            rows += await enqueue(session, one, target, message, now, split=self.split, not_before=not_before)
+            rows += await enqueue(session, one, target, message, now, split=self.split, not_before=not_before,
+                                  group=group)
         return rows
 
     async def send_all(self, session: AsyncSession, key: str, items: Iterable[tuple[Recipient, Sendable]],

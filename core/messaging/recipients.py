@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
-from core.messaging import people
+from core.messaging import card_copies, people
 from core.messaging.targets import Target
 from core.models.masters import ROLE_ZH, ROLES
 
@@ -44,7 +44,21 @@ class ToChannel:
     name: str
 
 
-Recipient = Target | ToUser | ToRole | ToChannel
+@dataclass(frozen=True)
+class ToCopies:
+    """Every delivered copy of a card (core.messaging.card_copies under `group`), each updated in place where its
+    handle still works, else sent afresh (the outbox sender decides at delivery). skip: (jxcbot user id,
+    platform) of the decider, whose copy on that platform their reply already updates (it carries the group)."""
+
+    group: str
+    skip: tuple[int, str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            raise ValueError("a copy group must not be empty")
+
+
+Recipient = Target | ToUser | ToRole | ToChannel | ToCopies
 
 
 def person_targets(person: people.Person, platforms: Iterable[str]) -> list[Target]:
@@ -76,6 +90,8 @@ async def resolve(session: AsyncSession, to: Recipient, channels: Mapping[str, t
         return [to]
     if isinstance(to, ToChannel):
         return channel_targets(to.name, channels, platforms)
+    if isinstance(to, ToCopies):
+        return await copy_targets(session, to, platforms)
     if isinstance(to, ToUser):
         person = await people.by_id(session, to.user_id)
         found = [person] if person is not None else []
@@ -88,3 +104,15 @@ async def resolve(session: AsyncSession, to: Recipient, channels: Mapping[str, t
         who = f"用户 {to.user_id}" if isinstance(to, ToUser) else f"角色「{ROLE_ZH[to.role]}」"
         log.warning("no platform address for %s on %s: nothing queued", who, sorted(platforms))
     return targets
+
+
+async def copy_targets(session: AsyncSession, to: ToCopies, platforms: Iterable[str]) -> list[Target]:
+    """The users a group's copies were delivered to (on the platforms served), less the skipped decider's."""
+    skipped = None
+    if to.skip is not None:
+        user_id, platform = to.skip
+        person = await people.by_id(session, user_id)
+        address = person.platform_id(platform) if person is not None else None
+        skipped = (platform, address) if address else None
+    return [Target(c.platform, "user", c.address) for c in await card_copies.of_group(session, to.group, platforms)
+            if (c.platform, c.address) != skipped]
