@@ -1,4 +1,4 @@
-"""WeCom and DingTalk wiring: their config sections, callback routes, and outbox transports."""
+"""WeCom and DingTalk wiring: their config sections, callback routes, outbox transports and picture downloads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from bot.dingtalk import callback as dt_callback
 from bot.dingtalk.client import DingTalkClient, DingTalkRobotClient
 from bot.dingtalk.sign import CallbackRejected as DingTalkRejected
 from bot.dingtalk.sign import verify_shared_token
+from bot.dispatch import console_picture
 from bot.inbound import Inbound
 from bot.transport import SendError
 from bot.wecom.callback import parse_inbound
@@ -23,10 +25,41 @@ from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.crypto import CallbackRejected as WeComRejected
 from core.config import ConfigError, Settings
+from core.errors import DomainError
+from handlers.registry import Picture
 
 log = logging.getLogger(__name__)
 
 Accept = Callable[[Inbound], Awaitable[bool]]
+Download = Callable[[str], Awaitable[tuple[bytes, str]]]
+PICTURE_KEYS = MappingProxyType({"wecom": "media_id", "dingtalk": "download_code"})  # Inbound.image's reference
+
+
+class PictureFetchers:
+    """The dispatcher's fetch_picture: a picture message's bytes by the reference its Inbound carries — WeCom's
+    MediaId (media/get), DingTalk's downloadCode (robot/messageFiles/download), the console's inline base64.
+    The platform clients register their download once they exist (transports_ctx, at start-up)."""
+
+    def __init__(self) -> None:
+        self.downloads: dict[str, Download] = {}
+
+    async def __call__(self, event: Inbound) -> Picture:
+        """The picture of `event`; DomainError (said to the sender) when it cannot be downloaded."""
+        assert event.image is not None
+        if event.platform == "console":
+            return await console_picture(event)
+        download, ref = self.downloads.get(event.platform), event.image.get(PICTURE_KEYS.get(event.platform, ""))
+        if download is None or not isinstance(ref, str) or not ref:
+            raise DomainError("NO_PICTURE", "收到图片，但无法下载它",
+                              "请稍后重新发送；如一直如此，请联系管理员检查应用配置")
+        try:
+            data, content_type = await download(ref)
+        except SendError as e:
+            log.warning("%s picture download failed: %s", event.platform, e.code)
+            if e.code == "too_large":
+                raise DomainError("PHOTO_TOO_BIG", "图片太大，无法接收", "请压缩或截图后重新发送") from None
+            raise DomainError("PICTURE_DOWNLOAD", "图片下载失败", "请重新发送这张图片") from None
+        return Picture(data, content_type)
 
 
 @dataclass(frozen=True)
@@ -258,16 +291,21 @@ async def _register_card_callback(client: DingTalkClient, cfg: DingTalkConfig) -
 
 
 def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
-                   register: Callable[[str, Any], None]) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup_ctx: one aiohttp ClientSession for the platform clients, registered as outbox transports."""
+                   register: Callable[[str, Any], None], pictures: PictureFetchers | None = None,
+                   ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx: one aiohttp ClientSession for the platform clients, registered as outbox transports (and
+    the app clients' downloads of received pictures in `pictures`)."""
+    fetchers = pictures if pictures is not None else PictureFetchers()
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
             if wecom is not None:
+                app = WeComClient(session, wecom.corp_id, wecom.agent_id, wecom.secret, wecom.api_base) \
+                    if wecom.has_app else None
                 register("wecom", WeComTransport(
-                    WeComClient(session, wecom.corp_id, wecom.agent_id, wecom.secret, wecom.api_base)
-                    if wecom.has_app else None,
-                    WeComRobotClient(session, wecom.robots, wecom.api_base) if wecom.robots else None))
+                    app, WeComRobotClient(session, wecom.robots, wecom.api_base) if wecom.robots else None))
+                if app is not None:
+                    fetchers.downloads["wecom"] = app.download_media
             if dingtalk is not None:
                 robots = DingTalkRobotClient(session, dingtalk.robots, dingtalk.oapi_base) if dingtalk.robots else None
                 if not dingtalk.has_app:  # custom group robots only
@@ -280,6 +318,7 @@ def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
                                             card_callback_route_key=dingtalk.card_callback_route_key, robots=robots)
                     await _register_card_callback(client, dingtalk)
                     register("dingtalk", client)
+                    fetchers.downloads["dingtalk"] = client.download_file
             yield
 
     return ctx

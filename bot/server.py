@@ -46,8 +46,9 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
                           outbox_cfg.limits, outbox_cfg.settings, admin_targets=outbox_cfg.admin_targets)
     wecom, dingtalk = platforms.wecom_config(settings.raw), platforms.dingtalk_config(settings.raw)
     outbound = Outbound(split_message, settings.channels, platforms.people_platforms(settings, wecom, dingtalk))
+    pictures = platforms.PictureFetchers()
     dispatcher = Dispatcher(db, settings, tracker, on_enqueued=sender.wake, clock=clock, delivered=lambda: sender.done,
-                            outbound=outbound)
+                            outbound=outbound, fetch_picture=pictures)
     sender.on_done, sender.on_drained = dispatcher.backlog_shrank, dispatcher.outbox_drained
     app[DB], app[SETTINGS], app[DISPATCHER], app[SENDER] = db, settings, dispatcher, sender
     app[CONSOLE_LOG], app[TRACKER] = console_log, tracker
@@ -62,7 +63,7 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
         def register(name: str, transport: Transport) -> None:
             sender.transports.setdefault(name, transport)  # a transport passed in (tests) wins
 
-        app.cleanup_ctx.append(platforms.transports_ctx(wecom, dingtalk, register))
+        app.cleanup_ctx.append(platforms.transports_ctx(wecom, dingtalk, register, pictures))
     app.cleanup_ctx.append(_workers)
     return app
 

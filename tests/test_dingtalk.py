@@ -230,8 +230,7 @@ def test_group_text_message() -> None:
 
 
 def test_ignored_messages() -> None:
-    """None = acknowledge and ignore: pictures, audio, notices without msgtype, senders outside the org."""
-    assert message_to_inbound(text_message("x", msgtype="picture")) is None
+    """None = acknowledge and ignore: audio, notices without msgtype, senders outside the org."""
     assert message_to_inbound(text_message("x", msgtype="audio")) is None
     assert message_to_inbound({"errorCode": 20001, "errorMsg": "quota"}) is None
     assert message_to_inbound(text_message("x", staff_id=None)) is None

@@ -368,8 +368,6 @@ def test_vote_card_click_with_selected_items_parses() -> None:
 
 
 @pytest.mark.parametrize("xml", [
-    "<xml><FromUserName>zhang</FromUserName><CreateTime>1</CreateTime><MsgType>image</MsgType>"
-    "<PicUrl>http://x</PicUrl><MediaId>m</MediaId><MsgId>9</MsgId></xml>",
     "<xml><FromUserName>zhang</FromUserName><CreateTime>1</CreateTime><MsgType>voice</MsgType><MsgId>9</MsgId></xml>",
 ])
 def test_other_message_types_ignored(xml: str) -> None:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 ONE_TO_ONE_CONVERSATION = "1"
 GROUP_CONVERSATION = "2"
-IGNORED_MSGTYPES = frozenset({"picture", "audio", "video", "file"})
+IGNORED_MSGTYPES = frozenset({"audio", "video", "file"})
 GROUP_SPACE_PREFIX = "dtv1.card//IM_GROUP."
 
 
@@ -71,8 +71,9 @@ def message_to_inbound(payload: Mapping[str, Any], *, received_at: datetime | No
                        robot_code: str | None = None) -> Inbound | None:
     """A robot message body (HTTP callback or Stream `data`) → Inbound; None for what the bot ignores.
 
-    Ignored (None): bodies without `msgtype` (quota notices), pictures/audio/video/files, a richText without
-    text, and senders outside the organisation (no `senderStaffId`, so no verified identity).
+    Ignored (None): bodies without `msgtype` (quota notices), audio/video/files, a richText without text, and
+    senders outside the organisation (no `senderStaffId`, so no verified identity). A picture →
+    Inbound(image={"download_code": content.downloadCode}) (downloaded through robot/messageFiles/download).
     CallbackRejected: a text/richText message missing the fields we rely on, or one addressed to another robot
     (`robot_code` given and the body's robotCode differs).
 
@@ -88,13 +89,22 @@ def message_to_inbound(payload: Mapping[str, Any], *, received_at: datetime | No
         raise CallbackRejected("other robot")
     if msgtype in IGNORED_MSGTYPES:
         return None
-    if msgtype not in ("text", "richText"):
+    if msgtype not in ("text", "richText", "picture"):
         log.info("dingtalk message of type %r ignored", msgtype[:40])
         return None
     msg_id = _str_field(payload, "msgId")
-    text = _text_of(payload, msgtype)
-    if text is None:
-        return None
+    image: dict[str, str] | None = None
+    text: str | None = None
+    if msgtype == "picture":
+        content = payload.get("content")
+        code = content.get("downloadCode") if isinstance(content, Mapping) else None
+        if not isinstance(code, str) or not code:
+            raise CallbackRejected("malformed message: content.downloadCode")
+        image = {"download_code": code}
+    else:
+        text = _text_of(payload, msgtype)
+        if text is None:
+            return None
     conversation_type = str(payload.get("conversationType", ""))
     if conversation_type == GROUP_CONVERSATION:
         chat_id: str | None = _str_field(payload, "conversationId")
@@ -124,6 +134,7 @@ def message_to_inbound(payload: Mapping[str, Any], *, received_at: datetime | No
         received_at=received_at or datetime.now(UTC),
         chat_id=chat_id,
         text=text,
+        image=image,
         reply=MappingProxyType(reply),
     )
 

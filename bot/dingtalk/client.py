@@ -60,6 +60,7 @@ OAPI_BASE = "https://oapi.dingtalk.com"
 SESSION_MARGIN_MS = 5_000  # don't start a sessionWebhook send in the last seconds of its life
 ROBOT_WINDOW_S = 60.0
 ROBOT_BLOCK_S = 600.0
+DOWNLOAD_LIMIT = 10 * 1024 * 1024  # bytes read at most of a received picture; larger is refused
 
 # Legacy/webhook errcodes (HTTP 200 + errcode). Throttles block a custom robot for 10 minutes.
 THROTTLE_ERRCODES = frozenset({130101, 660026, 410100, 90030})  # 410100 / 90030: reported, not confirmed
@@ -252,6 +253,36 @@ class DingTalkClient:
                 raise SendError(f"{what}: answer without media_id", retryable=True, code="bad-response")
             return media_id
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def download_file(self, download_code: str) -> tuple[bytes, str]:
+        """A received picture's bytes and content type: robot/messageFiles/download turns the message's
+        downloadCode (short-lived, tied to this robotCode) into a temporary downloadUrl, which is then fetched.
+        SendError (permanent) for a file over DOWNLOAD_LIMIT bytes or an answer without a downloadUrl."""
+        data = await self._api("POST", "/v1.0/robot/messageFiles/download",
+                               {"downloadCode": download_code, "robotCode": self.robot_code})
+        url = data.get("downloadUrl")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise SendError("messageFiles/download: answer without downloadUrl", retryable=False, code="bad-response")
+        what = "GET downloadUrl"  # the URL is signed: never logged
+        try:
+            async with self._session.get(URL(url, encoded=True), timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                         raise_for_status=False) as resp:
+                status, content_type = resp.status, resp.content_type
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > DOWNLOAD_LIMIT:
+                        raise SendError(f"{what}: file over {DOWNLOAD_LIMIT} bytes", retryable=False,
+                                        code="too_large")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise SendError(f"{what}: timed out after {self.timeout:g} s", retryable=True, code="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise SendError(f"{what}: connection error ({type(exc).__name__})", retryable=True,
+                            code="connection") from None
+        if status != 200:
+            raise SendError(f"{what}: HTTP {status}", retryable=status >= 500 or status == 429, code=status)
+        return b"".join(chunks), content_type
 
     async def register_card_callback(self, callback_url: str, api_secret: str, route_key: str | None = None,
                                      *, force_update: bool = True) -> None:

@@ -1,4 +1,5 @@
-"""Decrypted WeCom callback XML → the neutral Inbound (text messages and template-card clicks; the rest ignored)."""
+"""Decrypted WeCom callback XML → the neutral Inbound (text and image messages, template-card clicks; the rest
+ignored)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,11 @@ def parse_inbound(xml: str | bytes, *, now: datetime | None = None) -> Inbound |
     """One decrypted callback as an Inbound, or None when it is something we acknowledge and ignore.
 
     - `MsgType=text` → Inbound(text=Content stripped), dedupe_key `wecom:msg:{FromUserName}:{MsgId}`.
+    - `MsgType=image` → Inbound(image={"media_id": MediaId}) (downloaded by media/get), the same dedupe_key.
     - `MsgType=event, Event=template_card_event` (a button click on a card the app sent) →
       Inbound(action=EventKey, reply={"response_code": ResponseCode or None, "task_id": TaskId}),
       dedupe_key `wecom:card:{FromUserName}:{TaskId}:{EventKey}:{CreateTime}`.
-    - Any other message or event type (image, voice, enter_agent, template_card_menu_event, …) → None.
+    - Any other message or event type (voice, video, file, enter_agent, template_card_menu_event, …) → None.
 
     WeCom UserIDs and TaskIds cannot contain ':', and CreateTime is digits, so the keys are unambiguous
     even though EventKey itself contains ':'. CallbackRejected when the XML is malformed or a handled type
@@ -69,6 +71,11 @@ def parse_inbound(xml: str | bytes, *, now: datetime | None = None) -> Inbound |
         text = content.strip() if isinstance(content, str) else ""
         return Inbound(platform="wecom", user_id=user, dedupe_key=f"wecom:msg:{user}:{msg_id}",
                        received_at=received_at, text=text)
+    if msg_type == "image":
+        user = _required(data, "FromUserName")
+        msg_id = _required(data, "MsgId")
+        return Inbound(platform="wecom", user_id=user, dedupe_key=f"wecom:msg:{user}:{msg_id}",
+                       received_at=received_at, image={"media_id": _required(data, "MediaId")})
     if msg_type == "event" and (_field(data, "Event") or "").lower() == "template_card_event":
         user = _required(data, "FromUserName")
         task_id = _required(data, "TaskId")

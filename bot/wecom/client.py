@@ -52,6 +52,7 @@ RETRYABLE_ERRORS = frozenset({-1, 45009, 45011, 45033})
 APP_IMAGE_LIMIT = 10 * 1024 * 1024  # bytes, media/upload image
 ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024  # bytes, robot inline image (raw, before base64)
 MIN_MEDIA = 6  # media/upload wants every file > 5 bytes
+DOWNLOAD_LIMIT = APP_IMAGE_LIMIT  # bytes read at most of a received picture (media/get); larger is refused
 MAX_BUTTONS = 6
 BUTTON_KEY_LIMIT = 1024  # bytes
 # Card text limits (title 36, subtitle 160, button 10, replace_name 20 characters) and the button style
@@ -92,6 +93,17 @@ def _fail(where: str, code: int, payload: Mapping[str, Any]) -> SendError:
     errmsg = str(payload.get("errmsg", ""))[:200]
     log.warning("wecom %s failed: errcode=%s retryable=%s", where, code, retryable)
     return SendError(f"wecom {where}: errcode {code} {errmsg}".rstrip(), retryable=retryable, code=code)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """The body, read in chunks; SendError (permanent) as soon as it exceeds `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise SendError(f"wecom {where}: file over {limit} bytes", retryable=False, code="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -302,6 +314,37 @@ class WeComClient(_Api):
             raise SendError("wecom markdown: empty content", retryable=False, code=44004)
         for part in split_utf8(content, APP_MARKDOWN_LIMIT):
             await self._message(user, "markdown", {"content": part})
+
+    async def download_media(self, media_id: str) -> tuple[bytes, str]:
+        """media/get: a received picture's bytes and content type by the MediaId of its callback (valid 3 days).
+        A JSON answer is an error (40007: unknown or expired media_id); a token error is refreshed once. SendError
+        (permanent) for a file over DOWNLOAD_LIMIT bytes."""
+        where = "media/get"
+        for attempt in (1, 2):
+            token = await self.access_token()
+            try:
+                async with self._session.get(self.api_base + "/cgi-bin/media/get", timeout=self._timeout,
+                                             params={"access_token": token, "media_id": media_id}) as resp:
+                    status, content_type = resp.status, resp.content_type
+                    body = await _read_capped(resp, DOWNLOAD_LIMIT, where)
+            except TimeoutError:
+                raise SendError(f"wecom {where}: timed out", retryable=True, code="timeout") from None
+            except aiohttp.ClientError as exc:
+                raise SendError(f"wecom {where}: {type(exc).__name__}", retryable=True, code="connection") from None
+            if status != 200:
+                raise SendError(f"wecom {where}: HTTP {status}", retryable=status >= 500 or status == 429, code=status)
+            if content_type not in ("application/json", "text/plain"):
+                return body, content_type
+            try:
+                payload = jsonlib.loads(body)
+            except ValueError:
+                raise SendError(f"wecom {where}: unreadable answer", retryable=True, code="bad_response") from None
+            code = _errcode(where, payload if isinstance(payload, dict) else {})
+            if code in TOKEN_ERRORS and attempt == 1:
+                self._invalidate(token)
+                continue
+            raise _fail(where, code or -1, payload if isinstance(payload, dict) else {})
+        raise AssertionError("unreachable")
 
     async def upload_image(self, data: bytes) -> str:
         """media/upload type=image (multipart part `media`); returns the media_id (valid 3 days)."""

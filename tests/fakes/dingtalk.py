@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -197,6 +198,8 @@ class FakeDingTalk:
         self.sessions: dict[str, int] = {}  # session id → expiry (epoch ms)
         self.robots: dict[str, FakeRobot] = {}
         self.media: dict[str, bytes] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # downloadCode of a picture a user sent → (bytes, type)
+        self.file_links: dict[str, str] = {}  # temporary download token → downloadCode
         self.cards: dict[str, FakeCard] = {}
         self.callbacks: dict[str, dict[str, str]] = {}  # callbackRouteKey → {url, api_secret}
         self.groups: set[str] | None = None  # when set, groupSend/cards only to these conversations
@@ -225,6 +228,8 @@ class FakeDingTalk:
         add("POST", "/v1.0/card/instances/createAndDeliver", self._card_create, name="cardCreate")
         add("PUT", "/v1.0/card/instances", self._card_update, name="cardUpdate")
         add("POST", "/v1.0/card/callbacks/register", self._card_register, name="cardRegister")
+        add("POST", "/v1.0/robot/messageFiles/download", self._file_download, name="fileDownload")
+        add("GET", "/files/{token}", self._file_get, name="fileGet")
         add("POST", "/robot/sendBySession", self._session_send, name="session")
         add("POST", "/robot/send", self._robot_send, name="robot")
         return app
@@ -305,6 +310,18 @@ class FakeDingTalk:
         url, _ = self.new_session(created + SESSION_TTL_MS - self.clock.ms())
         kwargs.setdefault("robot_code", self.robot_code)
         return text_message(text, created_ms=created, session_webhook=url, **kwargs)
+
+    def user_picture(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """A user sends the robot a picture: DingTalk keeps it and the message carries a downloadCode for it."""
+        code = f"dc{next(self._ids)}{random.getrandbits(48):012x}"
+        self.files[code] = (data, content_type)
+        return code
+
+    def picture_message(self, download_code: str, **kwargs: Any) -> dict[str, Any]:
+        """A picture message body (msgtype picture, content.downloadCode) from a user, like text_message()."""
+        body = self.text_message("", msgtype="picture", **kwargs)
+        body["content"] = {"downloadCode": download_code, "pictureDownloadCode": download_code + "p"}
+        return body
 
     def messages(self, channel: str | None = None) -> list[Sent]:
         """Accepted messages, optionally of one channel."""
@@ -640,6 +657,29 @@ class FakeDingTalk:
         self.callbacks[key] = {"url": body["callbackUrl"], "api_secret": str(body.get("apiSecret", ""))}
         return web.json_response({"success": True, "result": {"callbackUrl": body["callbackUrl"],
                                                               "apiSecret": body.get("apiSecret", "")}})
+
+    # -- received files -----------------------------------------------------------------------------------------
+
+    async def _file_download(self, request: web.Request) -> web.Response:
+        """robot/messageFiles/download {downloadCode, robotCode} → a temporary downloadUrl on this fake."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._json(request)
+        if not isinstance(body, dict) or body.get("robotCode") != self.robot_code:
+            return _api_error(400, "invalidParameter.robotCode", "robotCode 不合法")
+        code = body.get("downloadCode")
+        if not isinstance(code, str) or code not in self.files:
+            return _api_error(400, "invalidParameter.downloadCode", "downloadCode 不合法或已过期")
+        token = f"{random.getrandbits(64):016x}"
+        self.file_links[token] = code
+        return web.json_response({"downloadUrl": f"{self.url}/files/{token}?Expires=600&Signature=fake%2B"})
+
+    async def _file_get(self, request: web.Request) -> web.Response:
+        code = self.file_links.get(request.match_info["token"])
+        if code is None:
+            return web.Response(status=403, text="AccessDenied")
+        data, content_type = self.files[code]
+        return web.Response(body=data, content_type=content_type)
 
     # -- webhooks -----------------------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ PATH_GETTOKEN = "/cgi-bin/gettoken"
 PATH_SEND = "/cgi-bin/message/send"
 PATH_UPDATE = "/cgi-bin/message/update_template_card"
 PATH_UPLOAD = "/cgi-bin/media/upload"
+PATH_MEDIA_GET = "/cgi-bin/media/get"
 PATH_ROBOT = "/cgi-bin/webhook/send"
 PATH_ROBOT_UPLOAD = "/cgi-bin/webhook/upload_media"
 
@@ -186,6 +187,12 @@ class FakeWeCom:
         self.response_codes[code] = ResponseCode((user,), task_id, self.now() + RESPONSE_CODE_TTL)
         return code
 
+    def user_picture(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """A member sends the app a picture: WeCom keeps it as media (3 days) and the callback carries its MediaId."""
+        media_id = f"umedia{next(self._ids)}-{random.getrandbits(48):012x}"
+        self.media[media_id] = Media("image", data, "picture.jpg", content_type, self.now() + MEDIA_TTL)
+        return media_id
+
     def calls(self, path: str) -> int:
         """How many requests to `path` were answered."""
         return sum(1 for p, _ in self.log if p == path)
@@ -199,6 +206,7 @@ class FakeWeCom:
         app.router.add_post(PATH_SEND, self._message_send)
         app.router.add_post(PATH_UPDATE, self._update_card)
         app.router.add_post(PATH_UPLOAD, self._upload)
+        app.router.add_get(PATH_MEDIA_GET, self._media_get)
         app.router.add_post(PATH_ROBOT, self._robot_send)
         app.router.add_post(PATH_ROBOT_UPLOAD, self._robot_upload)
         return app
@@ -543,6 +551,22 @@ class FakeWeCom:
             return bad
         return await self._store_media(request, path, ("image", "voice", "video", "file"), "")
 
+    async def _media_get(self, request: web.Request) -> web.StreamResponse:
+        """media/get?access_token=&media_id=: the file as an ordinary download, or a JSON error (40007)."""
+        path = PATH_MEDIA_GET
+        fault = await self._fault(path)
+        if isinstance(fault, web.Response):
+            return fault
+        if (bad := self._check_token(request, path)) is not None:
+            return bad
+        media_id = request.query.get("media_id", "")
+        if not self._media_ok(media_id):
+            return self._answer(path, 40007, "invalid media_id")
+        media = self.media[media_id]
+        self.log.append((path, 0))
+        return web.Response(body=media.data, content_type=media.content_type, headers={
+            "Content-disposition": f'attachment; filename="{media_id}.jpg"'})
+
     # -- group robot -------------------------------------------------------------------------------------
 
     async def _robot_call(self, request: web.Request, path: str) -> tuple[str, Fault | None] | web.Response:
@@ -702,6 +726,14 @@ class CallbackDriver:
         return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
                 f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('text')}</MsgType><Content>{_cdata(content)}</Content>"
                 f"<MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID></xml>")
+
+    def image_xml(self, user: str, media_id: str, msg_id: int | str, create_time: int | None = None) -> str:
+        """Plaintext of a picture a member sends the app (MsgType image: PicUrl, MediaId for media/get)."""
+        ct = create_time or int(self._clock())
+        return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+                f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('image')}</MsgType>"
+                f"<PicUrl>{_cdata('https://wework.qpic.cn/fake/' + media_id)}</PicUrl>"
+                f"<MediaId>{_cdata(media_id)}</MediaId><MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID></xml>")
 
     def card_click_xml(self, user: str, task_id: str, event_key: str, response_code: str,
                        create_time: int | None = None, card_type: str = "button_interaction",
