@@ -126,7 +126,9 @@ async def withdraw(ctx: Context, args: str) -> list[Message]:
         raise DomainError("NO_NUMBER", "请告诉我要撤回哪张单据", "用法：撤回 <单号>")
     doc = await engine.withdraw(ctx.unit, ctx.settings, args.split()[0], actor(ctx), ctx.now)
     view = await approval_view(ctx.unit, doc.number)
-    for role in {s.role for s in view.steps}:
+    for role in dict.fromkeys(s.role for s in view.steps):  # the copies lose their buttons; the holders are told
+        ctx.tell(ToCopies(copies_group(view, role)),
+                 approval_card(view, ctx.settings.timezone, role, headline=f"{ctx.sender.name} 已撤回"))
         ctx.tell(ToRole(role), text(f"{ctx.sender.name} 已撤回单据 {doc.number}，无需再签核。"))
     return [text(f"已撤回单据 {doc.number}，现为草稿。修改后发送「重新提交 {doc.number}」再次送审。")]
 

@@ -196,6 +196,15 @@ async def test_a_wecom_code_older_than_72_hours_is_not_tried_the_copy_gets_a_fre
     assert {m["touser"] for m in fake.messages[before:]} == {"liu", "wu", "zhang"}
 
 
+async def test_a_withdrawal_takes_the_buttons_off_every_copy(bot):
+    number = await sign_off_opened(bot)
+    asked = {u: bot.cards(u)[-1] for u in (*SALES, "李采购")}
+    await bot.say("张库管", f"撤回 {number}")
+    for user, card in asked.items():
+        now = bot.showing(user, card["card_id"])
+        assert "张库管 已撤回" in now["title"] and not now.get("buttons"), (user, now)
+
+
 def test_usable_handles():
     now = datetime.now(UTC)
     copy = card_copies.Copy("approval:1:sales", "wecom", "liu", "rc1", False, now - timedelta(hours=1))
