@@ -26,6 +26,7 @@ from core.messaging import people, recipients
 from core.messaging.outbound import Outbound
 from core.messaging.recipients import Recipient
 from core.messaging.targets import Target
+from handlers.help import not_understood
 from handlers.registry import PICTURES, Action, Answer, Command, Context, Picture, Sender, find, find_action
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ class Dispatcher:
         else:
             found = find(event.text or "")
             if found is None:
-                return [text(f"没有看懂「{_short(event.text or '')}」。发送「帮助」查看可用的命令，例如：库存 奶油")]
+                return [text(not_understood(event.text or ""))]
         entry, args = found
         if not entry.allowed(sender):
             return [text(entry.refusal())]

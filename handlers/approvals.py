@@ -119,7 +119,8 @@ async def reject(ctx: Context, args: str) -> list[Message]:
     return await announce(ctx, outcome)
 
 
-@command("撤回", "withdraw", summary="撤回自己提交、还在审批中的单据", usage="撤回 <单号>", writes=True)
+@command("撤回", "withdraw", summary="撤回自己提交、还在审批中的单据",
+         usage="撤回 <单号>，例如：撤回 TZ20261206001", writes=True)
 async def withdraw(ctx: Context, args: str) -> list[Message]:
     """The requester takes the document back as a draft."""
     if not args:
@@ -133,7 +134,8 @@ async def withdraw(ctx: Context, args: str) -> list[Message]:
     return [text(f"已撤回单据 {doc.number}，现为草稿。修改后发送「重新提交 {doc.number}」再次送审。")]
 
 
-@command("重新提交", "resubmit", summary="把被驳回或撤回的单据改好后再次送审", usage="重新提交 <单号>", writes=True)
+@command("重新提交", "resubmit", summary="把被驳回或撤回的单据改好后再次送审",
+         usage="重新提交 <单号>，例如：重新提交 CY20261206001", writes=True)
 async def resubmit(ctx: Context, args: str) -> list[Message]:
     """A new round of sign-off for a fixed document; the old decisions stay in the trail."""
     if not args:

@@ -1,19 +1,61 @@
-"""帮助 / help: what the sender can do, from the commands declared for their roles."""
+"""帮助 / help: what the sender can do, from the commands declared for their roles; and what to say to a
+message no command takes (the closest command)."""
 
 from __future__ import annotations
 
-from cards.model import Message
+from cards.model import Message, text
 from core.models.masters import roles_zh
-from handlers.registry import COMMANDS, Context, command
+from handlers.registry import COMMANDS, Context, Sender, command, find, suggest
+
+MAX_ECHO = 30
 
 
-@command("帮助", "help", "?", "？", summary="列出你可以使用的命令", usage="帮助")
+def _short(s: str, n: int = MAX_ECHO) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+@command("帮助", "help", "?", "？", summary="列出你可以使用的命令；「帮助 <命令>」看一个命令的完整用法",
+         usage="帮助 [命令]，例如：帮助、帮助 盘点")
 async def help_(ctx: Context, args: str) -> list[Message]:
-    """The commands the sender may use, with usage; those needing another role are named, not hidden."""
+    """The commands the sender's roles allow, one example each; `帮助 <命令>` gives one command in full."""
+    if args:
+        return [_one(ctx.sender, args)]
     mine = [c for c in COMMANDS if c.allowed(ctx.sender)]
     others = [c for c in COMMANDS if not c.allowed(ctx.sender)]
-    lines = [f"**{ctx.sender.name}，你可以这样用 jxcbot：**"]
-    lines += [f"- **{c.names[0]}**：{c.summary}\n  用法：{c.usage}" for c in mine]
+    roles = roles_zh(ctx.sender.roles) if ctx.sender.roles else "未分配角色"
+    lines = [f"**{ctx.sender.name}，你可以这样用 jxcbot：**（你的角色：{roles}）"]
+    for c in mine:
+        lines.append(f"- **{c.names[0]}**：{c.summary}" + (f"\n  例如：{c.example}" if c.example else ""))
+    lines.append("\n发送「帮助 <命令>」查看完整用法，例如：帮助 " + (mine[0].names[0] if mine else "库存"))
     if others:
-        lines.append("\n需要其他角色的命令：" + "、".join(f"{c.names[0]}（{roles_zh(c.roles)}）" for c in others))
+        needed = roles_zh(set().union(*(c.roles for c in others)))
+        lines.append(f"另有 {len(others)} 个命令需要其他角色（{needed}），如需开通请联系管理员。")
     return [Message("markdown", title="jxcbot 帮助", text="\n".join(lines))]
+
+
+def _one(sender: Sender, name: str) -> Message:
+    found = find(name)
+    if found is None:
+        guess = suggest(name)
+        hint = f"你是不是想问「帮助 {guess[0].names[0]}」？" if guess else "发送「帮助」查看全部命令。"
+        return text(f"没有叫「{_short(name)}」的命令。{hint}")
+    c = found[0]
+    body = [f"**{c.names[0]}**：{c.summary}", f"用法：{c.usage}"]
+    if len(c.names) > 1:
+        body.append("也可以发：" + "、".join(c.names[1:]))
+    if not c.allowed(sender):
+        body.append(c.refusal())
+    return Message("markdown", title=f"帮助：{c.names[0]}", text="\n".join(body))
+
+
+def not_understood(message: str) -> str:
+    """The reply to a message no command takes: the command it most likely meant, with the message as it
+    should be written, or how to find the commands."""
+    guess = suggest(message)
+    if guess is None:
+        return f"没有看懂「{_short(message)}」。发送「帮助」查看可用的命令，例如：库存 奶油"
+    c, fixed = guess
+    how = f"例如：{c.example}" if c.example else f"用法：{c.usage}"
+    return (f"没有看懂「{_short(message)}」。你是不是想用「{c.names[0]}」？可以这样发：{_short(fixed, 60)}\n"
+            f"（{c.summary}；{how}）")

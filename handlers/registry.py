@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,6 +108,14 @@ class Command:
         """What a sender without the role is told."""
         return f"「{self.names[0]}」需要以下角色之一：{roles_zh(self.roles)}。如需开通请联系管理员。"
 
+    @property
+    def example(self) -> str:
+        """One example from the usage (the text after 例如：), or the usage itself when it takes no placeholder."""
+        head, sep, tail = self.usage.partition("例如：")
+        if sep:
+            return tail.rstrip("。").split("；")[0]
+        return "" if "<" in head else head
+
 
 @dataclass(frozen=True)
 class Action:
@@ -183,6 +192,24 @@ def find(text: str) -> tuple[Command, str] | None:
         if word in (n.lower() for n in c.names):
             return c, rest.strip()
     return None
+
+
+def suggest(text: str) -> tuple[Command, str] | None:
+    """For a message no command takes: the command it most likely meant, and the message as it should be
+    written — a command glued to its argument (「库存奶油」 → 「库存 奶油」) or a close misspelling of a
+    command's name or alias (「盘店」 → 「盘点」). None when nothing is close."""
+    word, rest = [*text.split(maxsplit=1), "", ""][:2]
+    lowered = word.lower()
+    glued = [(n, c) for c in COMMANDS for n in c.names if len(n) >= 2 and lowered.startswith(n.lower())]
+    if glued:
+        name, c = max(glued, key=lambda nc: len(nc[0]))
+        return c, " ".join(p for p in (name, word[len(name):], rest) if p)
+    by_name = {n.lower(): c for c in COMMANDS for n in c.names if len(n) >= 2}
+    close = difflib.get_close_matches(lowered, list(by_name), n=1, cutoff=0.5)
+    if not close:
+        return None
+    c = by_name[close[0]]
+    return c, " ".join(p for p in (c.names[0], rest) if p)
 
 
 def find_action(key: str) -> tuple[Action, str] | None:

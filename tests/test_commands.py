@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.server import build_app
 from cards.model import text
 from core.models import User
-from handlers.registry import COMMANDS, command
+from handlers.registry import COMMANDS, Sender, command
 from tests.factories import line, post, seed_chat_users
 
 MILK_WH1 = "> WH1 中央仓：可用 **72**瓶（在库 72，借出 0，预留 0）"
@@ -19,6 +19,8 @@ MILK_S01 = "> S01 一号门店：可用 **10**瓶（在库 10，借出 0，预�
 BATCH_1101_WH1 = ">   批次 ML1101 到期 2031-05-10：48瓶"
 BATCH_1201_WH1 = ">   批次 ML1201 到期 2031-06-01：24瓶"
 BATCH_1101_S01 = ">   批次 ML1101 到期 2031-05-10：10瓶"
+
+CLERK = Sender(0, "张库管", frozenset({"warehouse"}))
 
 
 @pytest.fixture
@@ -125,13 +127,19 @@ async def test_no_match_says_what_to_try(client):
     assert "换个关键词" in body and "SKU" in body and "条码" in body
 
 
-async def test_help_lists_every_command_with_summary_and_usage(client):
+async def test_help_lists_every_command_the_sender_may_use_with_summary_and_one_example(client):
     body = await say(client, "张库管", "帮助")
-    assert body.startswith("**张库管，你可以这样用 jxcbot：**")
-    assert {"库存", "帮助"} <= {c.names[0] for c in COMMANDS}
+    assert body.startswith("**张库管，你可以这样用 jxcbot：**（你的角色：库管）")
+    assert {"库存", "帮助", "盘点", "待办"} <= {c.names[0] for c in COMMANDS}
     for c in COMMANDS:
-        assert f"- **{c.names[0]}**：{c.summary}\n  用法：{c.usage}" in body
-    assert "需要其他角色的命令" not in body  # the built-in commands are open to everyone
+        if c.allowed(CLERK):
+            assert f"- **{c.names[0]}**：{c.summary}" in body, c.names
+            if c.example:
+                assert f"- **{c.names[0]}**：{c.summary}\n  例如：{c.example}" in body
+        else:
+            assert f"- **{c.names[0]}**" not in body, c.names
+    assert "例如：库存 奶油" in body and "例如：盘点 开始 CW" in body
+    assert "帮助 <命令>" in body
 
 
 @pytest.fixture
@@ -158,13 +166,16 @@ async def test_a_sender_without_the_role_gets_the_role_message_and_nothing_runs(
     assert manager_command == ["李经理", "王管理"]
 
 
-async def test_help_names_commands_needing_another_role(client, manager_command):
+async def test_help_shows_only_what_the_roles_allow_and_counts_the_rest(client, manager_command):
     clerk = await say(client, "张库管", "帮助")
-    assert "测试审批 <单号>" not in clerk
-    assert clerk.splitlines()[-1] == "需要其他角色的命令：测试审批（主管）"
+    assert "测试审批" not in clerk
+    hidden = [c for c in COMMANDS if not c.allowed(CLERK)]
+    assert clerk.splitlines()[-1].startswith(f"另有 {len(hidden)} 个命令需要其他角色（")
+    assert "主管" in clerk.splitlines()[-1]
     manager = await say(client, "李经理", "帮助")
-    assert "- **测试审批**：测试用：审批单据\n  用法：测试审批 <单号>" in manager
-    assert "需要其他角色的命令" not in manager
+    assert "- **测试审批**：测试用：审批单据" in manager
+    full = await say(client, "李经理", "帮助 测试审批")
+    assert "用法：测试审批 <单号>" in full and "也可以发：testapprove" in full
 
 
 def test_roles_are_named_in_chinese_in_a_fixed_order():
