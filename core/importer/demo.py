@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.errors import DomainError
+from core.importer.demo_approvals import seed_pending
 from core.importer.parsing import _bool, _date
 from core.importer.reading import _read_table, _Row, _Table
 from core.importer.results import ImportFailed, RowError
@@ -131,3 +132,4 @@ async def load_demo(session: AsyncSession, settings: Settings, *, now: datetime 
     await doc(at(1, 17), "sales_order", [ln("FG-MOONCAKE", 8, "箱", unit_price="1344")], post=False,
               warehouse="CW", customer="C001", created_by="赵销售", delivery_date=local_today + timedelta(days=5),
               note="园区科技预订：5 天后送货")
+    await seed_pending(session, settings, now)
