@@ -460,7 +460,7 @@ def _channels(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dict
     return {"channels": MappingProxyType({name: _channel(v, name, source) for name, v in section.items()})}
 
 
-_APPROVAL_KEYS = ("roles", "order", "requester_may_sign", "distinct_people")
+_APPROVAL_KEYS = ("roles", "order", "requester_may_sign", "distinct_people", "second_above", "second_roles")
 
 
 def _approval(value: Any, code: str, source: _Source) -> ApprovalPolicy:
@@ -483,7 +483,20 @@ def _approval(value: Any, code: str, source: _Source) -> ApprovalPolicy:
     distinct = declared.distinct_people
     if "distinct_people" in value:
         distinct = _as_bool(value["distinct_people"], section, "distinct_people", source)
-    return ApprovalPolicy(tuple(roles), order, may_sign, distinct)
+    second_above = declared.second_above
+    if "second_above" in value:
+        raw = value["second_above"]
+        try:
+            second_above = Decimal(str(raw)) if not isinstance(raw, bool) else None
+        except (ArithmeticError, InvalidOperation):
+            second_above = None
+        if second_above is None or not second_above.is_finite() or second_above < 0:
+            raise source.error(section, "second_above", "必须是不小于 0 的金额（元），例如 second_above = 50000")
+    second_roles = value.get("second_roles", list(declared.second_roles))
+    if (not isinstance(second_roles, list) or not second_roles or any(r not in ROLES for r in second_roles)
+            or len(set(second_roles)) != len(second_roles)):
+        raise source.error(section, "second_roles", f"必须是不重复的角色列表，角色可选：{'、'.join(ROLES)}")
+    return ApprovalPolicy(tuple(roles), order, may_sign, distinct, second_above, tuple(second_roles))
 
 
 def _approvals(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dict[str, Any]:

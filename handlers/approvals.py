@@ -30,7 +30,7 @@ def actor(ctx: Context) -> Actor:
 
 async def ask_to_sign(ctx: Context, view: ApprovalView, headline: str = "") -> None:
     """Send each role still to sign its card with buttons (every holder of the role gets one)."""
-    for role in view.pending_roles():
+    for role in view.roles_to_ask():
         ctx.tell(ToRole(role), approval_card(view, ctx.settings.timezone, role, headline=headline))
 
 
@@ -59,6 +59,8 @@ async def announce(ctx: Context, outcome: Outcome) -> list[Message]:
     for role in dict.fromkeys(s.role for s in view.steps):  # every copy of every role's card shows the decision
         skip = (ctx.sender.id, ctx.platform) if role == decided else None  # the decider's: by the reply below
         ctx.tell(ToCopies(copies_group(view, role), skip), approval_card(view, tz, role, headline=headline))
+    if outcome.kind == "step" and view.approval is not None and view.approval.sequential:
+        await ask_to_sign(ctx, view, headline=f"{ctx.sender.name} 已通过，轮到你签核")  # the next in order
     if requester is not None and requester != ctx.sender.id:
         ctx.tell(ToUser(requester), card)
     if outcome.kind == "rejected" and requester is not None:

@@ -16,6 +16,7 @@ from core.config import Settings
 from core.errors import DomainError
 from core.ledger.doctypes import ApprovalPolicy
 from core.ledger.documents import get_document, post_document, reject_document, reopen_document, submit_document
+from core.ledger.finance import document_amount
 from core.messaging.people import Person, by_id
 from core.models import Document
 from core.models.approvals import Approval, ApprovalEvent, ApprovalStep
@@ -65,13 +66,14 @@ async def open_round(session: AsyncSession, doc: Document, policy: ApprovalPolic
         raise DomainError("NOT_READY", f"差异单 {doc.number} 还不能送签：{'；'.join(missing)}",
                           f"选类型：差异 {doc.number} <行号> <类型>；传照片：先发「凭证 {doc.number}」再发图片")
     last = await latest(session, doc.id)
+    roles, sequential = policy.roles_for(document_amount(doc))
     approval = Approval(document_id=doc.id, round=(last.round + 1) if last else 1, status="pending",
                         requester_id=actor.person.id if actor else doc.created_by_id,
-                        sequential=policy.order == "sequential", created_at=now)
+                        sequential=sequential, created_at=now)
     session.add(approval)
     await session.flush()
     session.add_all(ApprovalStep(approval_id=approval.id, role=role, seq=i, status="pending")
-                    for i, role in enumerate(policy.roles))
+                    for i, role in enumerate(roles))
     await _event(session, approval, "submit", actor, now)
     await session.flush()
     return approval

@@ -46,6 +46,11 @@ class ApprovalView:
         """The roles still to sign, in order."""
         return [s.role for s in self.steps if s.status == "pending"]
 
+    def roles_to_ask(self) -> list[str]:
+        """The roles whose turn it is: every pending one, or in a sequential approval the first pending."""
+        pending = self.pending_roles()
+        return pending[:1] if self.approval is not None and self.approval.sequential else pending
+
 
 @dataclass(frozen=True)
 class TrailEntry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 IN = "in"  # adds on-hand stock
@@ -44,6 +45,15 @@ class ApprovalPolicy:
     order: Literal["parallel", "sequential"] = "parallel"
     requester_may_sign: bool = False  # the person who submitted may approve it too
     distinct_people: bool = False  # each role's signature must come from a different person
+    second_above: Decimal | None = None  # a document amount above this also needs second_roles, after the first
+    second_roles: tuple[str, ...] = ("finance",)
+
+    def roles_for(self, amount: Decimal) -> tuple[tuple[str, ...], bool]:
+        """The roles a document of this amount needs and whether they sign in order: above `second_above` the
+        second level (finance) signs after the first."""
+        if self.second_above is None or amount <= self.second_above:
+            return self.roles, self.order == "sequential"
+        return self.roles + tuple(r for r in self.second_roles if r not in self.roles), True
 
     def __post_init__(self) -> None:
         if not self.roles or len(set(self.roles)) != len(self.roles):

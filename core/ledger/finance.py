@@ -138,3 +138,8 @@ HOOKS: dict[str, Hook] = {
 def booking_types(kind: str) -> tuple[str, ...]:
     """Codes of the document types whose posting books `kind` entries (payable, receivable), in table order."""
     return tuple(t.code for t in DOC_TYPES.values() if any(HOOKS[h].books == kind for h in t.hooks if h in HOOKS))
+
+
+def document_amount(doc: Document) -> Decimal:
+    """The document's amount before tax: Σ quantity × unit price over its lines (what approval levels compare)."""
+    return sum((ln.qty * ln.unit_price for ln in doc.lines), Decimal(0))

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.models.base import Base
 from core.types import Dec
 
-ROLES = ("warehouse", "purchasing", "sales", "manager", "admin")
-ROLE_ZH = {"warehouse": "库管", "purchasing": "采购", "sales": "销售", "manager": "主管", "admin": "管理员"}
+ROLES = ("warehouse", "purchasing", "sales", "finance", "manager", "admin")
+ROLE_ZH = {"warehouse": "库管", "purchasing": "采购", "sales": "销售", "finance": "财务", "manager": "主管",
+           "admin": "管理员"}
 
 
 def parse_roles(text: str | None) -> frozenset[str]:
