@@ -127,9 +127,13 @@ async def _already(session: AsyncSession, settings: Settings, step: ApprovalStep
                        f"发送「单据 {doc.number}」查看审批进度")
 
 
-def _not_pending(approval: Approval, doc: Document) -> DomainError:
+async def _not_pending(session: AsyncSession, settings: Settings, approval: Approval, doc: Document) -> DomainError:
+    """A decision on a closed approval: what closed it, and by whom and when ("陈经理 已于 12-06 10:32 通过")."""
     state = {"approved": "已审批通过并过账", "rejected": "已被驳回", "withdrawn": "已被提交人撤回"}[approval.status]
-    return DomainError("APPROVAL_CLOSED", f"单据 {doc.number} {state}，无需再处理",
+    decided = [s for s in await steps_of(session, approval.id) if s.decided_at is not None and s.status != "pending"]
+    last = max(decided, key=lambda s: s.decided_at, default=None) if approval.status != "withdrawn" else None
+    who = f"（{await _decided_text(session, settings, last)}）" if last is not None else ""
+    return DomainError("APPROVAL_CLOSED", f"单据 {doc.number} {state}{who}，无需再处理",
                        f"发送「单据 {doc.number}」查看审批记录")
 
 
@@ -209,7 +213,7 @@ async def decide(session: AsyncSession, settings: Settings, number: str, actor: 
                           f"发送「单据 {doc.number}」查看最新状态，或发送「待办」查看你的待办")
     approval = await _locked(session, found.id)
     if approval.status != "pending":
-        raise _not_pending(approval, doc)
+        raise await _not_pending(session, settings, approval, doc)
     steps = await steps_of(session, approval.id)
     step = await _pick_step(session, settings, approval, steps, actor.person, role, doc)
     if not approve:
@@ -262,7 +266,7 @@ async def _close_round(session: AsyncSession, approval: Approval, status: str, n
     await session.flush()
 
 
-async def _pending(session: AsyncSession, number: str) -> tuple[Document, Approval]:
+async def _pending(session: AsyncSession, settings: Settings, number: str) -> tuple[Document, Approval]:
     """The document and its pending approval, locked; DomainError when it has none pending."""
     doc = await get_document(session, number, lock=True)
     found = await latest(session, doc.id)
@@ -270,13 +274,13 @@ async def _pending(session: AsyncSession, number: str) -> tuple[Document, Approv
         raise DomainError("NO_APPROVAL", f"单据 {doc.number} 没有进行中的审批", f"发送「单据 {doc.number}」查看状态")
     approval = await _locked(session, found.id)
     if approval.status != "pending":
-        raise _not_pending(approval, doc)
+        raise await _not_pending(session, settings, approval, doc)
     return doc, approval
 
 
 async def withdraw(session: AsyncSession, settings: Settings, number: str, actor: Actor, now: datetime) -> Document:
     """The requester takes a pending document back (→ draft, to fix and submit again)."""
-    doc, approval = await _pending(session, number)
+    doc, approval = await _pending(session, settings, number)
     if approval.requester_id != actor.person.id:
         raise DomainError("NOT_REQUESTER", f"只有提交人可以撤回单据 {doc.number}", "请联系提交人撤回，或由审批人驳回")
     await _close_round(session, approval, "withdrawn", now)
@@ -300,7 +304,7 @@ async def resubmit(session: AsyncSession, settings: Settings, number: str, actor
 async def transfer(session: AsyncSession, settings: Settings, number: str, actor: Actor, to: Person,
                    now: datetime) -> ApprovalStep:
     """Hand the actor's pending step on to another holder of the same role (转交)."""
-    doc, approval = await _pending(session, number)
+    doc, approval = await _pending(session, settings, number)
     steps = await steps_of(session, approval.id)
     mine = [s for s in steps if s.status == "pending" and _may_take(s, actor.person)]
     if not mine:
