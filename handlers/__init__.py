@@ -1,9 +1,9 @@
 """Chat commands and card actions: parse → call core → return neutral replies."""
 
-# Importing a module registers its commands and card actions.
-from handlers import approvals as _approvals  # noqa: F401
-from handlers import counts as _counts  # noqa: F401
-from handlers import documents as _documents  # noqa: F401
-from handlers import help as _help  # noqa: F401
-from handlers import picking as _picking  # noqa: F401
-from handlers import stock as _stock  # noqa: F401
+import importlib
+import pkgutil
+
+# Importing a module registers its commands and card actions: every module of this package is imported, in name
+# order, so a new capability is one new module (registry, help and the other helpers register nothing).
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")

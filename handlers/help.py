@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from cards.model import Message, text
 from core.models.masters import roles_zh
-from handlers.registry import COMMANDS, Context, Sender, command, find, suggest
+from handlers.registry import COMMANDS, Command, Context, Sender, command, find, suggest
 
 MAX_ECHO = 30
+# The order help lists capabilities in (by handler module); modules not named here come after, by name.
+ORDER = ("stock", "counts", "movements", "borrow", "purchase", "sales", "approvals", "documents", "diagnose")
+
+
+def _rank(c: Command) -> tuple[int, str]:
+    module = c.run.__module__.rpartition(".")[2]
+    return (ORDER.index(module) if module in ORDER else len(ORDER), module)
 
 
 def _short(s: str, n: int = MAX_ECHO) -> str:
@@ -21,7 +28,7 @@ async def help_(ctx: Context, args: str) -> list[Message]:
     """The commands the sender's roles allow, one example each; `帮助 <命令>` gives one command in full."""
     if args:
         return [_one(ctx.sender, args)]
-    mine = [c for c in COMMANDS if c.allowed(ctx.sender)]
+    mine = sorted((c for c in COMMANDS if c.allowed(ctx.sender)), key=_rank)
     others = [c for c in COMMANDS if not c.allowed(ctx.sender)]
     roles = roles_zh(ctx.sender.roles) if ctx.sender.roles else "未分配角色"
     lines = [f"**{ctx.sender.name}，你可以这样用 jxcbot：**（你的角色：{roles}）"]
