@@ -293,6 +293,29 @@ async def test_backdating_refused_by_default(db, settings):
         await post_document(s, allowing, doc, now=past)
 
 
+async def test_a_posting_a_moment_behind_the_last_move_is_not_backdating(db, settings):
+    """Concurrent postings take their time before the pair's lock: one may find a move committed a few seconds
+    'later'. Within BACKDATING_GRACE that is accepted; beyond it, refused."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.ledger.checks import BACKDATING_GRACE
+
+    now = datetime.now(UTC)
+    async with db.session() as s:
+        await seed(s)
+        await post(s, settings, "purchase_receipt", [line("CREAM", 5, "kg")], warehouse="WH1", now=now)
+        for behind, ok in ((timedelta(seconds=3), True), (BACKDATING_GRACE + timedelta(minutes=1), False)):
+            at = now - behind
+            doc = await create_document(s, settings, "sales_issue", [line("CREAM", 1, "kg")], warehouse="WH1", now=at)
+            await submit_document(s, settings, doc, now=at)
+            if ok:
+                await post_document(s, settings, doc, now=at)
+            else:
+                with pytest.raises(DomainError) as e:
+                    await post_document(s, settings, doc, now=at)
+                assert e.value.code == "BACKDATED"
+
+
 async def test_integrity_sweep_freezes_only_the_broken_pair(db, settings):
     from sqlalchemy import update
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, tuple_
@@ -315,8 +316,14 @@ async def check_magnitude(run: CheckRun) -> list[CheckResult]:
     return out
 
 
+# A posting takes its time before it waits for the pair's lock, so under concurrency (or with two instances whose
+# clocks differ a little) it may find a move committed a moment "after" it: that is not back-dating.
+BACKDATING_GRACE = timedelta(minutes=5)
+
+
 async def check_backdating(run: CheckRun) -> list[CheckResult]:
-    """No posting earlier than the last movement of a product+warehouse (back-dating is off by default)."""
+    """No posting earlier than the last movement of a product+warehouse, beyond BACKDATING_GRACE (back-dating is
+    off by default)."""
     plan = run.plan
     if run.settings.allow_backdating:
         return []
@@ -324,7 +331,7 @@ async def check_backdating(run: CheckRun) -> list[CheckResult]:
     for p, w in plan.pairs():
         last = max((b.updated_at for k, b in plan.balances.items() if k[0] == p and k[1] == w and b.move_count),
                    default=None)
-        if last is not None and plan.now is not None and plan.now < last:
+        if last is not None and plan.now is not None and plan.now < last - BACKDATING_GRACE:
             sku, wh = _names(plan, p, w)
             out.append(
                 CheckResult(
