@@ -65,7 +65,12 @@ _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "server": frozenset({"host", "port", "reuse_port", "console"}),
     "ledger": frozenset({"magnitude_factor", "strategic_reserve_rate", "allow_backdating"}),
     "validation": frozenset(VALIDATED_DOC_TYPES),
+    "borrow": frozenset({"default_days"}),
+    "purchase": frozenset({"over_receipt_rate"}),
+    "scan": frozenset({"required"}),
 }
+# Document types whose stock-out lines must be entered by scanning (the seed's 出库必扫商品条码+批次号).
+SCAN_DEFAULT = ("borrow", "sales_issue", "other_issue")
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -137,6 +142,12 @@ class Settings:
     server_console: bool | None = None
     # [channels]: named group destinations (robots, conversations) that handlers and jobs post to by name.
     channels: Mapping[str, tuple[Target, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # [borrow] default_days: a borrow slip's return date when the slip names none.
+    borrow_default_days: int = 14
+    # [purchase] over_receipt_rate: how much more than ordered a purchase order may receive (0.05 = 5%).
+    over_receipt_rate: Decimal = Decimal(0)
+    # [scan] required: document types whose lines must be entered by scanning barcode and batch.
+    scan_required: frozenset[str] = frozenset(SCAN_DEFAULT)
     # [approvals.<type>]: who signs a document type, replacing the type's declared policy.
     approvals: Mapping[str, ApprovalPolicy] = field(default_factory=lambda: MappingProxyType({}))
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
@@ -422,6 +433,30 @@ def _ledger(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[st
     return out
 
 
+def _flows(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
+    """[borrow] default_days, [purchase] over_receipt_rate, [scan] required."""
+    out: dict[str, Any] = {"borrow_default_days": defaults.borrow_default_days,
+                           "over_receipt_rate": defaults.over_receipt_rate, "scan_required": defaults.scan_required}
+    borrow, purchase, scan = (doc.get(name, {}) for name in ("borrow", "purchase", "scan"))
+    if "default_days" in borrow:
+        out["borrow_default_days"] = _as_int(borrow["default_days"], "borrow", "default_days", source, 1, 365)
+    if "over_receipt_rate" in purchase:
+        problem = "必须是 0 到 1 之间的数字（例如 0.05 表示最多多收 5%）"
+        rate = _as_decimal(purchase["over_receipt_rate"], "purchase", "over_receipt_rate", source, problem)
+        if not Decimal(0) <= rate <= Decimal(1):
+            raise source.error("purchase", "over_receipt_rate", problem)
+        out["over_receipt_rate"] = rate
+    if "required" in scan:
+        types = scan["required"]
+        if isinstance(types, str) and ("scan", "required") in source.env_origin:
+            types = [t.strip() for t in types.split(",") if t.strip()]
+        if not isinstance(types, list) or any(t not in DOC_TYPES for t in types):
+            raise source.error("scan", "required", "必须是单据类型的列表，例如 [\"borrow\", \"sales_issue\"]；可选："
+                               + "、".join(DOC_TYPES))
+        out["scan_required"] = frozenset(types)
+    return out
+
+
 def _validation(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
     validation = dict(defaults.validation)
     for doc_type, mode in doc.get("validation", {}).items():
@@ -485,13 +520,10 @@ def _approval(value: Any, code: str, source: _Source) -> ApprovalPolicy:
         distinct = _as_bool(value["distinct_people"], section, "distinct_people", source)
     second_above = declared.second_above
     if "second_above" in value:
-        raw = value["second_above"]
-        try:
-            second_above = Decimal(str(raw)) if not isinstance(raw, bool) else None
-        except (ArithmeticError, InvalidOperation):
-            second_above = None
-        if second_above is None or not second_above.is_finite() or second_above < 0:
-            raise source.error(section, "second_above", "必须是不小于 0 的金额（元），例如 second_above = 50000")
+        problem = "必须是不小于 0 的金额（元），例如 second_above = 50000"
+        second_above = _as_decimal(value["second_above"], section, "second_above", source, problem)
+        if second_above < 0:
+            raise source.error(section, "second_above", problem)
     second_roles = value.get("second_roles", list(declared.second_roles))
     if (not isinstance(second_roles, list) or not second_roles or any(r not in ROLES for r in second_roles)
             or len(set(second_roles)) != len(second_roles)):
@@ -510,7 +542,7 @@ def _approvals(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dic
     return {"approvals": MappingProxyType({code: _approval(v, code, source) for code, v in section.items()})}
 
 
-_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _channels, _approvals)
+_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _flows, _channels, _approvals)
 
 
 def _build(doc: dict[str, Any], source: _Source) -> Settings:

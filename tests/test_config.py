@@ -345,3 +345,21 @@ def test_reuse_port_must_be_a_boolean(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, '[server]\nreuse_port = "yes"\n'), env={})
     assert "reuse_port" in str(e.value)
+
+
+def test_borrow_purchase_and_scan_settings(tmp_path: Path) -> None:
+    s = load_config(None, env={})
+    assert s.borrow_default_days == 14 and s.over_receipt_rate == 0
+    assert s.scan_required == {"borrow", "sales_issue", "other_issue"}
+    s = load_config(write(tmp_path, '[borrow]\ndefault_days = 7\n[purchase]\nover_receipt_rate = 0.05\n'
+                                    '[scan]\nrequired = ["borrow"]\n'), env={})
+    assert (s.borrow_default_days, s.over_receipt_rate, s.scan_required) == (7, Decimal("0.05"), {"borrow"})
+    s = load_config(None, env={"JXCBOT_SCAN_REQUIRED": "borrow, other_issue", "JXCBOT_BORROW_DEFAULT_DAYS": "30"})
+    assert s.scan_required == {"borrow", "other_issue"} and s.borrow_default_days == 30
+    for body, key, line in (('[borrow]\ndefault_days = 0\n', "[borrow] default_days", 2),
+                            ('[purchase]\nover_receipt_rate = 2\n', "[purchase] over_receipt_rate", 2),
+                            ('[scan]\nrequired = ["lend"]\n', "[scan] required", 2),
+                            ('[scan]\nrequird = []\n', "[scan] requird", 2)):
+        with pytest.raises(ConfigError) as e:
+            load_config(write(tmp_path, body), env={})
+        assert key in str(e.value) and f"第 {line} 行" in str(e.value), str(e.value)

@@ -72,6 +72,7 @@ class DocumentLine(Base):
     book_qty: Mapped[Decimal | None] = mapped_column(Dec)
     reserved_qty: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
     discrepancy_type: Mapped[str] = mapped_column(String(16), default="")
+    entry: Mapped[str] = mapped_column(String(8), default="")  # how the line was entered: "scan", "text" or ""
 
     document: Mapped[Document] = relationship(back_populates="lines")
 

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.models.base import Base
 from core.types import Dec
 
+# What a warehouse is: a central warehouse, a store, or anything else (the seed's 中央仓 不可直发门店 rule).
+WAREHOUSE_KINDS = {"central": "中央仓", "store": "门店", "other": "其他"}
 ROLES = ("warehouse", "purchasing", "sales", "finance", "manager", "admin")
 ROLE_ZH = {"warehouse": "库管", "purchasing": "采购", "sales": "销售", "finance": "财务", "manager": "主管",
            "admin": "管理员"}
@@ -74,6 +76,7 @@ class Warehouse(Base):
     allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
     negative_floor: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
     ships_to_stores: Mapped[bool] = mapped_column(Boolean, default=True)
+    kind: Mapped[str] = mapped_column(String(16), default="other")  # central | store | other (WAREHOUSE_KINDS)
 
 
 class Customer(Base):
