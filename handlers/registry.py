@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Message
+from core.ledger.scan import Scanned
 from core.messaging.recipients import Recipient
+from core.models import Document
 from core.models.masters import roles_zh
 
 
@@ -46,7 +48,8 @@ class Context:
     notices: filled by tell(): messages to other people, roles or channels, queued in the same transaction.
     card_ref: for a card click, the handle that updates the clicked card in place (WeCom's single-use
     response_code, DingTalk's outTrackId): a reply Message with card_id=card_ref replaces that card.
-    picture: for a picture message, the downloaded picture (the picture handler's input)."""
+    picture: for a picture message, the downloaded picture (the picture handler's input).
+    scanned: for a scan event (WeCom scancode_waitmsg, the console's 扫码 field), what the code says."""
 
     sender: Sender
     platform: str
@@ -58,6 +61,7 @@ class Context:
     notices: list[tuple[Recipient, Message]] = field(default_factory=list)
     card_ref: str | None = None
     picture: Picture | None = None
+    scanned: Scanned | None = None
 
     def tell(self, to: Recipient, message: Message) -> None:
         """Queue `message` for a user (ToUser), a role (ToRole) or a channel (ToChannel), sent once the event's
@@ -137,7 +141,19 @@ class Action:
         return f"这个按钮（{self.summary}）需要以下角色之一：{roles_zh(self.roles)}。如需开通请联系管理员。"
 
 
+ScanFn = Callable[[Context, Document, Scanned], Awaitable[list[Message]]]
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """Where a scan goes: the sender's newest draft of `doc_type` gets the scanned line from `run`."""
+
+    doc_type: str
+    run: ScanFn = field(repr=False)
+
+
 COMMANDS: list[Command] = []
+SCAN_TARGETS: dict[str, ScanTarget] = {}  # document type → what a scan adds to the sender's draft of that type
 ACTIONS: dict[str, Action] = {}
 PICTURES: list[Command] = []  # the one handler of picture messages (a list: tests may swap it)
 
@@ -178,6 +194,18 @@ def picture(*, summary: str) -> Callable[[Handler], Handler]:
         if PICTURES:
             raise ValueError("a picture handler is already declared")
         PICTURES.append(Command(("图片",), summary, "发送图片", fn, frozenset(), True))
+        return fn
+
+    return register
+
+
+def scan_target(doc_type: str) -> Callable[[ScanFn], ScanFn]:
+    """Declare what a scan does to the sender's draft of `doc_type` (a borrow slip's line, a shipment's batch)."""
+
+    def register(fn: ScanFn) -> ScanFn:
+        if doc_type in SCAN_TARGETS:
+            raise ValueError(f"a scan target for {doc_type!r} is already declared")
+        SCAN_TARGETS[doc_type] = ScanTarget(doc_type, fn)
         return fn
 
     return register
