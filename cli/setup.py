@@ -60,9 +60,9 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             print(render.overview(await stock_overview(s)))
     finally:
         await db.dispose()
-    print(f"\n演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={shlex.quote(url)} {self_command()} stock 奶油")
-    print("等待签核：一张盘点差异单（库管、采购、销售三方会签）和一张报损单（主管审批）。在控制台选「李采购」或"
+    print("\n等待签核：一张盘点差异单（库管、采购、销售三方会签）和一张报损单（主管审批）。在控制台选「李采购」或"
           "「陈经理」，发送「待办」，点「同意」即可签核；发送「帮助」看全部命令。")
+    print(f"演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={shlex.quote(url)} {self_command()} stock 奶油")
     if args.no_serve:
         return EXIT_OK
     return await serve(demo_settings, Database(url))
