@@ -19,6 +19,7 @@ from core.messaging.targets import Target
 from core.models.masters import roles_zh
 
 MAX_TEXT = 2000
+MAX_SCAN = 200  # a scanned code (GS1 codes with batch and expiry stay well under it)
 MAX_IMAGE = 2 * 1024 * 1024  # decoded bytes of one uploaded picture (the platforms take pictures up to 2 MB too)
 MAX_BODY = MAX_IMAGE * 4 // 3 + 64 * 1024  # such a picture as base64 in JSON, plus margin (callbacks keep 64 KiB)
 KEEP_IMAGE_CHARS = 64 * 1024 * 1024  # base64 of pictures the log holds at most; the oldest entries go first
@@ -135,6 +136,14 @@ def routes(log: ConsoleLog, db: Any, accept: Any) -> list[web.RouteDef]:
             log.add("user", Target("console", "user", user), Message("image", png=raw))
             image = {"data": base64.b64encode(raw).decode("ascii"), "content_type": content_type}
             await accept(Inbound("console", user, f"console:{uuid.uuid4().hex}", datetime.now(UTC), image=image))
+            return web.json_response({"ok": True}, status=202)
+        if data.get("scan") is not None:
+            code = data["scan"]
+            if data.get("text") is not None or not isinstance(code, str) or not code.strip() or len(code) > MAX_SCAN:
+                raise web.HTTPBadRequest(text=f"scan 必须是 1–{MAX_SCAN} 个字符的扫码结果（条码或 GS1 码），"
+                                              "且不能与 text 同发")
+            log.add("user", Target("console", "user", user), Message("text", text=f"［扫码］{code.strip()}"))
+            await accept(Inbound("console", user, f"console:{uuid.uuid4().hex}", datetime.now(UTC), scan=code.strip()))
             return web.json_response({"ok": True}, status=202)
         value = data.get("text")
         if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:

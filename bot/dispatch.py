@@ -27,7 +27,7 @@ from core.messaging.outbound import Outbound
 from core.messaging.recipients import Recipient
 from core.messaging.targets import Target
 from handlers.help import not_understood
-from handlers.registry import PICTURES, Action, Answer, Command, Context, Picture, Sender, find, find_action
+from handlers.registry import PICTURES, SCANS, Action, Answer, Command, Context, Picture, Sender, find, find_action
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,10 @@ class Dispatcher:
             if not PICTURES:
                 return [text("收到图片。目前图片只用作单据凭证：请先发送「凭证 <单号>」，再发图片。")]
             found: tuple[Command | Action, str] | None = (PICTURES[0], "")
+        elif event.scan is not None:
+            if not SCANS:
+                return [text("收到扫码结果，但还没有处理扫码的功能。")]
+            found = (SCANS[0], event.scan)
         elif event.action is not None:
             found = find_action(event.action)
             if found is None:
@@ -310,14 +314,14 @@ def event_payload(event: Inbound) -> dict[str, Any]:
     return {"platform": event.platform, "user_id": event.user_id, "dedupe_key": event.dedupe_key,
             "received_at": event.received_at.isoformat(), "chat_id": event.chat_id, "text": event.text,
             "action": event.action, "image": dict(event.image) if event.image is not None else None,
-            "reply": dict(event.reply)}
+            "scan": event.scan, "reply": dict(event.reply)}
 
 
 def _event(data: dict[str, Any]) -> Inbound:
     return Inbound(data["platform"], data["user_id"], data["dedupe_key"],
                    datetime.fromisoformat(data["received_at"]), chat_id=data.get("chat_id"),
                    text=data.get("text"), action=data.get("action"), image=data.get("image"),
-                   reply=MappingProxyType(data.get("reply") or {}))
+                   scan=data.get("scan"), reply=MappingProxyType(data.get("reply") or {}))
 
 
 def _short(s: str, limit: int = 20) -> str:

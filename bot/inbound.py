@@ -23,6 +23,8 @@ class Inbound:
     chat_id: the group/conversation for a group message, None in a one-to-one app chat.
     text: the message text (stripped), for a message.
     action: the button key, for a card click (e.g. "approval:12:1:approve").
+    scan: a scan (WeCom's scancode_waitmsg ScanResult, e.g. "EAN_13,6930180079197"; the console's 扫码 field):
+        the raw code, read by core.ledger.scan.parse_scan.
     image: a picture message: how to fetch it — {"media_id"} (WeCom), {"download_code"} (DingTalk) or
         {"data": base64, "content_type"} (console); the dispatcher downloads it before the handler runs.
     reply: platform data needed to answer in place (DingTalk sessionWebhook and its expiry, WeCom
@@ -37,12 +39,13 @@ class Inbound:
     text: str | None = None
     action: str | None = None
     image: Mapping[str, Any] | None = None
+    scan: str | None = None
     reply: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
             raise ValueError(f"unknown platform {self.platform!r}")
-        if sum(x is not None for x in (self.text, self.action, self.image)) != 1:
-            raise ValueError("an Inbound carries one of text, an action or an image")
+        if sum(x is not None for x in (self.text, self.action, self.image, self.scan)) != 1:
+            raise ValueError("an Inbound carries one of text, an action, an image or a scan")
         if self.received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")

@@ -16,6 +16,7 @@ from cli.parser import EXIT_BAD_INPUT, build_parser, self_command
 from cli.replenish import cmd_replenish
 from cli.serve import cmd_serve
 from cli.setup import cmd_demo, cmd_import, cmd_init, cmd_template
+from cli.wecom import cmd_wecom
 from core.config import ConfigError, load_config
 from core.errors import DomainError
 from core.storage import Database
@@ -29,7 +30,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return EXIT_BAD_INPUT
-    handlers = {"init": cmd_init, "demo": cmd_demo, "template": cmd_template}
+    handlers = {"init": cmd_init, "demo": cmd_demo, "template": cmd_template, "wecom": cmd_wecom}
     try:
         if args.command in handlers:
             return await handlers[args.command](settings, args)

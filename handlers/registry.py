@@ -48,8 +48,7 @@ class Context:
     notices: filled by tell(): messages to other people, roles or channels, queued in the same transaction.
     card_ref: for a card click, the handle that updates the clicked card in place (WeCom's single-use
     response_code, DingTalk's outTrackId): a reply Message with card_id=card_ref replaces that card.
-    picture: for a picture message, the downloaded picture (the picture handler's input).
-    scanned: for a scan event (WeCom scancode_waitmsg, the console's 扫码 field), what the code says."""
+    picture: for a picture message, the downloaded picture (the picture handler's input)."""
 
     sender: Sender
     platform: str
@@ -61,7 +60,6 @@ class Context:
     notices: list[tuple[Recipient, Message]] = field(default_factory=list)
     card_ref: str | None = None
     picture: Picture | None = None
-    scanned: Scanned | None = None
 
     def tell(self, to: Recipient, message: Message) -> None:
         """Queue `message` for a user (ToUser), a role (ToRole) or a channel (ToChannel), sent once the event's
@@ -156,6 +154,7 @@ COMMANDS: list[Command] = []
 SCAN_TARGETS: dict[str, ScanTarget] = {}  # document type → what a scan adds to the sender's draft of that type
 ACTIONS: dict[str, Action] = {}
 PICTURES: list[Command] = []  # the one handler of picture messages (a list: tests may swap it)
+SCANS: list[Command] = []  # the one handler of scan events (its argument text is the raw scanned code)
 
 
 def command(*names: str, summary: str, usage: str, roles: tuple[str, ...] = (),
@@ -194,6 +193,19 @@ def picture(*, summary: str) -> Callable[[Handler], Handler]:
         if PICTURES:
             raise ValueError("a picture handler is already declared")
         PICTURES.append(Command(("图片",), summary, "发送图片", fn, frozenset(), True))
+        return fn
+
+    return register
+
+
+def scanned(*, summary: str, roles: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+    """Declare the handler of scan events (one; it runs in a unit of work and gets the raw code as its args)."""
+
+    def register(fn: Handler) -> Handler:
+        if SCANS:
+            raise ValueError("a scan handler is already declared")
+        SCANS.append(Command(("扫码",), summary, "在企业微信应用菜单点「扫码」，或在控制台的扫码栏输入条码", fn,
+                             frozenset(roles), True))
         return fn
 
     return register

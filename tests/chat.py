@@ -27,10 +27,10 @@ class Chat:
         self.d = Dispatcher(db, settings, self.tracker, clock=lambda: self.at or datetime.now(UTC))
 
     async def send(self, user: str, body: str | None = None, *, click: str | None = None,
-                   key: str | None = None, image: bytes | None = None) -> list[dict]:
+                   key: str | None = None, image: bytes | None = None, scan: str | None = None) -> list[dict]:
         pic = {"data": base64.b64encode(image).decode(), "content_type": "image/png"} if image is not None else None
         event = Inbound("console", user, key or f"console:{uuid.uuid4().hex}", self.at or datetime.now(UTC),
-                        text=body, action=click, image=pic)
+                        text=body, action=click, image=pic, scan=scan)
         await self.db.write(lambda s: store_event(s, event))
         await self.d.handle(event)
         return await self.queued(event.dedupe_key)

@@ -11,6 +11,7 @@ import xmltodict
 
 from bot.inbound import Inbound
 from bot.wecom.crypto import CallbackRejected
+from bot.wecom.menu import CLICKS
 
 __all__ = ["parse_inbound", "parse_xml"]
 
@@ -56,6 +57,11 @@ def parse_inbound(xml: str | bytes, *, now: datetime | None = None) -> Inbound |
     - `MsgType=event, Event=template_card_event` (a button click on a card the app sent) →
       Inbound(action=EventKey, reply={"response_code": ResponseCode or None, "task_id": TaskId}),
       dedupe_key `wecom:card:{FromUserName}:{TaskId}:{EventKey}:{CreateTime}`.
+    - `MsgType=event, Event=scancode_waitmsg` (the app menu's 扫码 button; WeCom shows "消息接收中" and waits for
+      the answer) → Inbound(scan=ScanCodeInfo.ScanResult), dedupe_key
+      `wecom:scan:{FromUserName}:{CreateTime}:{EventKey}:{ScanResult}` (a scan event has no MsgId).
+    - `Event=click` of a menu button jxcbot installed (bot.wecom.menu: 待办, 帮助) → Inbound(text=that command),
+      dedupe_key `wecom:menu:{FromUserName}:{CreateTime}:{EventKey}`.
     - Any other message or event type (voice, video, file, enter_agent, template_card_menu_event, …) → None.
 
     WeCom UserIDs and TaskIds cannot contain ':', and CreateTime is digits, so the keys are unambiguous
@@ -85,4 +91,21 @@ def parse_inbound(xml: str | bytes, *, now: datetime | None = None) -> Inbound |
         return Inbound(platform="wecom", user_id=user,
                        dedupe_key=f"wecom:card:{user}:{task_id}:{event_key}:{create_time}",
                        received_at=received_at, action=event_key, reply=reply)
+    if msg_type == "event" and (_field(data, "Event") or "").lower() == "click" \
+            and (_field(data, "EventKey") or "") in CLICKS:
+        user, create_time = _required(data, "FromUserName"), _required(data, "CreateTime")
+        key = _field(data, "EventKey")
+        return Inbound(platform="wecom", user_id=user, dedupe_key=f"wecom:menu:{user}:{create_time}:{key}",
+                       received_at=received_at, text=CLICKS[key or ""])
+    if msg_type == "event" and (_field(data, "Event") or "").lower() == "scancode_waitmsg":
+        user = _required(data, "FromUserName")
+        create_time = _required(data, "CreateTime")
+        info = data.get("ScanCodeInfo")
+        result = info.get("ScanResult") if isinstance(info, dict) else None
+        if not isinstance(result, str) or not result.strip():
+            raise CallbackRejected("scancode_waitmsg without ScanCodeInfo/ScanResult")
+        key = _field(data, "EventKey") or ""
+        return Inbound(platform="wecom", user_id=user,
+                       dedupe_key=f"wecom:scan:{user}:{create_time}:{key}:{result.strip()[:100]}",
+                       received_at=received_at, scan=result.strip())
     return None

@@ -239,6 +239,11 @@ class WeComClient(_Api):
             return payload
         raise AssertionError("unreachable")
 
+    async def create_menu(self, buttons: list[dict[str, Any]]) -> None:
+        """Install the app's menu (menu/create for this agent; replaces the menu there was)."""
+        await self._api("menu/create", "/cgi-bin/menu/create", json={"button": buttons},
+                        params={"agentid": str(self.agent_id)})
+
     # -- Transport ---------------------------------------------------------------------------------------
 
     async def send(self, target: Target, message: Message) -> Delivered | None:

@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.config import Settings
 from core.errors import DomainError
 from core.models import Product
@@ -25,6 +28,7 @@ class Scanned:
     batch: str = ""
     expiry: date | None = None
     raw: str = ""
+    check_ok: bool = True  # False: 13 digits whose EAN-13 check digit is wrong (a misread, unless a product has it)
 
 
 def ean13_ok(code: str) -> bool:
@@ -52,8 +56,9 @@ def _expiry(yymmdd: str) -> date | None:
 
 def parse_scan(text: str) -> Scanned:
     """What a scan result says. WeCom's ScanResult may carry a type prefix ("EAN_13,6901234567892"); GS1 codes
-    come bracketed ("(01)06901234567892(10)B2026(17)270501"). DomainError for a code that is none of these or an
-    EAN-13 whose check digit is wrong."""
+    come bracketed ("(01)06901234567892(10)B2026(17)270501"). DomainError for a code that is none of these; a
+    13-digit code with a wrong check digit is returned with check_ok False (product_of refuses it unless a
+    product carries exactly that code)."""
     raw = text.strip()
     code = raw.split(",", 1)[1].strip() if "," in raw else raw
     if code.startswith("("):
@@ -63,10 +68,19 @@ def parse_scan(text: str) -> Scanned:
         return Scanned(_gtin_to_barcode(fields["01"]), fields.get("10", ""), _expiry(fields.get("17", "")), raw)
     if not code or len(code) > 64 or any(c.isspace() for c in code):
         raise DomainError("SCAN_UNREADABLE", f"没有读懂扫到的码：{raw[:40]}", SCAN_FIX)
-    if len(code) == 13 and code.isdigit() and not ean13_ok(code):
-        raise DomainError("BAD_CHECK_DIGIT", f"条码 {code} 的校验位不对，可能扫错或输错了",
+    return Scanned(code, raw=raw, check_ok=not (len(code) == 13 and code.isdigit()) or ean13_ok(code))
+
+
+async def product_of(session: AsyncSession, scanned: Scanned) -> Product:
+    """The product whose barcode was scanned; DomainError for a misread check digit or an unknown barcode."""
+    product = await session.scalar(select(Product).where(Product.barcode == scanned.barcode))
+    if product is not None:
+        return product
+    if not scanned.check_ok:
+        raise DomainError("BAD_CHECK_DIGIT", f"条码 {scanned.barcode} 的校验位不对，可能扫错或输错了",
                           "请重新扫描，或核对条码数字")
-    return Scanned(code, raw=raw)
+    raise DomainError("UNKNOWN_BARCODE", f"没有条码为 {scanned.barcode} 的商品",
+                      "请核对商品档案里的条码（jxcbot import products），或发送「库存 <名称>」查找")
 
 
 def require_scanned(settings: Settings, doc_type: str, platform: str, query: str, product: Product,

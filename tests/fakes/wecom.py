@@ -50,6 +50,9 @@ PATH_UPLOAD = "/cgi-bin/media/upload"
 PATH_MEDIA_GET = "/cgi-bin/media/get"
 PATH_ROBOT = "/cgi-bin/webhook/send"
 PATH_ROBOT_UPLOAD = "/cgi-bin/webhook/upload_media"
+PATH_MENU_CREATE = "/cgi-bin/menu/create"
+MENU_TYPES = ("click", "view", "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album",
+              "pic_weixin", "location_select", "view_miniprogram")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class FakeWeCom:
     trusted_ips: set[str] | None = None
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     card_views: dict[tuple[str, str], CardView] = field(default_factory=dict)
+    menus: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # agentid → the installed menu
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -209,6 +213,7 @@ class FakeWeCom:
         app.router.add_get(PATH_MEDIA_GET, self._media_get)
         app.router.add_post(PATH_ROBOT, self._robot_send)
         app.router.add_post(PATH_ROBOT_UPLOAD, self._robot_upload)
+        app.router.add_post(PATH_MENU_CREATE, self._menu_create)
         return app
 
     async def start(self) -> str:
@@ -435,6 +440,31 @@ class FakeWeCom:
         if len(set(keys)) != len(keys):
             return "duplicate button key"
         return None
+
+    async def _menu_create(self, request: web.Request) -> web.Response:
+        """menu/create?agentid=: 1–3 top-level buttons, each with a type, a name (≤ 16 bytes) and a key (≤ 128
+        bytes) for click/scancode types; sub_button lists of up to 5 (60005 / 40016-ish errors as 40054/40016)."""
+        path = PATH_MENU_CREATE
+        if (bad := self._check_token(request, path)) is not None:
+            return bad
+        if request.query.get("agentid") != str(self.agent_id):
+            return self._answer(path, 40056, "invalid agentid")
+        data = await self._json(request)
+        buttons = data.get("button") if data else None
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return self._answer(path, 40016, "invalid button size")
+        for b in buttons:
+            subs = b.get("sub_button") if isinstance(b, dict) else None
+            for item in (subs if isinstance(subs, list) else [b]):
+                if not isinstance(item, dict) or item.get("type") not in MENU_TYPES:
+                    return self._answer(path, 40054, "invalid button type")
+                name, key = item.get("name"), item.get("key")
+                if not isinstance(name, str) or not 0 < len(name.encode()) <= 16:
+                    return self._answer(path, 40018, "invalid button name size")
+                if item["type"] != "view" and (not isinstance(key, str) or not 0 < len(key.encode()) <= 128):
+                    return self._answer(path, 40019, "invalid button key size")
+        self.menus[self.agent_id] = buttons
+        return self._answer(path, 0)
 
     async def _message_send(self, request: web.Request) -> web.Response:
         path = PATH_SEND
@@ -750,6 +780,24 @@ class CallbackDriver:
                 f"<TaskId>{_cdata(task_id)}</TaskId><CardType>{_cdata(card_type)}</CardType>"
                 f"<ResponseCode>{_cdata(response_code)}</ResponseCode><AgentID>{self.agent_id}</AgentID>"
                 + (f"<SelectedItems>{items}</SelectedItems>" if items else "") + "</xml>")
+
+    def scan_xml(self, user: str, result: str, create_time: int | None = None, key: str = "jxc_scan",
+                 scan_type: str = "barcode") -> str:
+        """Plaintext of a scancode_waitmsg event: the member tapped the menu's 扫码 and scanned `result`
+        (WeCom prefixes a barcode with its symbology, e.g. "EAN_13,6930180079197")."""
+        ct = create_time or int(self._clock())
+        return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+                f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('event')}</MsgType>"
+                f"<Event>{_cdata('scancode_waitmsg')}</Event><EventKey>{_cdata(key)}</EventKey>"
+                f"<ScanCodeInfo><ScanType>{_cdata(scan_type)}</ScanType><ScanResult>{_cdata(result)}</ScanResult>"
+                f"</ScanCodeInfo><AgentID>{self.agent_id}</AgentID></xml>")
+
+    def menu_click_xml(self, user: str, key: str, create_time: int | None = None) -> str:
+        """Plaintext of a click on a menu button (Event click, EventKey = the button's key)."""
+        ct = create_time or int(self._clock())
+        return (f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+                f"<CreateTime>{ct}</CreateTime><MsgType>{_cdata('event')}</MsgType><Event>{_cdata('click')}</Event>"
+                f"<EventKey>{_cdata(key)}</EventKey><AgentID>{self.agent_id}</AgentID></xml>")
 
     def event_xml(self, user: str, event: str, create_time: int | None = None) -> str:
         """Plaintext of some other event (enter_agent, subscribe, template_card_menu_event …)."""
