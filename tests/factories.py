@@ -17,9 +17,9 @@ async def seed(session: AsyncSession) -> None:
     """A bakery: central warehouse (strict), a store allowing negatives down to -5, cream, bottles."""
     session.add_all(
         [
-            Warehouse(code="WH1", name="中央仓", allow_negative=False),
-            Warehouse(code="S01", name="一号门店", allow_negative=True, negative_floor=Decimal(-5)),
-            Warehouse(code="S02", name="二号门店", allow_negative=False),
+            Warehouse(code="WH1", name="中央仓", allow_negative=False, kind="central"),
+            Warehouse(code="S01", name="一号门店", allow_negative=True, negative_floor=Decimal(-5), kind="store"),
+            Warehouse(code="S02", name="二号门店", allow_negative=False, kind="store"),
             Product(sku="CREAM", name="淡奶油", barcode="6900000000011", category="原料", stock_unit="kg",
                     purchase_unit="kg", purchase_factor=1, shelf_life_days=30),
             Product(sku="MILK", name="牛奶", barcode="6900000000028", category="原料", stock_unit="瓶",

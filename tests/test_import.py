@@ -466,3 +466,18 @@ async def test_posting_failure_rolls_back_the_whole_file(db, settings, tmp_path)
     errors = await failed(db, settings, "opening", write_csv(tmp_path / "o.csv", rows))
     assert [(e.row, e.column) for e in errors] == [(4, "sku")]
     assert "冻结" in errors[0].message_zh
+
+
+async def test_warehouse_kinds_are_imported_and_checked(db, settings, tmp_path):
+    rows = [["code", "name", "kind"], ["CW", "中央仓", "中央仓"], ["S01", "观前街店", "门店"], ["X1", "外仓", ""],
+            ["B1", "备用仓", "store"]]
+    path = tmp_path / "wh.csv"
+    path.write_text("\n".join(",".join(r) for r in rows), encoding="utf-8")
+    await db.write(lambda s: import_file(s, settings, "warehouses", path))
+    async with db.read() as s:
+        kinds = {w.code: w.kind for w in await s.scalars(select(Warehouse))}
+    assert kinds == {"CW": "central", "S01": "store", "X1": "other", "B1": "store"}
+    path.write_text("code,name,kind\nS02,平江路店,仓库\n", encoding="utf-8")
+    with pytest.raises(ImportFailed) as e:
+        await db.write(lambda s: import_file(s, settings, "warehouses", path))
+    assert "不是有效的仓库类型" in str(e.value.errors[0]) and "中央仓、门店 或 其他" in str(e.value.errors[0])

@@ -101,7 +101,10 @@ async def test_transfer_keeps_batches_and_respects_direct_ship_switch(db, settin
         with pytest.raises(DomainError) as e:
             await create_document(s, settings, "transfer", [line("MILK", 1, "瓶")], warehouse="WH1",
                                   to_warehouse="S02")
-        assert e.value.code == "NO_DIRECT_SHIP"
+        assert e.value.code == "NO_DIRECT_SHIP" and "门店 S02" in e.value.message_zh
+        s02 = await s.scalar(select(Warehouse).where(Warehouse.code == "S02"))
+        s02.kind = "other"  # the rule is about stores: to a warehouse that is not a store it may still send
+        await create_document(s, settings, "transfer", [line("MILK", 1, "瓶")], warehouse="WH1", to_warehouse="S02")
 
 
 async def test_stock_count_creates_discrepancy_which_posts_the_difference(db, settings):

@@ -45,7 +45,9 @@ WAREHOUSE_COLUMNS: list[Column] = [
     Column("name", "仓库名称", True, "仓库或门店名称"),
     Column("allow_negative", "允许负库存", False, "是否允许负库存；" + _BOOL_HELP + "；留空为 否"),
     Column("negative_floor", "负库存下限", False, "允许负库存时最低可到多少，填 0 或负数（如 -5）；留空为 0"),
-    Column("ships_to_stores", "可直发门店", False, "能否作为调拨单的调出仓库；" + _BOOL_HELP + "；留空为 是"),
+    Column("ships_to_stores", "可直发门店", False,
+           "能否直接调拨到门店（类型为门店的仓库）；" + _BOOL_HELP + "；留空为 是"),
+    Column("kind", "类型", False, "中央仓 / 门店 / 其他（也可填 central / store / other）；留空为 其他"),
 ]
 
 USER_COLUMNS: list[Column] = [

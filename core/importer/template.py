@@ -18,7 +18,7 @@ EXAMPLES: dict[str, dict[str, str]] = {
         "purchaser": "李采购",
     },
     "warehouses": {"code": "S01", "name": "观前街店", "allow_negative": "是", "negative_floor": "-5",
-                   "ships_to_stores": "否"},
+                   "ships_to_stores": "否", "kind": "门店"},
     "users": {"name": "王库管", "wecom_user_id": "wangkuguan", "dingtalk_staff_id": "dt_wang01",
               "department": "仓储部", "roles": "warehouse,sales"},
     "opening": {"sku": "RM-MILK", "warehouse": "CW", "qty": "2", "unit": "箱", "batch": "ML20261110",

@@ -14,6 +14,15 @@ from core.importer.reading import _Table
 from core.importer.results import RowError
 from core.importer.rowcheck import _Cells, _duplicates
 from core.models import Warehouse
+from core.models.masters import WAREHOUSE_KINDS
+
+
+def _kind(text: str) -> str:
+    t = text.strip().lower()
+    for code, zh in WAREHOUSE_KINDS.items():
+        if t in (code, zh, zh.rstrip("仓")):
+            return code
+    raise _Bad(f"「{text}」不是有效的仓库类型", "请填写 中央仓、门店 或 其他（也可用 central / store / other）")
 
 
 def _floor(text: str) -> Decimal:
@@ -37,7 +46,7 @@ async def _check_warehouses(session: AsyncSession, table: _Table, errors: list[R
         current = existing.get(code)
         attrs: dict[str, Any] = {"code": code, "name": name}
         c.fill(attrs, (("allow_negative", _bool, False), ("negative_floor", _floor, Decimal(0)),
-                       ("ships_to_stores", _bool, True)), is_new=current is None)
+                       ("ships_to_stores", _bool, True), ("kind", _kind, "other")), is_new=current is None)
         allow = attrs.get("allow_negative", current.allow_negative if current else False)
         floor = attrs.get("negative_floor", current.negative_floor if current else Decimal(0))
         if allow is False and isinstance(floor, Decimal) and floor < 0:

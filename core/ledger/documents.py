@@ -171,13 +171,15 @@ def _known_type(code: str) -> DocType:
 
 
 def _check_transfer(wh: Warehouse | None, to_wh: Warehouse | None) -> None:
-    """A transfer goes between two different warehouses and out of one that may ship to stores."""
+    """A transfer goes between two different warehouses; one flagged 不可直发门店 sends nothing to a store (the
+    seed's 中央仓 不可直发门店), and anywhere else as usual."""
     if wh is None or to_wh is None or wh.id == to_wh.id:
         raise DomainError("TRANSFER_TARGET", "调拨单需要不同的调出仓库和调入仓库", "请指定调出仓库和调入仓库")
-    if not wh.ships_to_stores:
+    if not wh.ships_to_stores and to_wh.kind == "store":
         raise DomainError(
-            "NO_DIRECT_SHIP", f"仓库 {wh.code} 设置为「不可直发门店」，调拨单无法调出",
-            f"请由管理员在仓库档案中为 {wh.code} 开启「可直发门店」(ships_to_stores)", {"warehouse": wh.code})
+            "NO_DIRECT_SHIP", f"仓库 {wh.code} 设置为「不可直发门店」，不能直接调拨到门店 {to_wh.code}",
+            f"请经配送仓中转，或由管理员在仓库档案中为 {wh.code} 开启「可直发门店」(ships_to_stores)",
+            {"warehouse": wh.code, "to_warehouse": to_wh.code})
 
 
 def _check_ref(dt: DocType, ref: Document | None) -> None:
