@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from cards.model import Message, text
+from core.ledger.documents import get_document
 from core.ledger.lookup import ask_stock
 from core.ledger.scan import parse_scan, product_of
 from core.models import Document
@@ -17,10 +18,11 @@ async def _draft(ctx: Context) -> Document | None:
     """The sender's newest draft of a type that takes scans."""
     if not SCAN_TARGETS:
         return None
-    return await ctx.unit.scalar(
-        select(Document).where(Document.created_by_id == ctx.sender.id, Document.status == "draft",
-                               Document.type.in_(tuple(SCAN_TARGETS)))
+    number = await ctx.unit.scalar(
+        select(Document.number).where(Document.created_by_id == ctx.sender.id, Document.status == "draft",
+                                      Document.type.in_(tuple(SCAN_TARGETS)))
         .order_by(Document.created_at.desc(), Document.id.desc()).limit(1))
+    return await get_document(ctx.unit, number) if number is not None else None
 
 
 @scanned(summary="扫码录入：扫到的商品和批次记到你正在填写的借条或发货单上；没有单据时显示该商品的库存")

@@ -62,6 +62,7 @@ async def test_a_scan_without_a_draft_shows_the_products_stock(chat):
 def other_issue_target():
     """A scan target for other issues (the borrow and shipment modules declare theirs); removed afterwards."""
     seen = []
+    declared = SCAN_TARGETS.pop("other_issue", None)  # the movements module's own, put back afterwards
 
     @scan_target("other_issue")
     async def add(ctx, doc, scanned):
@@ -70,6 +71,8 @@ def other_issue_target():
 
     yield seen
     SCAN_TARGETS.pop("other_issue", None)
+    if declared is not None:
+        SCAN_TARGETS["other_issue"] = declared
 
 
 async def test_a_scan_goes_to_the_senders_draft_of_a_type_that_takes_scans(db, settings, chat, other_issue_target):

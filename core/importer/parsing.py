@@ -8,6 +8,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.ledger.dates import match_date
+
 _TRUE = frozenset({"是", "true", "1", "y", "yes"})
 _FALSE = frozenset({"否", "false", "0", "n", "no"})
 
@@ -61,20 +63,6 @@ def _nonneg_dec(text: str) -> Decimal:
     if d < 0:
         raise _Bad(f"「{text}」不能为负数", "请填写 0 或正数")
     return d
-
-
-def match_date(text: str) -> date | None:
-    """A date written as people write it (2026-12-01, 2026/12/1, 2026.12.1, 2026年12月1日, 20261201), else None."""
-    t = _nfkc(text)
-    m = re.fullmatch(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T].*)?", t) or re.fullmatch(
-        r"(\d{4})(\d{2})(\d{2})", t
-    )
-    if m:
-        try:
-            return date(int(m[1]), int(m[2]), int(m[3]))
-        except ValueError:
-            pass
-    return None
 
 
 def _date(text: str) -> date:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
-from core.importer.parsing import match_date
+from core.ledger.dates import match_date
 from core.models import Product, Promotion, User, utcnow
 from core.replenish.history import MAX_YEAR, MIN_YEAR, ProductIndex
 from core.replenish.strategies_db import user_id
