@@ -14,6 +14,7 @@ from core.models import Document
 from core.types import fq
 from handlers.approval_cards import approval_card
 from handlers.approvals import actor, ask_to_sign
+from handlers.borrow import signature_photo
 from handlers.picking import one_product
 from handlers.registry import Context, action, command, picture
 
@@ -146,14 +147,18 @@ async def expect_photo(ctx: Context, args: str) -> list[Message]:
                  f"{evidence.MAX_PHOTO // 1024 // 1024} MB），可以发多张。")]
 
 
-@picture(summary="接收凭证照片")
+@picture(summary="接收凭证照片和客户签字照片")
 async def photo(ctx: Context, _args: str) -> list[Message]:
-    """A picture: kept with the document the sender named in 凭证 (checked: PNG/JPEG, size)."""
+    """A picture: kept with the document the sender named in 凭证 (checked: PNG/JPEG, size), or after 签字 the
+    customer's signature on a borrow slip."""
     assert ctx.picture is not None
-    found = await evidence.awaited_document(ctx.unit, ctx.sender.id, ctx.now)
-    if found is None:
+    upload = await evidence.awaited_upload(ctx.unit, ctx.sender.id, ctx.now)
+    if upload is None:
         raise DomainError("NO_PHOTO_REQUEST", "收到图片，但不知道它属于哪张单据",
-                          "请先发送「凭证 <单号>」，再发图片")
+                          "请先发送「凭证 <单号>」（盘点差异）或「签字 <借条号>」（客户签字），再发图片")
+    found, kind = upload
+    if kind == evidence.SIGNATURE:
+        return await signature_photo(ctx, found)
     doc = await evidence.discrepancy_for_edit(ctx.unit, found.number)
     row, new = await evidence.attach_photo(ctx.unit, doc, ctx.picture.data, ctx.sender.id, ctx.platform, ctx.now)
     said = (f"已保存凭证照片（{row.size // 1024 or 1} KB）到单据 {doc.number}。" if new

@@ -16,6 +16,8 @@ from core.models import Approval, Attachment, Document, DocumentLine, PendingUpl
 MAX_PHOTO = 5 * 1024 * 1024  # bytes
 UPLOAD_WINDOW = timedelta(minutes=15)  # after 凭证 <单号>, the next picture within this time is kept with it
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+EVIDENCE = "evidence"  # a photo backing a document (count evidence)
+SIGNATURE = "signature"  # the customer's signature on a borrow slip (签字 <单号>, then a picture)
 
 
 def photo_type(data: bytes) -> str:
@@ -72,31 +74,41 @@ async def set_type(session: AsyncSession, doc: Document, line_no: int, kind: str
     return line
 
 
-async def expect_photo(session: AsyncSession, user_id: int, doc: Document, now: datetime) -> None:
-    """The person's next picture (within UPLOAD_WINDOW) is kept with the document."""
+async def expect_photo(session: AsyncSession, user_id: int, doc: Document, now: datetime,
+                       kind: str = EVIDENCE) -> None:
+    """The person's next picture (within UPLOAD_WINDOW) is kept with the document, as `kind` (evidence or
+    signature)."""
     await session.execute(delete(PendingUpload).where(PendingUpload.user_id == user_id))
-    session.add(PendingUpload(user_id=user_id, document_id=doc.id, until=now + UPLOAD_WINDOW))
+    session.add(PendingUpload(user_id=user_id, document_id=doc.id, kind=kind, until=now + UPLOAD_WINDOW))
     await session.flush()
+
+
+async def awaited_upload(session: AsyncSession, user_id: int, now: datetime) -> tuple[Document, str] | None:
+    """The document the person was asked to send a photo for and the kind of photo, while the window is open."""
+    row = await session.get(PendingUpload, user_id)
+    if row is None or row.until < now:
+        return None
+    doc = await session.get(Document, row.document_id)
+    return (doc, row.kind) if doc is not None else None
 
 
 async def awaited_document(session: AsyncSession, user_id: int, now: datetime) -> Document | None:
     """The document the person was asked to send a photo for, while the window is open."""
-    row = await session.get(PendingUpload, user_id)
-    if row is None or row.until < now:
-        return None
-    return await session.get(Document, row.document_id)
+    found = await awaited_upload(session, user_id, now)
+    return found[0] if found else None
 
 
 async def attach_photo(session: AsyncSession, doc: Document, data: bytes, user_id: int, platform: str,
-                       now: datetime) -> tuple[Attachment, bool]:
-    """Keep a checked photo with the document; (attachment, newly kept) — the same photo twice is kept once."""
-    kind = photo_type(data)
+                       now: datetime, kind: str = EVIDENCE) -> tuple[Attachment, bool]:
+    """Keep a checked photo with the document as `kind`; (attachment, newly kept) — the same photo twice is kept
+    once."""
+    content_type = photo_type(data)
     digest = hashlib.sha256(data).hexdigest()
     found = await session.scalar(select(Attachment).where(Attachment.document_id == doc.id,
                                                           Attachment.sha256 == digest))
     if found is not None:
         return found, False
-    row = Attachment(document_id=doc.id, kind="evidence", content_type=kind, size=len(data), sha256=digest,
+    row = Attachment(document_id=doc.id, kind=kind, content_type=content_type, size=len(data), sha256=digest,
                      data=data, uploaded_by_id=user_id, platform=platform, at=now)
     session.add(row)
     await session.flush()
