@@ -446,16 +446,29 @@ async def _send_for_approval(ctx: Context, kind: Kind, doc: Document) -> list[Me
         result = await post_document(s, ctx.settings, doc, ctx.now)
         return [text(f"{name}单 {doc.number} 已过账（无需审批）。" + "\n".join(["", *_warnings(result.warnings)]))]
     view = await approval_view(s, doc.number)
-    await ask_to_sign(ctx, view, headline=f"{ctx.sender.name} 提交了{name}单，请审批")
+    what = await _about(s, doc)
+    await ask_to_sign(ctx, view, headline=f"{ctx.sender.name} 提交了{name}单{what}，请审批")
     who = await approvers(s, view.roles_to_ask(), ctx.sender.id)
     products, codes = await _names(s, doc)
     pairs = sorted({f"{products[ln.product_id].sku}@{codes[w]}" for ln in doc.lines
                     for w in (ln.warehouse_id, doc.to_warehouse_id) if w is not None})
-    head = f"{name}单 {doc.number} 已提交，等待 {who}审批，通过后过账"
+    head = f"{name}单 {doc.number}{what}已提交，等待 {who}审批，通过后过账"
     card = approval_card(view, ctx.settings.timezone, headline=head)
     extra = [f"审批完成前，{'、'.join(pairs)} 的其他库存变动会被拦截。需要撤回请发送「撤回 {doc.number}」。",
              *_warnings(found)]
     return [Message("card", title=f"{name}单 {doc.number} 待审批", text=card.text + "\n" + "\n".join(extra))]
+
+
+async def _about(session: AsyncSession, doc: Document) -> str:
+    """「（CW → S01）」 for a transfer, 「（原因：包装破损）」 for one with a reason: what the card leaves out."""
+    parts = []
+    if doc.to_warehouse_id is not None and doc.warehouse_id is not None:
+        codes = dict((await session.execute(select(Warehouse.id, Warehouse.code).where(
+            Warehouse.id.in_((doc.warehouse_id, doc.to_warehouse_id))))).tuples().all())
+        parts.append(f"{codes[doc.warehouse_id]} → {codes[doc.to_warehouse_id]}")
+    if doc.note:
+        parts.append(f"原因：{doc.note}")
+    return f"（{'，'.join(parts)}）" if parts else ""
 
 
 async def _again(ctx: Context, kind: Kind, number: str) -> list[Message]:
@@ -590,6 +603,13 @@ async def _start_scanning(ctx: Context, head: Header) -> list[Message]:
         raise DomainError("SCAN_SALES", "扫码出库单只用于其他出库；销售出库请输入完整条码和批次",
                           "发送：出库 <仓库> <客户> <条码> <数量> <批次>，"
                           "例如：出库 CW C002 6930180079197 2kg CR20261101")
+    open_ = await ctx.unit.scalar(
+        select(Document.number).where(Document.created_by_id == ctx.sender.id, Document.status == "draft",
+                                      Document.type == "other_issue", Document.warehouse_id == head.warehouse.id)
+        .order_by(Document.id.desc()).limit(1))
+    if open_ is not None:
+        sheet = await _scanned_sheet(ctx, await get_document(ctx.unit, open_))
+        return [text(f"你在 {head.warehouse.code} 已有未提交的出库单 {open_}，继续扫码即可。"), sheet]
     dt = doc_type("other_issue")
     draft = Document(number=await next_number(ctx.unit, dt.prefix, ctx.now, ctx.settings.timezone),
                      type=dt.code, status="draft", warehouse_id=head.warehouse.id, created_by_id=ctx.sender.id,

@@ -59,7 +59,8 @@ async def on_hand(db, sku: str = "CREAM", warehouse: str = "WH1") -> Decimal:
     async with db.read() as s:
         total = await s.scalar(
             select(func.coalesce(func.sum(StockBalance.qty), 0))
-            .join(Product, Product.id == StockBalance.product_id).join(Warehouse, Warehouse.id == StockBalance.warehouse_id)
+            .join(Product, Product.id == StockBalance.product_id)
+            .join(Warehouse, Warehouse.id == StockBalance.warehouse_id)
             .where(Product.sku == sku, Warehouse.code == warehouse))
     return Decimal(total)
 
@@ -238,6 +239,8 @@ async def scan(c: Chat, user: str, code: str) -> list[dict]:
 async def test_a_scanned_issue_fills_a_draft_then_posts(db, chat):
     body = reply(await chat.send("张库管", "出库 WH1"), "张库管")["text"]
     assert "已开出库单 QT" in body and "扫码" in body
+    assert "已有未提交的出库单" in reply(await chat.send("张库管", "出库 WH1"), "张库管")["text"]  # not a second
+    assert await count(db, Document, Document.type == "other_issue") == 1
     for _ in range(2):
         body = reply(await scan(chat, "张库管", "EAN_13,6900000000011"), "张库管")["text"]
     assert "淡奶油（CREAM）WH1：2kg" in body
@@ -261,7 +264,7 @@ async def test_a_loss_waits_for_the_manager_locks_the_pair_and_posts_once_on_app
     assert number in mine["title"] and "等待 主管（陈经理、赵主管）审批" in mine["text"] and "CREAM@WH1" in mine["text"]
     cards = [r for r in rows if r["to"] in ("陈经理", "赵主管")]
     assert {r["to"] for r in cards} == {"陈经理", "赵主管"}
-    assert all([b["label"] for b in r["buttons"]] == ["同意", "驳回"] for r in cards)
+    assert all([b["label"] for b in r["buttons"]] == ["同意", "驳回"] and "原因：包装破损" in r["text"] for r in cards)
     assert await status(db, number) == "submitted" and await on_hand(db) == Decimal(12)
     async with db.read() as s:
         assert (await get_document(s, number)).note == "包装破损"
@@ -291,9 +294,11 @@ async def test_a_loss_waits_for_the_manager_locks_the_pair_and_posts_once_on_app
 
 
 async def test_a_transfer_locks_both_warehouses_until_approved_by_text(db, chat):
-    body = reply(await chat.send("张库管", "调拨 WH1 S02 CREAM 5kg"), "张库管")["text"]
+    rows = await chat.send("张库管", "调拨 WH1 S02 CREAM 5kg")
+    body = reply(rows, "张库管")["text"]
     number = (await numbers(db, "transfer"))[0]
     assert number in body and "CREAM@S02" in body and "CREAM@WH1" in body
+    assert "（WH1 → S02）" in reply(rows, "陈经理")["text"]
     body = reply(await chat.send("张库管", "入库 S02 CREAM 1kg"), "张库管")["text"]
     assert "库存校验异常" in body and number in body
     assert "是你提交的" not in reply(await chat.send("陈经理", f"同意 {number}"), "陈经理")["text"]
@@ -342,3 +347,30 @@ async def test_a_second_locking_document_on_a_pending_pair_is_refused(db, chat):
     body = reply(await chat.send("张库管", "调拨 WH1 S02 CREAM 1kg"), "张库管")["text"]
     assert "库存校验异常" in body and loss in body and "陈经理" in body
     assert await count(db, ApprovalEvent, ApprovalEvent.action == "submit") == 1
+
+
+# ------------------------------------------------------------------------------------------------ the demo
+
+
+async def test_every_usage_example_works_on_the_demo_and_a_wrong_unit_is_held(db, settings):
+    """Each command's 例如 as 王库管 types it on the demo data; the pending ones approved by 陈经理 in between."""
+    from core.importer import load_demo
+
+    await db.write(lambda s: load_demo(s, settings))
+    c = Chat(db, settings, NOW)
+    try:
+        for cmd in sorted((c for c in COMMANDS if c.names[0] in NAMES), key=lambda c: NAMES.index(c.names[0])):
+            rows = await c.send("王库管", cmd.example)
+            mine = reply(rows, "王库管")
+            assert "已过账" in mine["text"] or "待审批" in mine["title"], (cmd.example, mine)
+            if "待审批" in mine["title"]:
+                number = mine["title"].split()[1]
+                assert "已过账" in reply(await c.send("陈经理", f"同意 {number}"), "陈经理")["title"]
+        # the demo's pending loss of low-gluten flour locks that pair: the lock names it and 陈经理
+        body = reply(await c.send("王库管", "入库 CW RM-FLOUR-LOW 2袋"), "王库管")["text"]
+        assert "库存校验异常" in body and "报损单 BS" in body and "陈经理" in body
+        # cream typed in g-sized numbers as kg: far beyond its history, held by the magnitude guard
+        body = reply(await c.send("王库管", "入库 CW RM-CREAM 50000kg CR9999"), "王库管")["text"]
+        assert "库存校验异常" in body and "远超历史最大单笔" in body and "诊断 RM-CREAM CW" in body
+    finally:
+        await c.close()
