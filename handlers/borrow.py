@@ -7,6 +7,7 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cards.model import Message, text
@@ -56,11 +57,13 @@ async def slip_text(s: AsyncSession, doc: Document, today: date) -> str:
     wh = await s.get(Warehouse, doc.warehouse_id) if doc.warehouse_id else None
     signed = await core.signatures(s, doc.id)
     entries = {ln.line_no: ln.entry for ln in view.doc.lines}
+    tracked = set((await s.scalars(select(Product.sku).where(Product.sku.in_({ln.sku for ln in view.lines}),
+                                                             Product.batch_tracked.is_(True)))).all())
     who = f"{cust.code} {cust.name}" if cust else "—"
     out = [f"**借条 {doc.number}**（{STATUS_ZH[doc.status]}）客户 {who} · 从 {wh.code if wh else '—'} 借出 · "
            f"归还日期 {doc.due_date or '未填写'}"]
     for ln in view.lines:
-        batch = f" 批次 {ln.batch}" if ln.batch else "（批次：先到期先出）"
+        batch = f" 批次 {ln.batch}" if ln.batch else "（批次：先到期先出）" if ln.sku in tracked else ""
         conv = f"（= {fq(ln.stock_qty)}{ln.stock_unit}）" if ln.unit != ln.stock_unit else ""
         how = " · 扫码" if entries.get(ln.line_no) == "scan" else ""
         out.append(f"> {ln.line_no}. {ln.name}（{ln.sku}）{batch}：{fq(ln.qty)}{ln.unit}{conv}{how}")

@@ -16,6 +16,7 @@ from core.importer import load_demo
 from core.ledger.documents import get_document
 from core.ledger.scan import Scanned
 from core.models import (
+    Approval,
     Attachment,
     Batch,
     Document,
@@ -326,3 +327,24 @@ async def test_borrow_stats_in_chat(db, settings, chat):
     body = text_of(await chat.send("赵销售", f"借货统计 {due:%Y-%m}"), "赵销售")
     assert f"借货归还率 {due:%Y年%m月}" in body
     assert "- C002 平江路咖啡馆：6.8%（1.5 / 22，1 张，未还清：" + number in body
+
+
+async def test_a_rejected_slip_is_fixed_signed_again_and_resubmitted(db, settings, chat):
+    number = await signed_slip(chat, db)
+    await chat.send("赵销售", "借货 提交")
+    waiting = text_of(await chat.send("赵销售", f"借货 改 2 1 {number}"), "赵销售")
+    assert f"借条 {number} 待审核，不能再修改" in waiting and f"撤回 {number}" in waiting
+    assert "被驳回" in text_of(await chat.send("陈经理", f"驳回 {number} 蛋糕盒只借10个"), "赵销售")
+    body = text_of(await chat.send("赵销售", f"借货 改 2 10 {number}"), "赵销售")
+    assert "已把第 2 行改为 10个" in body and "之前的客户签字已失效" in body and "驳回原因：蛋糕盒只借10个" in body
+    await chat.send("赵销售", f"签字 {number}")
+    await chat.send("赵销售", image=JPEG)
+    rows = await chat.send("赵销售", "借货 提交")
+    assert "等待主管审批" in text_of(rows, "赵销售") and reply(rows, "陈经理")["buttons"]
+    async with db.read() as s:
+        doc = await get_document(s, number)
+        rounds = (await s.scalars(select(Approval.round).where(Approval.document_id == doc.id)
+                                  .order_by(Approval.round))).all()
+    assert doc.status == "submitted" and rounds == [1, 2]
+    await chat.send("陈经理", f"同意 {number}")
+    assert (await balance(db, "PK-BOX8"))[1] == Decimal(70)  # the demo's 60 lent to C003 and these 10

@@ -18,7 +18,14 @@ from core.config import Settings
 from core.errors import DomainError
 from core.ledger.doctypes import STATUS_ZH, doc_type
 from core.ledger.document_rows import insert_document
-from core.ledger.documents import LineInput, get_document, line_row, post_document, submit_document
+from core.ledger.documents import (
+    LineInput,
+    get_document,
+    line_row,
+    post_document,
+    reopen_document,
+    submit_document,
+)
 from core.ledger.numbering import next_number
 from core.ledger.units import to_stock_qty
 from core.models import (
@@ -256,8 +263,9 @@ async def default_warehouse(session: AsyncSession, product: Product | None, exam
 
 
 async def drafts_of(session: AsyncSession, user_id: int, customer_id: int | None = None) -> list[Document]:
-    """The person's draft borrow slips (for one customer), newest first."""
-    stmt = select(Document).where(Document.type == BORROW, Document.status == "draft",
+    """The person's borrow slips still being written (for one customer), newest first: drafts, and rejected ones
+    (editing one reopens it as a draft)."""
+    stmt = select(Document).where(Document.type == BORROW, Document.status.in_(("draft", "rejected")),
                                   Document.created_by_id == user_id)
     if customer_id is not None:
         stmt = stmt.where(Document.customer_id == customer_id)
@@ -281,13 +289,17 @@ async def open_draft(session: AsyncSession, settings: Settings, user_id: int, cu
 
 
 async def slip_for_edit(session: AsyncSession, number: str) -> Document:
-    """A borrow slip that may still change (a draft), locked; DomainError saying why not otherwise."""
+    """A borrow slip that may still change, locked: a draft, or a rejected one (reopened as a draft, its reason
+    kept); DomainError saying why not otherwise (waiting for approval, lent, cancelled)."""
     doc = await get_document(session, number, lock=True)
     if doc.type != BORROW:
         raise DomainError("NOT_BORROW", f"单据 {doc.number} 不是借条", "借条单号以 JH 开头；发送「借条」查看你的借条")
+    if doc.status == "rejected":
+        await reopen_document(session, doc)
     if doc.status != "draft":
-        raise DomainError("SLIP_CLOSED", f"借条 {doc.number} 已{STATUS_ZH[doc.status]}，不能再修改",
-                          f"发送「单据 {doc.number}」查看；被驳回的借条改好后发送「重新提交 {doc.number}」")
+        fix = (f"如需修改，请先发送「撤回 {doc.number}」，改好后再提交" if doc.status == "submitted"
+               else f"发送「借条 {doc.number}」查看")
+        raise DomainError("SLIP_CLOSED", f"借条 {doc.number} {STATUS_ZH[doc.status]}，不能再修改", fix)
     return doc
 
 
