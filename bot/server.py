@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import console, platforms
+from bot import console, job_wiring, platforms
 from bot.dispatch import Dispatcher
 from bot.outbox_sender import OutboxSender, parse_outbox_config
 from bot.tasks import TaskTracker
@@ -20,8 +20,10 @@ from cards.parts import split_message
 from core.config import Settings
 from core.messaging import outbox
 from core.messaging.outbound import Outbound
+from core.scheduling import runs
 from core.storage import Database
 from core.storage.health import ping
+from jobs.scheduler import scheduler_ctx
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,9 @@ MAX_BODY = 64 * 1024  # callbacks are small; anything larger is refused with 413
 
 
 def build_app(settings: Settings, db: Database, *, transports: dict[str, Transport] | None = None,
-              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
-    """The application; `transports` adds/overrides platform clients (tests pass fakes' clients)."""
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC), jobs: bool = False) -> web.Application:
+    """The application; `transports` adds/overrides platform clients (tests pass fakes' clients); `jobs` runs the
+    scheduler with it (`jxcbot serve` does; tests ask for it)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_log_refusals])
     console_log = console.ConsoleLog()
     tracker = TaskTracker()
@@ -65,6 +68,10 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
 
         app.cleanup_ctx.append(platforms.transports_ctx(wecom, dingtalk, register, pictures))
     app.cleanup_ctx.append(_workers)
+    if jobs:
+        items = job_wiring.scheduled_jobs(settings)
+        app.cleanup_ctx.append(scheduler_ctx(items, job_wiring.deps(settings, db, outbound, items,
+                                                                    outbox_cfg.admin_targets, clock)))
     return app
 
 
@@ -106,6 +113,11 @@ async def healthz(request: web.Request) -> web.Response:
         async with db.read() as s:
             backlog = await outbox.backlog(s)
         body["outbox"] = {**asdict(backlog), "next_due": backlog.next_due.isoformat() if backlog.next_due else None}
+        async with db.read() as s:
+            last = await runs.last_runs(s)
+        body["last_job_run"] = {name: {"period": r.period, "status": r.status, "attempts": r.attempts,
+                                       "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                                       "result": r.result} for name, r in sorted(last.items())} or None
     except Exception as e:  # reported, not raised: this endpoint is for monitors
         log.warning("healthz: database check failed: %s", type(e).__name__)
         body["database"] = f"error: {type(e).__name__}"

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from cli import render
+from cli.jobs import cmd_job_run, cmd_jobs
 from cli.ledger import cmd_diagnose, cmd_doc, cmd_stock
 from cli.parser import EXIT_BAD_INPUT, build_parser, self_command
 from cli.replenish import cmd_replenish
@@ -42,7 +43,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
         db = Database(settings.database_url)
         try:
             commands = {"import": cmd_import, "stock": cmd_stock, "doc": cmd_doc, "diagnose": cmd_diagnose,
-                        "serve": cmd_serve, "replenish": cmd_replenish}
+                        "serve": cmd_serve, "replenish": cmd_replenish, "jobs": cmd_jobs, "job": cmd_job_run}
             return await commands[args.command](settings, args, db)
         finally:
             await db.dispose()

@@ -23,7 +23,7 @@ async def cmd_serve(settings: Settings, _args: argparse.Namespace, db: Database)
 
 async def serve(settings: Settings, db: Database) -> int:
     """Start the aiohttp server, print the console URL, stop gracefully on SIGINT/SIGTERM."""
-    runner = web.AppRunner(build_app(settings, db), handle_signals=False)
+    runner = web.AppRunner(build_app(settings, db, jobs=True), handle_signals=False)
     await runner.setup()
     try:
         try:

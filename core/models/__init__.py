@@ -5,6 +5,7 @@ from core.models.base import Base, utcnow
 from core.models.chat_state import CardCopy, PendingUpload
 from core.models.documents import DocCounter, Document, DocumentLine
 from core.models.integrity import FinanceEntry, Freeze, FreezeEvent
+from core.models.jobs import JobRun
 from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
 from core.models.masters import ROLE_ZH, ROLES, Batch, Customer, Product, Supplier, User, Warehouse
 from core.models.messaging import InboundEvent, OutboxMessage
@@ -33,6 +34,7 @@ __all__ = [
     "Freeze",
     "FreezeEvent",
     "InboundEvent",
+    "JobRun",
     "OutboxMessage",
     "PendingUpload",
     "Product",
