@@ -148,6 +148,8 @@ class Settings:
     over_receipt_rate: Decimal = Decimal(0)
     # [scan] required: document types whose lines must be entered by scanning barcode and batch.
     scan_required: frozenset[str] = frozenset(SCAN_DEFAULT)
+    # [approvals] remind_after_hours: a sign-off pending longer than this is reminded to its approvers daily.
+    approval_remind_hours: int = 24
     # [approvals.<type>]: who signs a document type, replacing the type's declared policy.
     approvals: Mapping[str, ApprovalPolicy] = field(default_factory=lambda: MappingProxyType({}))
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
@@ -536,10 +538,16 @@ def _approvals(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dic
     if not isinstance(section, dict):
         raise ConfigError("[approvals]", "必须是一个表（[approvals.<单据类型>]）",
                           line=source.find_line("approvals", None), path=source.path)
-    for code in section:
+    out: dict[str, Any] = {}
+    if "remind_after_hours" in section:  # the one scalar key: sign-offs pending longer are reminded daily
+        out["approval_remind_hours"] = _as_int(section["remind_after_hours"], "approvals", "remind_after_hours",
+                                               source, 1, 24 * 30)
+    types = {code: v for code, v in section.items() if code != "remind_after_hours"}
+    for code in types:
         if code not in DOC_TYPES:
-            raise source.error("approvals", code, f"未知的单据类型，可选：{'、'.join(DOC_TYPES)}")
-    return {"approvals": MappingProxyType({code: _approval(v, code, source) for code, v in section.items()})}
+            raise source.error("approvals", code,
+                               f"未知的单据类型，可选：{'、'.join(DOC_TYPES)}（或 remind_after_hours）")
+    return {**out, "approvals": MappingProxyType({code: _approval(v, code, source) for code, v in types.items()})}
 
 
 _SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _flows, _channels, _approvals)
