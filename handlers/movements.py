@@ -527,14 +527,14 @@ async def _run(ctx: Context, kind: Kind, args: str) -> list[Message]:
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-@command("入库", "receive", summary="采购入库：录入到货的商品、数量和批次，立即过账并回复最新库存",
+@command("入库", "receive", summary="采购入库，立即过账并回复最新库存",
          usage=RECEIVE_USAGE, roles=ROLES, writes=True)
 async def receive(ctx: Context, args: str) -> list[Message]:
     """入库 <仓库> [供应商] <商品> <数量>[单位] [批次] [到期日] [单价]；… — a purchase receipt, posted now."""
     return await _run(ctx, RECEIVE, args)
 
 
-@command("出库", "issue", summary="出库：写客户为销售出库，不写为其他出库；扫码或输入完整条码，立即过账",
+@command("出库", "issue", summary="出库（写客户为销售出库），扫码或输完整条码，立即过账",
          usage=ISSUE_USAGE, roles=ROLES, writes=True)
 async def issue(ctx: Context, args: str) -> list[Message]:
     """出库 <仓库> [客户] <条码> <数量> [批次]；出库 <仓库> then scans；出库 提交 — an issue, posted now."""
@@ -553,21 +553,21 @@ async def issue(ctx: Context, args: str) -> list[Message]:
     return await _run(ctx, ISSUE, args)
 
 
-@command("调拨", "move", summary="调拨：从一个仓库调到另一个仓库，提交后等主管审批，通过后过账",
+@command("调拨", "move", summary="仓库间调拨，主管审批后过账",
          usage=TRANSFER_USAGE, roles=ROLES, writes=True)
 async def transfer(ctx: Context, args: str) -> list[Message]:
     """调拨 <调出仓库> <调入仓库> <商品> <数量>[单位] [批次]；… — submitted for the manager."""
     return await _run(ctx, TRANSFER, args)
 
 
-@command("报损", "loss", summary="报损：登记损坏、过期的商品，提交后等主管审批，通过后扣减库存",
+@command("报损", "loss", summary="报损（损坏、过期），主管审批后过账",
          usage=LOSS_USAGE, roles=ROLES, writes=True)
 async def loss(ctx: Context, args: str) -> list[Message]:
     """报损 <仓库> <商品> <数量>[单位] [批次] [原因] — submitted for the manager."""
     return await _run(ctx, LOSS, args)
 
 
-@command("调整", "adjust", summary="手工调整库存（+增加 / -减少，必须写原因），提交后等主管审批",
+@command("调整", "adjust", summary="手工调整库存（±数量，写原因），主管审批后过账",
          usage=ADJUST_USAGE, roles=ROLES, writes=True)
 async def adjust(ctx: Context, args: str) -> list[Message]:
     """调整 <仓库> <商品> <±数量>[单位] [批次] <原因> — submitted for the manager."""
