@@ -172,9 +172,10 @@ async def _batch_exists(session: AsyncSession, product: Product, code: str) -> b
 
 
 async def _extras(session: AsyncSession, kind: Kind, product: Product, words: list[str]) -> dict:
-    """Batch, expiry, unit price and reason from the words after the quantity, by their form: a date is the
-    expiry, 450元 / ¥450 / 单价450 the price, other words the batch (a bare number after it the price); for
-    报损 / 调整 a word is the batch only when the product has a batch of that code, the rest is the reason."""
+    """Batch, expiry, unit price and reason from the words after the quantity. 入库: a date is the expiry,
+    450元 / ¥450 / 单价450 the price, another word the batch (a bare number after it the price). 出库: an existing
+    batch of the product, else a number is the price (an unknown batch is refused). 报损 / 调整: the first word is
+    the batch only when the product has a batch of that code, the rest is the reason."""
     out: dict = {"batch": "", "expiry": None, "unit_price": Decimal(0), "reason": ""}
     rest = list(words)
     if kind.extras == "issue":
