@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from core.config import VALIDATION_MODES, Settings
-from core.ledger import checks, counts, finance, hooks
+from core.ledger import checks, counts, finance, hooks, ordering
 from core.ledger.diagnose import diagnose_document
 from core.ledger.doctypes import (
     COUNTED,
@@ -92,7 +92,7 @@ def test_approval_policy_rejects_bad_values() -> None:
 
 
 def test_every_hook_name_is_implemented_and_used() -> None:
-    registered = hooks.merge(finance.HOOKS, counts.HOOKS)
+    registered = hooks.merge(finance.HOOKS, counts.HOOKS, ordering.HOOKS)
     used = {name for t in DOC_TYPES.values() for name in t.hooks}
     assert used == set(registered)
     table = hooks.by_event(DOC_TYPES.values(), registered)

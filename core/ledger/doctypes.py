@@ -26,7 +26,7 @@ NONZERO = "nonzero"  # signed, not 0 (adjustments, count differences)
 COUNTED = "counted"  # the counted quantity is given instead (≥ 0)
 
 # Hook names: behaviour beyond the stock effect, implemented by the module that registers the name
-# (finance.HOOKS, counts.HOOKS) and run by core.ledger.documents at submit, post and cancel.
+# (finance.HOOKS, counts.HOOKS, ordering.HOOKS) and run by core.ledger.documents at submit, post and cancel.
 PAYABLE = "payable"  # posting books a payable per line
 RECEIVABLE = "receivable"  # posting books a receivable per line
 REFUND_RECEIVABLE = "refund_receivable"  # posting books a negative receivable per line
@@ -35,6 +35,8 @@ MARKS_RETURNED = "marks_returned"  # posting marks the referenced document retur
 RESERVES = "reserves"  # submitting reserves stock (strategic customers) until fulfilled or cancelled
 BOOK_SNAPSHOT = "book_snapshot"  # submitting records each line's book quantity
 COUNT_DISCREPANCY = "count_discrepancy"  # after submitting, a discrepancy document for differing lines
+ONE_OPEN_REQUEST = "one_open_request"  # submitting refuses a product that already has an open purchase request
+PLACES_ORDER = "places_order"  # posting (the approval) places the purchase order for the request's supplier
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ DOC_TYPES: dict[str, DocType] = {
         DocType("borrow_return", "GH", "借货归还", LEND_BACK),
         DocType("stock_count", "PD", "盘点", NONE, line_qty=COUNTED, hooks=(BOOK_SNAPSHOT, COUNT_DISCREPANCY)),
         DocType("discrepancy", "CY", "盘点差异", COUNT_DIFF, approval=COUNT_SIGN_OFF, line_qty=NONZERO),
-        DocType("purchase_request", "SQ", "采购申请", NONE, approval=MANAGER),
+        DocType("purchase_request", "SQ", "采购申请", NONE, approval=MANAGER,
+                hooks=(ONE_OPEN_REQUEST, PLACES_ORDER)),
         DocType("purchase_order", "CG", "采购订单", NONE),
         DocType("sales_order", "XS", "销售订单", NONE, hooks=(RESERVES,)),
     )

@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core.config import Settings
 from core.errors import CheckResult, DomainError
-from core.ledger import counts, finance, hooks, master_rows
+from core.ledger import counts, finance, hooks, master_rows, ordering
 from core.ledger.doctypes import COUNTED, DOC_TYPES, NONE, NONZERO, STATUS_ZH, TRANSFER, DocType, doc_type
 from core.ledger.document_rows import insert_document
 from core.ledger.numbering import next_number
@@ -36,7 +36,7 @@ __all__ = [
 
 # Per lifecycle event and type code, the hook functions to run (built once; fails at import for a hook name
 # that no module implements).
-_HOOKS = hooks.by_event(DOC_TYPES.values(), hooks.merge(finance.HOOKS, counts.HOOKS))
+_HOOKS = hooks.by_event(DOC_TYPES.values(), hooks.merge(finance.HOOKS, counts.HOOKS, ordering.HOOKS))
 
 
 @dataclass(frozen=True)
