@@ -63,7 +63,7 @@ async def slip_text(s: AsyncSession, doc: Document, today: date) -> str:
     out = [f"**借条 {doc.number}**（{STATUS_ZH[doc.status]}）客户 {who} · 从 {wh.code if wh else '—'} 借出 · "
            f"归还日期 {doc.due_date or '未填写'}"]
     for ln in view.lines:
-        batch = f" 批次 {ln.batch}" if ln.batch else "（批次：先到期先出）" if ln.sku in tracked else ""
+        batch = f"批次 {ln.batch}" if ln.batch else "（批次：先到期先出）" if ln.sku in tracked else ""
         conv = f"（= {fq(ln.stock_qty)}{ln.stock_unit}）" if ln.unit != ln.stock_unit else ""
         how = " · 扫码" if entries.get(ln.line_no) == "scan" else ""
         out.append(f"> {ln.line_no}. {ln.name}（{ln.sku}）{batch}：{fq(ln.qty)}{ln.unit}{conv}{how}")
@@ -83,7 +83,7 @@ def _state_text(st: core.SlipState, tz, today: date, *, show_author: bool) -> li
     """One lent slip in a list: since when, due when, overdue, and each product still out."""
     doc = st.doc
     since = doc.posted_at.astimezone(tz).date() if doc.posted_at else None
-    days = f"{since:%m-%d} 借出（{(today - since).days} 天）" if since else ""
+    days = (f"{since:%m-%d} 借出（" + (f"{(today - since).days} 天）" if since < today else "今天）")) if since else ""
     late = f" · **逾期 {st.overdue_days} 天**" if st.overdue_days else ""
     due = f" · 归还日期 {doc.due_date:%Y-%m-%d}" if doc.due_date else ""
     author = f" · {st.created_by}" if show_author and st.created_by else ""
@@ -404,8 +404,9 @@ async def _one_slip(s: AsyncSession, number: str, tz, today: date) -> Message:
         return Message("markdown", title=f"借条 {doc.number}", text=await slip_text(s, doc, today))
     st = await core.slip_state(s, doc, today)
     head = _state_text(st, tz, today, show_author=True)
-    done = "已全部归还 ✅" if st.out <= 0 else f"未还合计 {fq(st.out)}"
-    rows = [f"> {i.name}（{i.sku}）{' 批次 ' + i.batch if i.batch else ''}：借 {fq(i.lent)}{i.unit}，"
+    left = sum(1 for i in st.items if i.out > 0)
+    done = "已全部归还 ✅" if left == 0 else f"还有 {left} 项未还；归还：归还 {doc.number} [<条码> <数量>]"
+    rows = [f"> {i.name}（{i.sku}）{'批次 ' + i.batch if i.batch else ''}：借 {fq(i.lent)}{i.unit}，"
             f"已还 {fq(i.returned)}，未还 {fq(i.out)}" for i in st.items]
     return Message("markdown", title=f"借条 {doc.number}", text="\n".join([head[0], *rows, done]))
 
@@ -446,9 +447,9 @@ async def stats(ctx: Context, args: str) -> list[Message]:
         rates = await core.return_rates(s, ctx.settings.timezone, start, end, today)
     title = f"借货归还率 {start:%Y年%m月}"
     if not rates.overall.slips:
-        return [text(f"{title}：没有在本月到期（且已过归还日期）的借条。")]
+        return [text(f"{title}：没有归还日期在该月且已过的借条。")]
     o = rates.overall
-    out = [f"**{title}**（归还日期在本月且已过的借条 {o.slips} 张；按期归还 ÷ 借出，按库存单位计）",
+    out = [f"**{title}**（归还日期在该月且已过的借条 {o.slips} 张；按期归还 ÷ 借出，按库存单位计）",
            f"合计：{_pct(o.rate)}（按期还 {fq(o.on_time)} / 借出 {fq(o.lent)}"
            + (f"，逾期后才还 {fq(o.late)}" if o.late else "") + (f"，仍未还 {fq(o.out)}" if o.out else "") + "）"]
     for r in rates.customers:

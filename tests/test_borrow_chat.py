@@ -181,7 +181,7 @@ async def test_fefo_when_no_batch_is_named_and_expired_batches_are_refused(db, s
         assert await balance(db, "RM-STRAW", "SB-OLD") == (Decimal(5), Decimal(0))
         assert (await balance(db, "RM-STRAW", "SB20261001"))[1] == Decimal(3)
         out = text_of(await chat.send("赵销售", f"借条 {slip.number}"), "赵销售")
-        assert "冷冻草莓（RM-STRAW） 批次 SB20261001：借 3kg" in out
+        assert "冷冻草莓（RM-STRAW）批次 SB20261001：借 3kg" in out
     finally:
         await chat.close()
 
@@ -210,7 +210,7 @@ async def test_several_pairs_in_one_message_a_warehouse_and_a_return_date(db, se
     assert "已删除第 1 行" in text_of(await chat.send("赵销售", "借货 删 1"), "赵销售")
     assert await lines_of(db, slip.number) == [("RM-CREAM", Decimal(1), "kg", "CR20261101", "text")]
     shown = text_of(await chat.send("赵销售", "借货"), "赵销售")
-    assert slip.number in shown and "1. 淡奶油（RM-CREAM） 批次 CR20261101：1kg" in shown
+    assert slip.number in shown and "1. 淡奶油（RM-CREAM）批次 CR20261101：1kg" in shown
 
 
 async def test_bad_input_names_the_rule_and_the_fix_and_changes_nothing(db, settings, chat):
