@@ -34,6 +34,7 @@ from core.ledger.scan import Scanned, product_of, require_scanned
 from core.messaging.people import with_role
 from core.models import Batch, Customer, Document, DocumentLine, Product, StockBalance, Supplier, Warehouse
 from core.models.masters import ROLE_ZH
+from core.storage import savepoint
 from core.types import fq
 from handlers.approval_cards import approval_card
 from handlers.approvals import actor, ask_to_sign
@@ -345,22 +346,13 @@ async def _pending_approvers(session: AsyncSession, number: str) -> str:
     return await approvers(session, view.pending_roles(), view.approval.requester_id)
 
 
-async def _savepoint(session: AsyncSession):
-    """A SAVEPOINT that is really open now. SQLAlchemy emits it lazily, on the session's next statement through
-    its connection; the posting path's raw SQLite statements (core.storage.Fast) bypass that, so without this a
-    rollback to the savepoint would not undo them."""
-    savepoint = await session.begin_nested()
-    await session.connection()
-    return savepoint
-
-
 async def _failures(ctx: Context, doc: Document) -> list[CheckResult]:
     """Every posting check failing for `doc` now (a dry run: nothing it touches is kept)."""
-    savepoint = await _savepoint(ctx.unit)
+    nested = await savepoint(ctx.unit)
     try:
         return list((await diagnose_document(ctx.unit, ctx.settings, doc.number, ctx.now)).failures)
     finally:
-        await savepoint.rollback()
+        await nested.rollback()
 
 
 async def _rule_lines(ctx: Context, found: Sequence[CheckResult]) -> list[str]:
@@ -403,15 +395,15 @@ def _warnings(found: Sequence[CheckResult]) -> list[str]:
 async def _post_now(ctx: Context, kind: Kind, doc: Document) -> list[Message]:
     """Submit and post a receipt or issue in this unit of work; a refused check keeps it a draft."""
     s = ctx.unit
-    savepoint = await _savepoint(s)
+    nested = await savepoint(s)
     try:
         await submit_document(s, ctx.settings, doc, ctx.now)
         result = await post_document(s, ctx.settings, doc, ctx.now)
     except DomainError as e:
-        await savepoint.rollback()
+        await nested.rollback()
         await s.refresh(doc, ["status", "submitted_at", "posted_at", "needs_review", "review_notes"])
         return await _refusal(ctx, doc, e, f"{kind.name} {doc.number}")
-    await savepoint.commit()
+    await nested.commit()
     name = doc_type(doc.type).name_zh
     products, codes = await _names(s, doc)
     sign = "+" if kind is RECEIVE else "-"

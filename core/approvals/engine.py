@@ -21,6 +21,7 @@ from core.messaging.people import Person, by_id
 from core.models import Document
 from core.models.approvals import Approval, ApprovalEvent, ApprovalStep
 from core.models.masters import ROLE_ZH
+from core.storage import savepoint
 
 DECISION_ZH = {"approved": "通过", "rejected": "驳回", "closed": "关闭"}
 
@@ -218,25 +219,25 @@ async def decide(session: AsyncSession, settings: Settings, number: str, actor: 
     step = await _pick_step(session, settings, approval, steps, actor.person, role, doc)
     if not approve:
         return await _reject(session, settings, approval, doc, step, actor, reason, now)
-    savepoint = await session.begin_nested()
+    nested = await savepoint(session)
     if not await _cas(session, step, "approved", actor.person, now, reason):
-        await savepoint.rollback()
+        await nested.rollback()
         await session.refresh(step)
         raise await _already(session, settings, step, doc)
     await session.refresh(step)
     if any(s.status == "pending" for s in await steps_of(session, approval.id)):
-        await savepoint.commit()
+        await nested.commit()
         await _event(session, approval, "approve", actor, now, role=step.role, note=reason)
         return Outcome("step", approval, doc, step)
     try:
         await post_document(session, settings, doc, now)
     except DomainError as error:
-        await savepoint.rollback()
+        await nested.rollback()
         await session.refresh(step)
         await _event(session, approval, "post_failed", actor, now, role=step.role,
                      note=f"{error.code}: {error.message_zh}")
         return Outcome("post_failed", approval, doc, step, error)
-    await savepoint.commit()
+    await nested.commit()
     approval.status, approval.decided_at = "approved", now
     await _event(session, approval, "approve", actor, now, role=step.role, note=reason)
     await _event(session, approval, "posted", actor, now)

@@ -20,6 +20,7 @@ from core.importer.users import _check_users, _write_users
 from core.importer.warehouses import _check_warehouses
 from core.importer.writing import _write_simple
 from core.models import Warehouse, utcnow
+from core.storage import savepoint
 
 
 async def import_file(
@@ -59,7 +60,7 @@ async def _import_table(session: AsyncSession, settings: Settings, kind: str, ta
     rows = len(table.rows)
     documents: tuple[str, ...] = ()
     # A savepoint: a failure while writing leaves the caller's session as it was.
-    async with session.begin_nested():
+    async with await savepoint(session):
         if kind == "products":
             created, updated = await _write_products(session, plan)
         elif kind == "warehouses":

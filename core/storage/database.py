@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    AsyncSessionTransaction,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from core.storage.fastsql import RAW_SQL_OFF, Fast
 from core.storage.orm_rows import PUBLIC_REGISTRATION
@@ -233,3 +239,12 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+async def savepoint(session: AsyncSession) -> AsyncSessionTransaction:
+    """A SAVEPOINT that is really open now. SQLAlchemy emits it lazily, on the session's next statement through its
+    connection; the posting path's raw SQLite statements (Fast) bypass that, so without this a rollback to the
+    savepoint would not undo them."""
+    nested = await session.begin_nested()
+    await session.connection()
+    return nested
