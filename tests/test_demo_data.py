@@ -134,8 +134,9 @@ async def test_jxcbot_demo_starts_the_console_server(tmp_path):
             reply = ""
             for _ in range(200):
                 async with http.get(f"{base}/console/api/messages") as r:
-                    bot = [m for m in (await r.json())["messages"] if m["direction"] == "bot"]
-                if bot:
+                    bot = [m for m in (await r.json())["messages"] if m["direction"] == "bot"
+                           and m["target"]["address"] == "王库管" and "库存查询" in m["message"]["text"]]
+                if bot:  # (the jobs' pushes at start go to others and the group panel)
                     reply = bot[0]["message"]["text"]
                     break
                 await asyncio.sleep(0.05)
