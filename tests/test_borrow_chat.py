@@ -348,3 +348,14 @@ async def test_a_rejected_slip_is_fixed_signed_again_and_resubmitted(db, setting
     assert doc.status == "submitted" and rounds == [1, 2]
     await chat.send("陈经理", f"同意 {number}")
     assert (await balance(db, "PK-BOX8"))[1] == Decimal(70)  # the demo's 60 lent to C003 and these 10
+
+
+async def test_resubmitting_a_changed_slip_without_a_new_signature_is_refused(db, settings, chat):
+    number = await signed_slip(chat, db)
+    await chat.send("赵销售", "借货 提交")
+    await chat.send("陈经理", f"驳回 {number} 蛋糕盒只借10个")
+    await chat.send("赵销售", f"借货 改 2 10 {number}")  # the change voids the signature
+    refused = text_of(await chat.send("赵销售", f"重新提交 {number}"), "赵销售")
+    assert "还没有有效的客户签字" in refused and f"签字 {number}" in refused
+    async with db.read() as s:
+        assert (await get_document(s, number)).status == "draft"

@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.approvals.evidence import missing_for_sign_off
+from core.approvals.evidence import has_signature, missing_for_sign_off
 from core.approvals.policy import policy_for
 from core.config import Settings
 from core.errors import DomainError
-from core.ledger.doctypes import ApprovalPolicy
+from core.ledger.doctypes import ApprovalPolicy, doc_type
 from core.ledger.documents import get_document, post_document, reject_document, reopen_document, submit_document
 from core.ledger.finance import document_amount
 from core.messaging.people import Person, by_id
@@ -83,6 +83,9 @@ async def open_round(session: AsyncSession, doc: Document, policy: ApprovalPolic
 async def submit_for_approval(session: AsyncSession, settings: Settings, doc: Document, actor: Actor | None,
                               now: datetime) -> Approval | None:
     """draft → submitted and a round of sign-off when the type needs one (None when it needs none)."""
+    if doc_type(doc.type).signed and not await has_signature(session, doc):
+        raise DomainError("NO_SIGNATURE", f"{doc_type(doc.type).name_zh} {doc.number} 还没有有效的客户签字，不能送审",
+                          f"请先发送「签字 {doc.number}」，再发客户签字的照片（改过明细后需重新签字）")
     await submit_document(session, settings, doc, now)
     policy = policy_for(settings, doc.type)
     if policy is None:

@@ -126,3 +126,10 @@ async def missing_for_sign_off(session: AsyncSession, doc: Document) -> list[str
     if not photos:
         out.append("还没有凭证照片")
     return out
+
+
+async def has_signature(session: AsyncSession, doc: Document) -> bool:
+    """Whether the document holds a valid customer signature (one taken before its lines changed is void)."""
+    found = await session.scalar(select(Attachment.id).where(Attachment.document_id == doc.id,
+                                                             Attachment.kind == SIGNATURE).limit(1))
+    return found is not None

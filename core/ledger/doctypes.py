@@ -88,6 +88,7 @@ class DocType:
     issues_expired: bool = False  # may move expired batches (the way expired goods leave)
     requires_ref: str | None = None  # must reference a posted document of this type
     hooks: tuple[str, ...] = ()  # hook names, run in this order
+    signed: bool = False  # goes to approval only with the customer's signature photo (a borrow slip)
 
     def validation_mode(self, overrides: Mapping[str, str]) -> str:
         """The configured mode for this type ([validation] section), else the type's default."""
@@ -107,7 +108,7 @@ DOC_TYPES: dict[str, DocType] = {
         DocType("loss", "BS", "报损", OUT, locks=True, approval=MANAGER, issues_expired=True),
         DocType("adjustment", "TZ", "手工调整", SIGNED, locks=True, approval=MANAGER, line_qty=NONZERO),
         DocType("other_issue", "QT", "其他出库", OUT),
-        DocType("borrow", "JH", "借条", LEND, approval=MANAGER),
+        DocType("borrow", "JH", "借条", LEND, approval=MANAGER, signed=True),
         DocType("borrow_return", "GH", "借货归还", LEND_BACK),
         DocType("stock_count", "PD", "盘点", NONE, line_qty=COUNTED, hooks=(BOOK_SNAPSHOT, COUNT_DISCREPANCY)),
         DocType("discrepancy", "CY", "盘点差异", COUNT_DIFF, approval=COUNT_SIGN_OFF, line_qty=NONZERO),
