@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from cards.model import Message, text
 from core.approvals import engine
 from core.approvals.engine import Actor, Outcome
@@ -15,6 +17,22 @@ from handlers.approval_cards import approval_card, copies_group
 from handlers.registry import Context, action, command
 
 MAX_TODO = 10
+
+AfterPosting = Callable[[Context, Document], Awaitable[list[Message]]]
+AFTER_POSTING: dict[str, AfterPosting] = {}  # document type → what its capability adds once an approval posted it
+
+
+def after_posting(doc_type: str) -> Callable[[AfterPosting], AfterPosting]:
+    """Declare what a capability does once an approval posts a document of `doc_type` (tell people, add lines to the
+    decider's reply): e.g. an approved purchase request tells the purchaser its order's number."""
+
+    def register(fn: AfterPosting) -> AfterPosting:
+        if doc_type in AFTER_POSTING:
+            raise ValueError(f"an after-posting handler for {doc_type!r} is already declared")
+        AFTER_POSTING[doc_type] = fn
+        return fn
+
+    return register
 
 
 def person(ctx: Context) -> Person:
@@ -67,7 +85,8 @@ async def announce(ctx: Context, outcome: Outcome) -> list[Message]:
         ctx.tell(ToUser(requester), text(f"单据 {doc.number} 被驳回：{outcome.step.note}\n修改后发送「重新提交 "
                                          f"{doc.number}」再次送审，或发送「单据 {doc.number}」查看详情。"))
     reply = approval_card(view, tz, decided, headline=headline, card_id=ctx.card_ref)
-    return [reply]
+    then = AFTER_POSTING.get(doc.type) if outcome.kind == "posted" else None
+    return [reply, *(await then(ctx, doc))] if then is not None else [reply]
 
 
 async def _number_of(ctx: Context, approval_id: int) -> str:
