@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.errors import DomainError
 from core.importer.demo_approvals import seed_pending
+from core.importer.demo_purchase import seed_purchases
 from core.importer.parsing import _bool, _date
 from core.importer.reading import _read_table, _Row, _Table
 from core.importer.results import ImportFailed, RowError
@@ -133,3 +134,4 @@ async def load_demo(session: AsyncSession, settings: Settings, *, now: datetime 
               warehouse="CW", customer="C001", created_by="赵销售", delivery_date=local_today + timedelta(days=5),
               note="园区科技预订：5 天后送货")
     await seed_pending(session, settings, now)
+    await seed_purchases(session, settings, now)
