@@ -68,7 +68,12 @@ _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "borrow": frozenset({"default_days"}),
     "purchase": frozenset({"over_receipt_rate"}),
     "scan": frozenset({"required"}),
+    # The platform sections (read by bot/platforms.py): their key names are checked here, with the file line.
+    "wecom": frozenset({"corp_id", "agent_id", "secret", "token", "encoding_aes_key", "api_base", "robots"}),
+    "dingtalk": frozenset({"app_key", "app_secret", "robot_code", "card_template_id", "card_callback_token",
+                           "link_secret", "card_callback_route_key", "public_url", "api_base", "oapi_base", "robots"}),
 }
+_DINGTALK_ROBOT_KEYS = frozenset({"access_token", "secret", "keyword"})
 # Document types whose stock-out lines must be entered by scanning (the seed's 出库必扫商品条码+批次号).
 SCAN_DEFAULT = ("borrow", "sales_issue", "other_issue")
 
@@ -314,6 +319,12 @@ def _check_structure(doc: Mapping[str, Any], source: _Source) -> None:
             for key in value:
                 if key not in allowed:
                     raise source.error(name, key, f"未知的配置项，[{name}] 允许的键：{'、'.join(sorted(allowed))}")
+            robots = value.get("robots") if name == "dingtalk" else None
+            for robot, keys in (robots.items() if isinstance(robots, Mapping) else ()):
+                for key in (keys if isinstance(keys, Mapping) else ()):
+                    if key not in _DINGTALK_ROBOT_KEYS:
+                        raise source.error(f"dingtalk.robots.{robot}", key, "未知的配置项，群机器人允许的键："
+                                           + "、".join(sorted(_DINGTALK_ROBOT_KEYS)))
         elif not isinstance(value, dict):
             raise source.error(None, name, "未知的顶层配置项（顶层只允许 timezone，其它设置请放在对应的 [section] 下）")
 

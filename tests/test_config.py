@@ -363,3 +363,20 @@ def test_borrow_purchase_and_scan_settings(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as e:
             load_config(write(tmp_path, body), env={})
         assert key in str(e.value) and f"第 {line} 行" in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(("body", "key", "line"), [
+    ('[wecom]\ncorp_idd = "ww1"\n', "[wecom] corp_idd", 2),
+    ('[dingtalk]\napp_key = "k"\nmode = "stream"\n', "[dingtalk] mode", 3),
+])
+def test_unknown_platform_keys_are_refused_with_the_allowed_ones(tmp_path: Path, body: str, key: str,
+                                                                 line: int) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, body), env={})
+    assert key in str(e.value) and f"第 {line} 行" in str(e.value) and "允许的键" in str(e.value)
+
+
+def test_unknown_dingtalk_robot_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, '[dingtalk.robots.ops]\naccess_token = "x"\nsecrett = "y"\n'), env={})
+    assert "[dingtalk.robots.ops] secrett" in str(e.value) and "access_token、keyword、secret" in str(e.value)
