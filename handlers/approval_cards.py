@@ -14,6 +14,7 @@ MAX_LINES = 8
 ACTION_ZH = {"submit": "提交", "approve": "通过", "reject": "驳回", "withdraw": "撤回", "transfer": "转交",
              "post_failed": "过账失败", "posted": "已过账"}
 STEP_ZH = {"pending": "待签", "approved": "已通过", "rejected": "已驳回", "closed": "已关闭"}
+PRICED = ("purchase_request", "purchase_order")  # types whose approver weighs the money: lines show price and amount
 
 
 def approval_key(view: ApprovalView, role: str, decision: str) -> str:
@@ -46,7 +47,12 @@ def line_text(view: ApprovalView, limit: int = MAX_LINES) -> list[str]:
                            f"{fq(ln.stock_qty)}{ln.stock_unit}，如需按新数重盘请驳回")
         else:
             batch = f" 批次 {ln.batch}" if ln.batch else ""
-            out.append(f"{ln.line_no}. {ln.name}（{ln.sku}）{ln.warehouse}{batch}：{fq(ln.qty)}{ln.unit}")
+            price = ""
+            if doc.type in PRICED:
+                raw = {x.line_no: x for x in doc.lines}[ln.line_no]
+                if raw.unit_price:
+                    price = f" × 单价 {fq(raw.unit_price)} = 金额 {fq(raw.qty * raw.unit_price)}"
+            out.append(f"{ln.line_no}. {ln.name}（{ln.sku}）{ln.warehouse}{batch}：{fq(ln.qty)}{ln.unit}{price}")
     if len(view.document.lines) > limit:
         out.append(f"… 另有 {len(view.document.lines) - limit} 行，发送「单据 {doc.number}」查看全部")
     return out
@@ -75,6 +81,8 @@ def approval_card(view: ApprovalView, tz: ZoneInfo, role: str | None = None, *, 
     lines += line_text(view)
     if doc.type == "discrepancy":
         lines.append(f"凭证照片：{view.photos} 张" if view.photos else "凭证照片：还没有")
+    if doc.type in PRICED and doc.note:
+        lines.append(f"原因：{doc.note}")
     if view.steps:
         lines.append("签核：" + steps_text(view, tz))
     if doc.reject_reason and doc.status in ("rejected", "draft"):

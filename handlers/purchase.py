@@ -10,6 +10,7 @@ from cards.model import Message, text
 from core.approvals.views import approval_view
 from core.errors import DomainError
 from core.ledger import purchasing
+from core.ledger.doctypes import STATUS_ZH
 from core.ledger.purchasing import OrderView, PurchaseRequest, Receipt, ReceiptLine
 from core.messaging.recipients import ToUser
 from core.models import Document, User
@@ -131,7 +132,7 @@ def _order_lines(v: OrderView) -> list[str]:
 
 def _order_head(v: OrderView, ctx: Context) -> str:
     when = v.doc.posted_at or v.doc.created_at
-    state = "未收齐" if v.open else ("已收齐（已关闭）" if v.doc.status == "posted" else v.doc.status)
+    state = "未收齐" if v.open else ("已收齐（已关闭）" if v.doc.status == "posted" else STATUS_ZH[v.doc.status])
     request_no = f"（申请 {v.request}）" if v.request else ""
     return (f"**{v.doc.number}** · {state} · {v.supplier} · 入 {v.warehouse} · 采购 {v.purchaser} · "
             f"{when.astimezone(ctx.settings.timezone):%m-%d} 下单{request_no}")

@@ -329,7 +329,8 @@ async def test_the_demo_has_a_request_waiting_for_the_manager_and_an_open_order(
                                                                        Document.status == "submitted"))
         todo = await c.send("陈经理", "待办")
         cards = [r for r in todo if r["kind"] == "card" and request in r["text"]]
-        assert len(cards) == 1 and "采购申请" in cards[0]["text"]
+        assert len(cards) == 1 and "淡奶油（RM-CREAM）CW：6桶 × 单价 450 = 金额 2700" in cards[0]["text"]
+        assert "原因：中秋蛋糕预订增加" in cards[0]["text"] and cards[0]["buttons"]
         listed = reply(await c.send("李采购", "采购单"), "李采购")["text"]
         assert "未收齐的采购单：1 张" in listed and "已收 8袋（200kg），未收 12袋（300kg）" in listed, listed
         # the demo's order is received in chat like any other
