@@ -6,12 +6,12 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import tzinfo
 
-from core.errors import CheckResult, DomainError
+from core.errors import DomainError
 from core.ledger.diagnose import DocumentDiagnosis, PairDiagnosis
-from core.ledger.doctypes import DOC_TYPES, STATUS_ZH
 from core.ledger.overview import OverviewRow
 from core.ledger.stock import WarehouseStock
 from core.types import fq
+from handlers import diagnosis_text
 
 
 def width(text: str) -> int:
@@ -54,14 +54,6 @@ def stock_report(levels: Sequence[WarehouseStock], title: str) -> str:
     return "\n".join(out)
 
 
-def check_lines(results: Sequence[CheckResult]) -> list[str]:
-    """One numbered line per failed check with its fix."""
-    return [
-        f"{i}. {'⚠ 警告' if r.warning else '✗'} {r.message_zh}\n   处理办法：{r.fix_zh}"
-        for i, r in enumerate(results, start=1)
-    ]
-
-
 def error_text(err: DomainError) -> str:
     """A domain error for people: what went wrong and how to fix it."""
     return f"错误：{err.message_zh}\n处理办法：{err.fix_zh}"
@@ -69,40 +61,13 @@ def error_text(err: DomainError) -> str:
 
 def document_diagnosis(d: DocumentDiagnosis) -> str:
     """Every failing check of a document."""
-    head = f"诊断 {d.number}（{DOC_TYPES[d.type].name_zh}，{STATUS_ZH[d.status]}）"
-    if d.status not in ("draft", "submitted", "rejected"):
-        return f"{head}\n该单据{STATUS_ZH[d.status]}，无需过账检查。"  # the status says 已…
-    if not d.failures:
-        return f"{head}\n全部检查通过，可以过账。"
-    return "\n".join([head, f"共 {len(d.failures)} 项未通过：", *check_lines(d.failures)])
+    return "\n".join([diagnosis_text.document_head(d), *diagnosis_text.document_lines(d)])
 
 
 def pair_diagnosis(d: PairDiagnosis, tz: tzinfo) -> str:
     """Three books side by side, conflicts marked, freeze log."""
-    u = d.unit
-    count = "无盘点记录" if d.count_number is None else (
-        f"{d.count_number} 实盘 {fq(d.counted_qty)}{u}（当时账面 {fq(d.count_book_qty)}{u}）"
-    )
-    rows = [
-        ["库存账", f"在库 {fq(d.ledger_on_hand)}{u}，借出 {fq(d.ledger_on_loan)}{u}，"
-                  f"采购入库 {fq(d.ledger_received)}{u}，销售净出库 {fq(d.ledger_sold)}{u}"],
-        ["财务账", f"应付对应 {fq(d.payable_qty)}{u}，应收对应 {fq(d.receivable_qty)}{u}"],
-        ["实物账", count],
-    ]
-    head = f"诊断 {d.name}（{d.sku}）@ {d.warehouse}" + ("  【已冻结】" if d.frozen else "")
-    out = [head, table(["账本", "数据"], rows)]
-    if d.conflicts:
-        out.append("冲突：")
-        out += [f"  ⚠ [{c.books}] {c.message_zh}" for c in d.conflicts]
-    else:
-        out.append("三账一致，未发现冲突。")
-    if d.freeze_events:
-        out.append("冻结事件日志：")
-        names = {"freeze": "冻结", "trigger": "再次触发", "unfreeze": "解冻"}
-        out += [
-            f"  {at.astimezone(tz):%Y-%m-%d %H:%M:%S}  {names.get(ev, ev)}  {why}" for at, ev, why in d.freeze_events
-        ]
-    return "\n".join(out)
+    rows = [list(b) for b in diagnosis_text.books(d)]
+    return "\n".join([diagnosis_text.pair_head(d), table(["账本", "数据"], rows), *diagnosis_text.pair_tail(d, tz)])
 
 
 def overview(rows: Sequence[OverviewRow]) -> str:

@@ -29,6 +29,7 @@ from core.ledger.documents import (
     post_document,
     submit_document,
 )
+from core.ledger.freeze import freeze_held
 from core.ledger.numbering import next_number
 from core.ledger.scan import Scanned, product_of, require_scanned
 from core.messaging.people import with_role
@@ -402,6 +403,7 @@ async def _post_now(ctx: Context, kind: Kind, doc: Document) -> list[Message]:
     except DomainError as e:
         await nested.rollback()
         await s.refresh(doc, ["status", "submitted_at", "posted_at", "needs_review", "review_notes"])
+        await freeze_held(s, e, ctx.now, ctx.sender.name)  # a held quantity (g vs kg) freezes its pair
         return await _refusal(ctx, doc, e, f"{kind.name} {doc.number}")
     await nested.commit()
     name = doc_type(doc.type).name_zh

@@ -17,6 +17,7 @@ from core.errors import DomainError
 from core.ledger.doctypes import ApprovalPolicy, doc_type
 from core.ledger.documents import get_document, post_document, reject_document, reopen_document, submit_document
 from core.ledger.finance import document_amount
+from core.ledger.freeze import freeze_held
 from core.messaging.people import Person, by_id
 from core.models import Document
 from core.models.approvals import Approval, ApprovalEvent, ApprovalStep
@@ -237,6 +238,7 @@ async def decide(session: AsyncSession, settings: Settings, number: str, actor: 
     except DomainError as error:
         await nested.rollback()
         await session.refresh(step)
+        await freeze_held(session, error, now, actor.person.name)  # a held quantity freezes its pair
         await _event(session, approval, "post_failed", actor, now, role=step.role,
                      note=f"{error.code}: {error.message_zh}")
         return Outcome("post_failed", approval, doc, step, error)

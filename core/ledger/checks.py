@@ -310,7 +310,8 @@ async def check_magnitude(run: CheckRun) -> list[CheckResult]:
                     f"远超历史最大单笔 {fq(mx)}{product.stock_unit}"
                     f"（超过 {settings.magnitude_factor} 倍），已暂扣未过账",
                     "请核对单位是否填错（如 g 与 kg、瓶与箱）；确认无误请拆分单据或由管理员调整 magnitude_factor",
-                    {"sku": product.sku, "line": ln.line_no, "qty": fq(ln.stock_qty), "history_max": fq(mx)},
+                    {"sku": product.sku, "line": ln.line_no, "qty": fq(ln.stock_qty), "history_max": fq(mx),
+                     "product_id": ln.product_id, "warehouse_id": ln.warehouse_id},
                 )
             )
     return out

@@ -33,6 +33,17 @@ async def freeze(session: AsyncSession, product_id: int, warehouse_id: int, reas
     return active
 
 
+async def freeze_held(session: AsyncSession, error: DomainError, now: datetime | None = None,
+                      actor: str = "system") -> Freeze | None:
+    """After a posting the magnitude guard held (the g-vs-kg mistake): freeze that product in that warehouse — the
+    smallest scope — so nothing else moves there until someone looks (诊断) and lifts it (解冻). For the caller
+    whose transaction goes on after the refused posting (its savepoint rolled back); other errors freeze nothing."""
+    if error.code != "MAGNITUDE_GUARD" or "product_id" not in error.fields:
+        return None
+    return await freeze(session, int(error.fields["product_id"]), int(error.fields["warehouse_id"]),
+                        f"数量异常暂扣：{error.message_zh}", now, actor)
+
+
 async def unfreeze(session: AsyncSession, sku: str, warehouse: str, actor: str, note: str = "",
                    now: datetime | None = None) -> Freeze:
     """Lift the active freeze of a product in a warehouse (解冻)."""
