@@ -18,6 +18,7 @@ from core.ledger import borrow as core
 from core.ledger.doctypes import STATUS_ZH
 from core.ledger.document_view import document_view
 from core.ledger.documents import get_document, post_document
+from core.ledger.parties import customer_by
 from core.ledger.scan import SCAN_FIX, Scanned, ean13_ok, product_of, require_scanned
 from core.ledger.stock import find_products
 from core.messaging.recipients import ToUser
@@ -139,7 +140,7 @@ async def _which_draft(ctx: Context, ref: list[str]) -> Document:
             raise DomainError("NOT_YOURS", f"借条 {doc.number} 不是你开的草稿", "只能修改或提交自己开的借条草稿")
         return doc
     if ref:
-        customer = await core.find_customer(s, ref[0])
+        customer = await customer_by(s, ref[0])
         drafts = await core.drafts_of(s, me, customer.id)
         if not drafts:
             raise DomainError("NO_DRAFT", f"你没有给 {customer.code} {customer.name} 的借条草稿",
@@ -218,7 +219,7 @@ async def lend(ctx: Context, args: str) -> list[Message]:
         return await _change(ctx, words[1:], drop=False)
     if words[0] in ("删", "删除"):
         return await _change(ctx, words[1:], drop=True)
-    customer = await core.find_customer(s, words[0])
+    customer = await customer_by(s, words[0])
     rest = words[1:]
     known = await _known(s, rest)
     wh = await core.warehouse_by_code(s, rest[0]) if rest and rest[0] not in known else None
@@ -373,7 +374,7 @@ async def slips(ctx: Context, args: str) -> list[Message]:
         if ref and NUMBER.match(ref):
             return [await _one_slip(s, ref.upper(), tz, today)]
         if ref:
-            customer = await core.find_customer(s, ref)
+            customer = await customer_by(s, ref)
             lent = await core.open_slips(s, today, customer_id=customer.id)
             waiting = await core.pending_slips(s, customer_id=customer.id)
             title = f"{customer.code} {customer.name} 的借条"

@@ -50,7 +50,6 @@ VOID_SIGNATURE = "signature_void"  # a signature taken before the slip's lines c
 ZERO = Decimal(0)
 MAX_QTY = Decimal(10) ** 9  # stock units on one line: far beyond any real loan, well inside the ledger's range
 MAX_LINES = 200
-MAX_CUSTOMERS_LISTED = 10
 _QTY = re.compile(r"^(\d+(?:\.\d+)?)([^\d\s.+\-/]*)$")
 _FULL_DATE = re.compile(r"^(\d{4})[-/年](\d{1,2})[-/月](\d{1,2})日?$")
 _SHORT_DATE = re.compile(r"^(\d{1,2})[-/月](\d{1,2})日?$")
@@ -157,30 +156,6 @@ def parse_items(tokens: list[str], known: set[str], today: date, *, dates: bool 
 
 
 # --- masters ----------------------------------------------------------------------------------------------------
-
-
-async def find_customer(session: AsyncSession, text: str) -> Customer:
-    """The customer a code or name names (code exact, any case; name exact, else a unique fragment).
-    DomainError listing the customers (or the several that match)."""
-    t = text.strip()
-    found = (await session.scalars(select(Customer).where(or_(func.lower(Customer.code) == t.lower(),
-                                                              Customer.name == t)))).all()
-    if len(found) == 1:
-        return found[0]
-    like = (await session.scalars(select(Customer).where(Customer.name.contains(t, autoescape=True))
-                                  .order_by(Customer.code).limit(MAX_CUSTOMERS_LISTED + 1))).all()
-    if len(like) == 1:
-        return like[0]
-    if like:
-        names = "、".join(f"{c.code} {c.name}" for c in like[:MAX_CUSTOMERS_LISTED])
-        raise DomainError("CUSTOMER_AMBIGUOUS", f"「{t}」匹配到多个客户：{names}", "请写客户编码，例如 " + like[0].code)
-    some = (await session.scalars(select(Customer).order_by(Customer.code).limit(MAX_CUSTOMERS_LISTED))).all()
-    total = await session.scalar(select(func.count()).select_from(Customer)) or 0
-    listed = "、".join(f"{c.code} {c.name}" for c in some)
-    more = f"（共 {total} 个，只列前 {len(some)} 个）" if total > len(some) else ""
-    fix = (f"请写客户编码或名称（名称中的几个字也可以）。已有客户：{listed}{more}；新客户请先导入客户档案"
-           if some else "还没有客户档案：请先导入客户（jxcbot import customers）")
-    raise DomainError("NO_CUSTOMER", f"找不到客户「{t}」", fix, {"customer": t})
 
 
 async def warehouse_by_code(session: AsyncSession, code: str) -> Warehouse | None:
