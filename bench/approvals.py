@@ -26,7 +26,7 @@ import aiohttp
 import yarl
 from sqlalchemy import func, select
 
-from bench.callback import HEADERS, PATH, StampedList, client_session, log, pct
+from bench.callback import PATH, StampedList, client_session, fire, log, pct
 from bench.report import emit
 from cards.parts import split_message
 from core.approvals.engine import Actor, open_round
@@ -143,15 +143,8 @@ async def fire_all(base: str, clicks: Sequence[Click], senders: int) -> tuple[li
 
     async def sender(session: aiohttp.ClientSession) -> None:
         for c in work:
-            url = yarl.URL(f"{base}{PATH}?{c.query}", encoded=True)
-            sent = time.perf_counter()
-            try:
-                async with session.post(url, data=c.body, headers=HEADERS) as r:
-                    await r.read()
-                    status = r.status
-            except (TimeoutError, aiohttp.ClientError):
-                status = 0
-            samples.append((c, sent, time.perf_counter(), status))
+            sample = await fire(session, yarl.URL(f"{base}{PATH}?{c.query}", encoded=True), c)  # type: ignore[arg-type]
+            samples.append((c, sample.sent, sample.acked, sample.status))
 
     async with client_session(senders) as session:
         start = time.perf_counter()
