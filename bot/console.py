@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -35,6 +36,7 @@ class ConsoleLog:
         self.keep = keep
         self.keep_image_chars = keep_image_chars
         self.entries: list[dict[str, Any]] = []
+        self.files: dict[int, tuple[str, bytes]] = {}  # entry id → (file name, bytes) of file messages kept
         self._next = 1
         self._image_chars = 0
 
@@ -43,11 +45,18 @@ class ConsoleLog:
         `keep_image_chars` of pictures (the newest entry always stays)."""
         entry = {"id": self._next, "direction": direction, "target": target.to_json(), "message": message.to_json(),
                  "at": datetime.now(UTC).isoformat()}
+        if message.kind == "file":  # the page gets a download link, not the bytes
+            entry["message"].pop("data", None)
+            entry["message"]["url"] = f"/console/api/file/{self._next}"
+            entry["size"] = len(message.data or b"")
+            self.files[self._next] = (message.filename, message.data or b"")
         self._next += 1
         self.entries.append(entry)
         self._image_chars += _image_chars(entry)
         while len(self.entries) > 1 and (len(self.entries) > self.keep or self._image_chars > self.keep_image_chars):
-            self._image_chars -= _image_chars(self.entries.pop(0))
+            gone = self.entries.pop(0)
+            self._image_chars -= _image_chars(gone)
+            self.files.pop(gone["id"], None)
         return entry
 
     def after(self, last: int) -> list[dict[str, Any]]:
@@ -56,7 +65,7 @@ class ConsoleLog:
 
 
 def _image_chars(entry: dict[str, Any]) -> int:
-    return len(entry["message"].get("png") or "")
+    return len(entry["message"].get("png") or "") + entry.get("size", 0)
 
 
 class ConsoleTransport:
@@ -169,8 +178,20 @@ def routes(log: ConsoleLog, db: Any, accept: Any) -> list[web.RouteDef]:
         found = log.after(last)
         return web.json_response({"messages": found, "last": found[-1]["id"] if found else last})
 
+    async def file(request: web.Request) -> web.Response:
+        try:
+            found = log.files.get(int(request.match_info["id"]))
+        except ValueError:
+            found = None
+        if found is None:
+            raise web.HTTPNotFound(text="文件不存在或已从控制台记录中移除（控制台只保留最近的消息）")
+        name, data = found
+        return web.Response(body=data, content_type="application/octet-stream", headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})
+
     return [
         web.get("/console", page),
+        web.get("/console/api/file/{id}", file),
         web.get("/console/api/users", users),
         web.post("/console/api/send", send),
         web.post("/console/api/click", click),

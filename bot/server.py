@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import console, job_wiring, platforms
+from bot import console, files, job_wiring, platforms
 from bot.dispatch import Dispatcher
 from bot.outbox_sender import OutboxSender, parse_outbox_config
 from bot.tasks import TaskTracker
@@ -58,6 +58,7 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
     if settings.console_enabled:
         app.add_routes(console.routes(console_log, db, dispatcher.accept))
     app.router.add_get("/healthz", healthz)
+    app.add_routes(files.routes(db, clock))  # report attachments by their unguessable link
     if wecom is not None and wecom.has_app:  # group robots alone receive nothing
         app.add_routes(platforms.wecom_routes(wecom, dispatcher.accept))
     if dingtalk is not None and dingtalk.has_app:

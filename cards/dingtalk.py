@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from cards import render
-from cards.model import Message
+from cards.model import Message, file_as_markdown
 from cards.split import fit
 
 WEBHOOK_MAX_BYTES = 20_000  # custom robot and sessionWebhook: whole JSON body (460101 beyond)
@@ -108,8 +108,11 @@ def message_parts(target: Addressed, message: Message) -> list[Message]:
     """The messages `message` goes out as to a DingTalk target, one platform call each, in order: text and
     markdown split to the OpenAPI msgParam limit (users, groups) or the webhook body limit (sessions, robots;
     robots keep KEYWORD_RESERVE bytes free for a security keyword), an image's caption as text before it
-    (users, groups). Cards and other images stay whole. message_parts(target, part) == [part] for every part."""
+    (users, groups), a file as markdown with its download link. Cards and other images stay whole.
+    message_parts(target, part) == [part] for every part."""
     openapi = target.kind in ("user", "group")
+    if message.kind == "file":  # no file upload here: the caption with the download link, as markdown
+        return message_parts(target, file_as_markdown(message))
     if message.kind in ("card", "link"):
         return [message]
     if message.kind == "image":

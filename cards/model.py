@@ -6,7 +6,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("text", "markdown", "image", "card", "link")
+KINDS = ("text", "markdown", "image", "card", "link", "file")
+FILE_LIMIT = 20 * 1024 * 1024  # bytes: WeCom media/upload and webhook/upload_media type=file
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,9 @@ class Message:
     """One thing to say. kind "text": text; "markdown": title + text (markdown); "image": png (+ title as
     caption); "card": title + text + buttons, optionally card_id to update a card already sent; "link": a
     link preview — title, text as its description, url (http/https) and optionally pic_url (WeCom news,
-    DingTalk link). group: for a card, what it is about (e.g. "approval:12:sales"): every delivered copy is
+    DingTalk link); "file": a document to download — data (bytes) + filename, title and text as its caption,
+    url (optional) where it can be downloaded instead (platforms that cannot take files show the caption and the
+    link). group: for a card, what it is about (e.g. "approval:12:sales"): every delivered copy is
     recorded under it (core.messaging.card_copies), so a later card to core.messaging.recipients.ToCopies(group)
     updates each copy in place."""
 
@@ -36,6 +39,8 @@ class Message:
     url: str = ""
     pic_url: str = ""
     group: str = ""
+    data: bytes | None = field(default=None, repr=False)
+    filename: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -44,6 +49,8 @@ class Message:
             raise ValueError("an image message needs png bytes")
         if self.kind == "link" and (not self.title or not self.url.startswith(("https://", "http://"))):
             raise ValueError("a link message needs a title and an http(s) url")
+        if self.kind == "file" and (not self.data or not self.filename or "/" in self.filename):
+            raise ValueError("a file message needs bytes and a plain file name")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (the outbox stores this)."""
@@ -60,6 +67,10 @@ class Message:
             out["pic_url"] = self.pic_url
         if self.group:
             out["group"] = self.group
+        if self.data is not None:
+            out["data"] = base64.b64encode(self.data).decode("ascii")
+        if self.filename:
+            out["filename"] = self.filename
         return out
 
     @classmethod
@@ -75,6 +86,8 @@ class Message:
             url=data.get("url", ""),
             pic_url=data.get("pic_url", ""),
             group=data.get("group", ""),
+            data=base64.b64decode(data["data"]) if data.get("data") else None,
+            filename=data.get("filename", ""),
         )
 
 
@@ -82,3 +95,19 @@ def text(body: str) -> Message:
     """A plain text message."""
     return Message("text", text=body)
 
+
+
+def file_link(message: Message) -> str:
+    """Where a file message can be downloaded, as a markdown line: a link when its url is absolute; a relative url
+    is the console's (shown as is); no url: say the file is attached to the report elsewhere."""
+    if message.url.startswith(("https://", "http://")):
+        return f"[下载完整文件 {message.filename}]({message.url})"
+    if message.url:
+        return f"完整文件 {message.filename}：请在 jxcbot 控制台下载（{message.url}）"
+    return f"完整文件 {message.filename} 无法在这里发送，请联系管理员在 jxcbot 控制台查看"
+
+
+def file_as_markdown(message: Message) -> Message:
+    """A file message for a place that cannot take files: its caption and where to download it, as markdown."""
+    body = "\n\n".join(x for x in (message.text, file_link(message)) if x)
+    return Message("markdown", title=message.title or message.filename, text=body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from cards import render
-from cards.model import Message
+from cards.model import FILE_LIMIT, Message, file_as_markdown
 from cards.split import split_utf8
 
 TEXT_LIMIT = 2048  # bytes, app and robot text
@@ -40,7 +40,8 @@ def message_parts(target: Addressed, message: Message) -> list[Message]:
     markdown (title included) split at the byte limit of the app (2048 B) or robot (text 2048 B, markdown
     4096 B), an image's title as text before it, a card without buttons (not an update, not one of a copy
     group) as markdown. Cards with buttons, updates and cards of a group (to a user: the sender may update the
-    copy in place) stay whole. message_parts(target, part) == [part] for every part."""
+    copy in place) stay whole; a file goes as its caption (markdown) then the file alone (media upload type=file;
+    over 20 MB: the caption with its download link). message_parts(target, part) == [part] for every part."""
     robot = target.kind == "robot"
     markdown_limit = ROBOT_MARKDOWN_LIMIT if robot else APP_MARKDOWN_LIMIT
     if message.kind == "text":
@@ -52,6 +53,14 @@ def message_parts(target: Addressed, message: Message) -> list[Message]:
         return [*caption, Message("image", png=message.png)] if caption else [message]
     if message.kind == "link":  # one news article; its title and description are cut to WeCom's limits
         return [message]
+    if message.kind == "file":  # the caption as markdown, then the file (over the upload limit: its link)
+        if len(message.data or b"") > FILE_LIMIT:
+            return message_parts(target, file_as_markdown(message))
+        if not (message.title or message.text):
+            return [message]
+        caption = Message("markdown", title=message.title, text=message.text)
+        return [*message_parts(target, caption), Message("file", data=message.data, filename=message.filename,
+                                                         url=message.url)]
     if robot or not (message.card_id or message.buttons or message.group):  # robots cannot carry callback buttons
         return _pieces("markdown", render.card_markdown(message, "wecom"), markdown_limit)
     return [message]

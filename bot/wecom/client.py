@@ -17,7 +17,7 @@ import aiohttp
 
 from bot.transport import RESEND_WINDOW, Delivered, SendError
 from cards import render
-from cards.model import Message
+from cards.model import FILE_LIMIT, Message
 from cards.split import split_utf8
 from cards.wecom import (
     APP_MARKDOWN_LIMIT,
@@ -79,6 +79,14 @@ def _image_type(data: bytes) -> tuple[str, str]:
     if data.startswith(b"\xff\xd8"):
         return "image.jpg", "image/jpeg"
     return "image.png", "image/png"
+
+
+def _file_type(filename: str) -> str:
+    if filename.lower().endswith(".xlsx"):
+        return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    if filename.lower().endswith(".csv"):
+        return "text/csv"
+    return "application/octet-stream"
 
 
 def _errcode(where: str, payload: dict[str, Any]) -> int:
@@ -155,7 +163,7 @@ class _Api:
 
 class WeComClient(_Api):
     """The self-built app's API: access token cached and refreshed under a lock, message/send for text,
-    markdown, image and template_card (button_interaction), update_template_card, media/upload.
+    markdown, image, file and template_card (button_interaction), update_template_card, media/upload.
 
     Implements the Transport protocol for Target(kind="user") via send(); raises SendError(retryable=…)."""
 
@@ -271,6 +279,8 @@ class WeComClient(_Api):
             await self.send_image(user, message.png or b"")
         elif message.kind == "link":
             await self._message(user, "news", {"articles": [news_article(message)]})
+        elif message.kind == "file":
+            await self.send_file(user, message.data or b"", message.filename)
         elif message.card_id and await self._try_update(user, message.card_id, message):
             return Delivered(message.card_id, spent=True)
         elif message.buttons:
@@ -368,6 +378,27 @@ class WeComClient(_Api):
             raise SendError("wecom media/upload: no media_id", retryable=True, code="bad_response")
         return media_id
 
+    async def upload_file(self, data: bytes, filename: str) -> str:
+        """media/upload type=file (6 B – 20 MB, multipart part `media` with its file name); the media_id (3 days)."""
+        if len(data) < MIN_MEDIA or len(data) > FILE_LIMIT:
+            raise SendError(f"wecom media/upload: file of {len(data)} bytes", retryable=False, code=40006)
+
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData()
+            fd.add_field("media", data, filename=filename, content_type=_file_type(filename))
+            return fd
+
+        payload = await self._api("media/upload", "/cgi-bin/media/upload", form=form, params={"type": "file"})
+        media_id = payload.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise SendError("wecom media/upload: no media_id", retryable=True, code="bad_response")
+        return media_id
+
+    async def send_file(self, user: str, data: bytes, filename: str) -> None:
+        """Upload the file, then send it as a file message (the member downloads it in WeCom)."""
+        media_id = await self.upload_file(data, filename)
+        await self._message(user, "file", {"media_id": media_id})
+
     async def send_image(self, user: str, data: bytes) -> None:
         """Upload the PNG/JPG, then send it as an image message."""
         media_id = await self.upload_image(data)
@@ -400,7 +431,8 @@ class WeComClient(_Api):
 
 class WeComRobotClient(_Api):
     """Group robots (群机器人) by configured name → webhook key: text (2048 B), markdown (4096 B), image as
-    base64 + md5 (≤ 2 MB raw), news. Cards become markdown (robots cannot carry callback buttons)."""
+    base64 + md5 (≤ 2 MB raw), news, file (upload_media, ≤ 20 MB). Cards become markdown (robots cannot carry
+    callback buttons)."""
 
     platform = "wecom"
 
@@ -430,6 +462,8 @@ class WeComRobotClient(_Api):
                 await self.send_markdown(name, with_title(part, bold=True))
             elif part.kind == "link":
                 await self.send_news(name, [news_article(part)])
+            elif part.kind == "file":
+                await self.send_file(name, part.data or b"", part.filename)
             else:  # a card: no callback buttons on robots (the app sends approval cards)
                 await self.send_markdown(name, render.card_markdown(part, "wecom"))
 
@@ -462,6 +496,27 @@ class WeComRobotClient(_Api):
                             retryable=False, code=40009)
         await self._post(name, {"msgtype": "image", "image": {
             "base64": base64.b64encode(data).decode("ascii"), "md5": hashlib.md5(data).hexdigest()}})
+
+    async def send_file(self, name: str, data: bytes, filename: str) -> None:
+        """webhook/upload_media type=file (6 B – 20 MB; the media_id is this robot's, 3 days), then a file message."""
+        if len(data) < MIN_MEDIA or len(data) > FILE_LIMIT:
+            raise SendError(f"wecom robot file: {len(data)} bytes (max {FILE_LIMIT})", retryable=False, code=40006)
+
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData()
+            fd.add_field("media", data, filename=filename, content_type=_file_type(filename))
+            return fd
+
+        where = "webhook/upload_media"
+        result = await self._request("POST", "/cgi-bin/webhook/upload_media", where,
+                                     params={"key": self._robots[name], "type": "file"}, form=form)
+        code = _errcode(where, result)
+        if code != 0:
+            raise _fail(where, code, result)
+        media_id = result.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise SendError(f"wecom {where}: no media_id", retryable=True, code="bad_response")
+        await self._post(name, {"msgtype": "file", "file": {"media_id": media_id}})
 
     async def send_news(self, name: str, articles: list[Mapping[str, str]]) -> None:
         """A news message: 1..8 articles of {title, description, url, picurl}."""

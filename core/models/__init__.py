@@ -10,6 +10,7 @@ from core.models.ledger import ON_HAND, ON_LOAN, StockBalance, StockMove
 from core.models.masters import ROLE_ZH, ROLES, Batch, Customer, Product, Supplier, User, Warehouse
 from core.models.messaging import InboundEvent, OutboxMessage
 from core.models.replenishment import STRATEGIES, ForecastAnchor, ForecastOverride, Promotion, ReplenishStrategy
+from core.models.reports import HealthPlan, ReportFile
 
 __all__ = [
     "ON_HAND",
@@ -33,6 +34,7 @@ __all__ = [
     "ForecastOverride",
     "Freeze",
     "FreezeEvent",
+    "HealthPlan",
     "InboundEvent",
     "JobRun",
     "OutboxMessage",
@@ -40,6 +42,7 @@ __all__ = [
     "Product",
     "Promotion",
     "ReplenishStrategy",
+    "ReportFile",
     "StockBalance",
     "StockMove",
     "Supplier",
