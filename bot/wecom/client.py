@@ -383,8 +383,8 @@ class WeComClient(_Api):
         if len(data) < MIN_MEDIA or len(data) > FILE_LIMIT:
             raise SendError(f"wecom media/upload: file of {len(data)} bytes", retryable=False, code=40006)
 
-        def form() -> aiohttp.FormData:
-            fd = aiohttp.FormData()
+        def form() -> aiohttp.FormData:  # the file name as UTF-8, not percent-encoded (WeCom shows it as sent)
+            fd = aiohttp.FormData(quote_fields=False)
             fd.add_field("media", data, filename=filename, content_type=_file_type(filename))
             return fd
 
@@ -502,8 +502,8 @@ class WeComRobotClient(_Api):
         if len(data) < MIN_MEDIA or len(data) > FILE_LIMIT:
             raise SendError(f"wecom robot file: {len(data)} bytes (max {FILE_LIMIT})", retryable=False, code=40006)
 
-        def form() -> aiohttp.FormData:
-            fd = aiohttp.FormData()
+        def form() -> aiohttp.FormData:  # the file name as UTF-8, not percent-encoded (WeCom shows it as sent)
+            fd = aiohttp.FormData(quote_fields=False)
             fd.add_field("media", data, filename=filename, content_type=_file_type(filename))
             return fd
 
