@@ -68,12 +68,17 @@ _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "borrow": frozenset({"default_days"}),
     "purchase": frozenset({"over_receipt_rate"}),
     "scan": frozenset({"required"}),
+    "health": frozenset({"weights", "threshold", "discrepancy_hours"}),
     # The platform sections (read by bot/platforms.py): their key names are checked here, with the file line.
     "wecom": frozenset({"corp_id", "agent_id", "secret", "token", "encoding_aes_key", "api_base", "robots"}),
     "dingtalk": frozenset({"app_key", "app_secret", "robot_code", "card_template_id", "card_callback_token",
                            "link_secret", "card_callback_route_key", "public_url", "api_base", "oapi_base", "robots"}),
 }
 _DINGTALK_ROBOT_KEYS = frozenset({"access_token", "secret", "keyword"})
+# [health] weights: the monthly health report's metrics and their default weights (points out of 100).
+HEALTH_WEIGHTS = {"closure": 30, "scan": 30, "discrepancy": 25, "borrow": 15}
+HEALTH_METRICS_ZH = {"closure": "单据闭环率", "scan": "扫码执行率", "discrepancy": "差异闭环时长",
+                     "borrow": "借货归还率"}
 # Document types whose stock-out lines must be entered by scanning (the seed's 出库必扫商品条码+批次号).
 SCAN_DEFAULT = ("borrow", "sales_issue", "other_issue")
 
@@ -155,6 +160,11 @@ class Settings:
     scan_required: frozenset[str] = frozenset(SCAN_DEFAULT)
     # [approvals] remind_after_hours: a sign-off pending longer than this is reminded to its approvers daily.
     approval_remind_hours: int = 24
+    # [health]: the monthly health report's weights per metric (summing to 100), the score under which a department
+    # owes an improvement plan, and the discrepancy closure time (p90, hours) that still earns full points.
+    health_weights: Mapping[str, int] = field(default_factory=lambda: MappingProxyType(dict(HEALTH_WEIGHTS)))
+    health_threshold: int = 85
+    health_discrepancy_hours: int = 48
     # [approvals.<type>]: who signs a document type, replacing the type's declared policy.
     approvals: Mapping[str, ApprovalPolicy] = field(default_factory=lambda: MappingProxyType({}))
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)  # may carry secrets
@@ -561,7 +571,36 @@ def _approvals(doc: dict[str, Any], source: _Source, _defaults: Settings) -> dic
     return {**out, "approvals": MappingProxyType({code: _approval(v, code, source) for code, v in types.items()})}
 
 
-_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _flows, _channels, _approvals)
+def _health(doc: dict[str, Any], source: _Source, defaults: Settings) -> dict[str, Any]:
+    """[health] weights = {closure, scan, discrepancy, borrow} (whole points summing to 100), threshold (0–100),
+    discrepancy_hours (1–720)."""
+    health = doc.get("health", {})
+    out: dict[str, Any] = {"health_weights": defaults.health_weights, "health_threshold": defaults.health_threshold,
+                           "health_discrepancy_hours": defaults.health_discrepancy_hours}
+    if "weights" in health:
+        weights = health["weights"]
+        names = "、".join(f"{k}（{HEALTH_METRICS_ZH[k]}）" for k in HEALTH_WEIGHTS)
+        if not isinstance(weights, dict):
+            raise source.error("health", "weights", f"必须是一个表，例如 {{ closure = 30, scan = 30, discrepancy = 25, "
+                                                    f"borrow = 15 }}；指标：{names}")
+        for key in weights:
+            if key not in HEALTH_WEIGHTS:
+                raise source.error("health", "weights", f"未知的指标「{key}」，可选：{names}")
+        merged = {**HEALTH_WEIGHTS, **{k: _as_int(v, "health", f"weights.{k}", source, 0, 100)
+                                       for k, v in weights.items()}}
+        if sum(merged.values()) != 100:
+            raise source.error("health", "weights", f"各指标权重之和必须是 100（现在是 {sum(merged.values())}；"
+                                                    f"未写的指标按默认 {HEALTH_WEIGHTS} 计）")
+        out["health_weights"] = MappingProxyType(merged)
+    if "threshold" in health:
+        out["health_threshold"] = _as_int(health["threshold"], "health", "threshold", source, 0, 100)
+    if "discrepancy_hours" in health:
+        out["health_discrepancy_hours"] = _as_int(health["discrepancy_hours"], "health", "discrepancy_hours", source,
+                                                  1, 720)
+    return out
+
+
+_SECTION_READERS = (_timezone, _database, _server, _ledger, _validation, _flows, _channels, _approvals, _health)
 
 
 def _build(doc: dict[str, Any], source: _Source) -> Settings:
