@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -404,6 +405,7 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
     fake = FakeWeCom(messages=StampedList(), updates=StampedList(), per_user_per_minute=10**9,
                      per_user_per_hour=10**9)
     driver = CallbackDriver(TOKEN, AES_KEY, fake.corp_id, fake.agent_id)
+    load_before = os.getloadavg()[0]
     try:
         bot = await bot_phase(opts, fake, driver, t0)
     finally:
@@ -416,6 +418,8 @@ async def run(opts: Options, t0: float) -> dict[str, Any]:
         "database": opts.url.split("@")[-1] if opts.url.startswith("postgresql") else "SQLite (fresh file)",
         "database_note": ("fresh SQLite file in a temporary directory, removed after the run"
                           if opts.url.startswith("sqlite") else "schema dropped and recreated before the run"),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: others' work
+        "cpus": os.cpu_count(),
         "servers": "jxcbot serve, the bare handler and the store-only handler each in its own process; "
                    "load client and fake WeCom in the benchmark's process",
     }
@@ -433,7 +437,8 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join([
         f"jxcbot approval-click benchmark: {r['documents']} discrepancies × 3 approvers = {r['clicks']} encrypted "
         f"WeCom card clicks (同意), {r['senders']} concurrent senders, {r['database']}",
-        f"  (after {r['warmup_clicks']} warm-up clicks; servers: {r['servers']})",
+        f"  (after {r['warmup_clicks']} warm-up clicks; servers: {r['servers']}; {r['cpus']} CPUs, load average "
+        f"{r['load_average_1min'][0]:.2f} before the run, {r['load_average_1min'][1]:.2f} after)",
         "",
         f"  {'':<30}{'p50':>9}{'p99':>9}{'max':>9}",
         f"  {'click ack, ms':<30}{fig('click_ack_ms_p50'):>9}{fig('click_ack_ms_p99'):>9}{fig('click_ack_ms_max'):>9}",
