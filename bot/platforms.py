@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -17,8 +18,10 @@ from bot.dingtalk import callback as dt_callback
 from bot.dingtalk.client import DingTalkClient, DingTalkRobotClient
 from bot.dingtalk.sign import CallbackRejected as DingTalkRejected
 from bot.dingtalk.sign import verify_shared_token
+from bot.dingtalk.stream import StreamClient
 from bot.dispatch import console_picture
 from bot.inbound import Inbound
+from bot.tasks import TaskTracker
 from bot.transport import SendError
 from bot.wecom.callback import parse_inbound
 from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
@@ -30,6 +33,7 @@ from handlers.registry import Picture
 
 log = logging.getLogger(__name__)
 
+DINGTALK_STREAM = web.AppKey("dingtalk_stream", StreamClient)
 Accept = Callable[[Inbound], Awaitable[bool]]
 Download = Callable[[str], Awaitable[tuple[bytes, str]]]
 PICTURE_KEYS = MappingProxyType({"wecom": "media_id", "dingtalk": "download_code"})  # Inbound.image's reference
@@ -95,11 +99,17 @@ class DingTalkConfig:
     link_secret: str | None = field(default=None, repr=False)  # signs /approve/{token} links
     card_callback_route_key: str | None = None
     public_url: str = ""  # where DingTalk reaches this server, e.g. https://bot.example.com
+    mode: str | None = None  # "stream" | "http" as configured; None: stream unless public_url is set
 
     @property
     def has_app(self) -> bool:
         """False when only custom group robots are configured (no callbacks, no OpenAPI)."""
         return bool(self.app_key)
+
+    @property
+    def stream(self) -> bool:
+        """Events arrive over the Stream connection this server opens (no public URL needed), not by HTTP."""
+        return self.has_app and (self.mode or ("http" if self.public_url else "stream")) == "stream"
 
 
 def _str(section: str, table: Mapping[str, Any], key: str, required: bool = True) -> str:
@@ -125,7 +135,8 @@ def _url(section: str, table: Mapping[str, Any], key: str, default: str) -> str:
 _AES_KEY = re.compile(r"^[A-Za-z0-9]{43}$")
 _WECOM_APP_KEYS = ("corp_id", "agent_id", "secret", "token", "encoding_aes_key")
 _DINGTALK_APP_KEYS = ("app_key", "app_secret", "robot_code", "card_template_id", "card_callback_token", "link_secret",
-                      "card_callback_route_key", "public_url", "api_base")
+                      "card_callback_route_key", "public_url", "api_base", "mode")
+DINGTALK_MODES = ("stream", "http")
 
 
 def wecom_config(raw: Mapping[str, Any]) -> WeComConfig | None:
@@ -195,7 +206,17 @@ def dingtalk_config(raw: Mapping[str, Any]) -> DingTalkConfig | None:
         {k: dict(v) for k, v in robots.items()},
         _str("dingtalk", table, "link_secret", False) or None,
         _str("dingtalk", table, "card_callback_route_key", False) or None,
-        _url("dingtalk", table, "public_url", ""))
+        _url("dingtalk", table, "public_url", ""),
+        _mode(table))
+
+
+def _mode(table: Mapping[str, Any]) -> str | None:
+    """[dingtalk] mode: "stream" or "http" (any case), None when not set."""
+    value = _str("dingtalk", table, "mode", False).lower()
+    if value and value not in DINGTALK_MODES:
+        raise ConfigError("[dingtalk] mode", '必须是 "stream"（Stream 模式，无需公网地址，推荐）或 "http"'
+                                             "（HTTP 回调，需要 public_url）")
+    return value or None
 
 
 def wecom_routes(cfg: WeComConfig, accept: Accept) -> list[web.RouteDef]:
@@ -278,6 +299,8 @@ async def _accepted(inbound: Inbound | None, accept: Accept, what: str) -> web.R
 
 async def _register_card_callback(client: DingTalkClient, cfg: DingTalkConfig) -> None:
     """Tell DingTalk where card clicks go (HTTP mode); without it cards are created but clicks reach nobody."""
+    if cfg.stream:  # cards are created with callbackType STREAM: clicks come over the connection
+        return
     if not (cfg.card_template_id and cfg.card_callback_route_key and cfg.public_url and cfg.card_callback_token):
         if cfg.card_template_id:
             log.warning("dingtalk cards configured without card_callback_route_key/public_url/card_callback_token: "
@@ -315,11 +338,34 @@ def transports_ctx(wecom: WeComConfig | None, dingtalk: DingTalkConfig | None,
                     client = DingTalkClient(session, dingtalk.app_key, dingtalk.app_secret, dingtalk.robot_code,
                                             dingtalk.api_base, dingtalk.oapi_base,
                                             card_template_id=dingtalk.card_template_id,
-                                            card_callback_route_key=dingtalk.card_callback_route_key, robots=robots)
+                                            card_callback_route_key=None if dingtalk.stream
+                                            else dingtalk.card_callback_route_key, robots=robots)
                     await _register_card_callback(client, dingtalk)
                     register("dingtalk", client)
                     fetchers.downloads["dingtalk"] = client.download_file
             yield
+
+    return ctx
+
+
+def dingtalk_stream_ctx(app: web.Application, cfg: DingTalkConfig, accept: Accept, tracker: TaskTracker,
+                       ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx for [dingtalk] mode = "stream": the Stream client (app[DINGTALK_STREAM]) runs as a tracked
+    task from start-up, its events stored through `accept` before their ack, and is stopped on shutdown (the acks
+    of events being stored sent first)."""
+    client = StreamClient(None, cfg.app_key, cfg.app_secret, accept, api_base=cfg.api_base,
+                          robot_code=cfg.robot_code or None)
+    app[DINGTALK_STREAM] = client
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        task = tracker.spawn(client.run(), name="dingtalk stream")
+        yield
+        await client.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 10.0)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     return ctx
 

@@ -73,6 +73,8 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
         items = job_wiring.scheduled_jobs(settings)
         app.cleanup_ctx.append(scheduler_ctx(items, job_wiring.deps(settings, db, outbound, items,
                                                                     outbox_cfg.admin_targets, clock)))
+    if dingtalk is not None and dingtalk.stream:  # started last, stopped first: its events are stored in time
+        app.cleanup_ctx.append(platforms.dingtalk_stream_ctx(app, dingtalk, dispatcher.accept, tracker))
     return app
 
 

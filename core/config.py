@@ -72,7 +72,8 @@ _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     # The platform sections (read by bot/platforms.py): their key names are checked here, with the file line.
     "wecom": frozenset({"corp_id", "agent_id", "secret", "token", "encoding_aes_key", "api_base", "robots"}),
     "dingtalk": frozenset({"app_key", "app_secret", "robot_code", "card_template_id", "card_callback_token",
-                           "link_secret", "card_callback_route_key", "public_url", "api_base", "oapi_base", "robots"}),
+                           "link_secret", "card_callback_route_key", "public_url", "api_base", "oapi_base", "mode",
+                           "robots"}),
 }
 _DINGTALK_ROBOT_KEYS = frozenset({"access_token", "secret", "keyword"})
 # [health] weights: the monthly health report's metrics and their default weights (points out of 100).

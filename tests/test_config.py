@@ -367,7 +367,7 @@ def test_borrow_purchase_and_scan_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("body", "key", "line"), [
     ('[wecom]\ncorp_idd = "ww1"\n', "[wecom] corp_idd", 2),
-    ('[dingtalk]\napp_key = "k"\nmode = "stream"\n', "[dingtalk] mode", 3),
+    ('[dingtalk]\napp_key = "k"\nmodee = "stream"\n', "[dingtalk] modee", 3),
 ])
 def test_unknown_platform_keys_are_refused_with_the_allowed_ones(tmp_path: Path, body: str, key: str,
                                                                  line: int) -> None:
