@@ -315,7 +315,8 @@ async def bot_phase(opts: Options, fake: FakeWeCom, driver: CallbackDriver, t0: 
                     break
                 await asyncio.sleep(0.05)
         codes = {c.code for c in clicks}
-        seen = len(fake.updates)
+        seen = updates_before = len(fake.updates)
+        messages_before = len(fake.messages)
         log(t0, f"bot: {len(clicks)} clicks from {opts.senders} concurrent senders")
         samples, start = await fire_all(base, clicks, opts.senders)
         log(t0, f"bot: acked in {max(s.acked for s in samples) - start:.2f} s; waiting for postings and card updates")
@@ -360,6 +361,10 @@ async def bot_phase(opts: Options, fake: FakeWeCom, driver: CallbackDriver, t0: 
         "card_update_ms_p50": pct(card_ms, 50), "card_update_ms_p99": pct(card_ms, 99),
         "card_update_ms_max": pct(card_ms, 100),
         "card_updates_seen": len(card_ms), "card_updates_missing": len(clicks) - len(card_ms),
+        # what the bot sent the fake for the measured clicks (by the time it stopped): every copy's update or
+        # fresh card, and the result notices
+        "sent_update_template_card": len(fake.updates) - updates_before,
+        "sent_message_send": len(fake.messages) - messages_before,
         "errors": sum(s.status == 0 for s in samples), "non_200": sum(s.status not in (0, 200) for s in samples),
         **checks,
     }
@@ -458,6 +463,8 @@ def render(r: dict[str, Any]) -> str:
         f"  checks: {r['approvals_approved']} approvals approved, {r['steps_approved']} steps approved, "
         f"{r['posted_events']} posted events, {r['discrepancy_moves']} discrepancy stock moves, "
         f"{r['card_updates_seen']} of {r['clicks']} clickers' cards updated",
+        f"  the bot sent for these clicks: {r['sent_update_template_card']} update_template_card, "
+        f"{r['sent_message_send']} message/send",
         "  problems: " + ("; ".join(found) if found else "none (every document posted exactly once)"),
     ])
 
