@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -46,6 +47,28 @@ def risk_workbook(report: RiskReport, tz: ZoneInfo) -> bytes:
                 ("库存金额", "期末在库 × 单位成本"),
                 ("商品数", f"{len(report.items)} 个预警商品（有库存的商品 {report.products_with_stock} 个）")):
         notes.append(list(row))
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def table_workbook(title: str, header: tuple[str, ...], rows: Iterable[Iterable[object]],
+                   notes: Iterable[tuple[str, str]]) -> bytes:
+    """A workbook of one table (bold header) and a 说明 sheet of (label, text) notes."""
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(title)
+    bold = Font(bold=True)
+    cells = []
+    for name in header:
+        cell = WriteOnlyCell(ws, value=name)
+        cell.font = bold
+        cells.append(cell)
+    ws.append(cells)
+    for row in rows:
+        ws.append([float(v) if isinstance(v, Decimal) else v for v in row])
+    sheet = wb.create_sheet("说明")
+    for label, text in notes:
+        sheet.append([label, text])
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
