@@ -13,6 +13,7 @@ from core.messaging.people import Person, by_name
 from core.messaging.recipients import ToCopies, ToRole, ToUser
 from core.models import Approval, Document
 from core.models.masters import ROLE_ZH
+from core.reports.plans import owed_by
 from handlers.approval_cards import approval_card, copies_group
 from handlers.registry import Context, action, command
 
@@ -193,8 +194,11 @@ async def todo(ctx: Context, args: str) -> list[Message]:
     async with ctx.db.read() as s:
         found = await pending_for(s, ctx.settings, person(ctx))
         views = [(await approval_view(s, number), role) for number, role in found[:MAX_TODO]]
+        plans = await owed_by(s, ctx.sender.id, ctx.sender.roles)  # improvement plans owed (handlers/health.py)
+    owed = [text("待提交的改进计划：" + "；".join(f"{o.department} {o.period}（{o.score} 分）" for o in plans)
+                 + "。发送：改进计划 <内容>")] if plans else []
     if not views:
-        return [text("你目前没有待签核的单据。")]
+        return [text("你目前没有待签核的单据。"), *owed]
     more = f"（先显示 {MAX_TODO} 张）" if len(found) > MAX_TODO else ""
     head = text(f"你有 {len(found)} 张待签核的单据{more}：")
-    return [head, *(approval_card(v, ctx.settings.timezone, role) for v, role in views)]
+    return [head, *(approval_card(v, ctx.settings.timezone, role) for v, role in views), *owed]

@@ -155,10 +155,15 @@ async def test_the_report_and_plan_tasks_go_once_and_the_plan_is_submitted_and_r
         listed = reply(await chat.send("王主管", "改进计划"), "王主管")["text"]
         assert "仓储部：2026-11 库存健康度诊断 61.2 分" in listed
         assert "销售部：2026-11" in listed  # a manager writes the plan of a department without a head
+        todo = [r["text"] for r in await chat.send("王主管", "待办") if r["to"] == "王主管"]
+        assert todo == ["你目前没有待签核的单据。",
+                        "待提交的改进计划：仓储部 2026-11（61.2 分）；销售部 2026-11（80.6 分）。发送：改进计划 <内容>"]
         body = reply(await chat.send("王主管", "改进计划 出库一律扫码"), "王主管")["text"]
         assert "2 份改进计划待提交" in body  # two owed: which one?
         body = reply(await chat.send("王主管", "改进计划 仓储部 出库一律扫码，差异单 48 小时内闭环"), "王主管")["text"]
         assert body == "已提交 仓储部 2026-11 的改进计划，主管会收到通知。"
+        todo = [r["text"] for r in await chat.send("王主管", "待办") if r["to"] == "王主管"]
+        assert todo[1:] == ["待提交的改进计划：销售部 2026-11（80.6 分）。发送：改进计划 <内容>"]  # submitted: gone
         body = reply(await chat.send("赵销售", "改进计划 我们会改"), "赵销售")["text"]
         assert "你目前没有需要提交的改进计划" in body  # 销售部 has no head: a manager writes it
     finally:
