@@ -10,9 +10,11 @@ from decimal import Decimal
 
 import aiohttp
 import openpyxl
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from bot.console import ConsoleLog, ConsoleTransport
+from bot.server import CONSOLE_LOG, build_app
 from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
 from cards.model import Message
 from cards.parts import split_message
@@ -192,3 +194,20 @@ async def test_dingtalk_and_the_console_get_the_summary_with_a_download_link(db,
     entry = log.entries[-1]["message"]
     assert entry["kind"] == "file" and "data" not in entry and entry["url"].startswith("/console/api/file/")
     assert log.files[log.entries[-1]["id"]][1] == by_platform["console"].data
+
+
+async def test_the_download_link_and_the_console_serve_the_workbook(db, settings):
+    await ledger(db, settings)
+    await _run(db, settings, Outbound(split_message))
+    message = Message.from_json(json.loads((await _rows(db))[0].message))
+    app = build_app(settings, db)
+    async with TestClient(TestServer(app)) as c:
+        r = await c.get(message.url)
+        assert r.status == 200 and await r.read() == message.data
+        assert "filename*=UTF-8''%E9%AB%98" in r.headers["Content-Disposition"]
+        assert (await c.get("/files/not-a-token")).status == 404
+        await ConsoleTransport(app[CONSOLE_LOG]).send(Target("console", "group", "supervisors"), message)
+        shown = (await (await c.get("/console/api/messages")).json())["messages"][-1]["message"]
+        assert shown["kind"] == "file" and "data" not in shown
+        r = await c.get(shown["url"])
+        assert r.status == 200 and await r.read() == message.data
