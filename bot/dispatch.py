@@ -290,7 +290,8 @@ class Dispatcher:
 
 def reply_target(event: Inbound) -> Target:
     """Where the answer goes: the DingTalk session webhook while valid (falling back to the group or the
-    sender should it expire before the reply is sent), else the group, else the sender."""
+    sender should it expire before the reply is sent), else the group, else the sender; for the WeCom intelligent
+    robot the callback's req_id (falling back to a push to the group or the sender)."""
     if event.platform == "dingtalk":
         direct = Target("dingtalk", "group", event.chat_id) if event.chat_id else Target("dingtalk", "user",
                                                                                          event.user_id)
@@ -299,6 +300,9 @@ def reply_target(event: Inbound) -> Target:
         if hook and expires and int(expires) > (time.time() + SESSION_MARGIN) * 1000:
             return Target("dingtalk", "session", str(hook), int(expires), fallback=direct)
         return direct
+    if event.platform == "wecom" and event.reply.get("req_id"):  # the intelligent robot: answer on the callback
+        direct = Target("wecom", "group", event.chat_id) if event.chat_id else Target("wecom", "user", event.user_id)
+        return Target("wecom", "aibot", str(event.reply["req_id"]), fallback=direct)
     return Target(event.platform, "user", event.user_id)
 
 

@@ -27,6 +27,7 @@ from bot.wecom.callback import parse_inbound
 from bot.wecom.client import WeComClient, WeComRobotClient, WeComTransport
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.crypto import CallbackRejected as WeComRejected
+from bot.wecom.longconn import DEFAULT_WS_URL, LongConnClient, LongConnTransport
 from core.config import ConfigError, Settings
 from core.errors import DomainError
 from handlers.registry import Picture
@@ -34,18 +35,22 @@ from handlers.registry import Picture
 log = logging.getLogger(__name__)
 
 DINGTALK_STREAM = web.AppKey("dingtalk_stream", StreamClient)
+WECOM_LONGCONN = web.AppKey("wecom_longconn", LongConnClient)
 Accept = Callable[[Inbound], Awaitable[bool]]
 Download = Callable[[str], Awaitable[tuple[bytes, str]]]
+AibotDownload = Callable[[str, str], Awaitable[tuple[bytes, str]]]  # (url, aeskey) of a robot's picture
 PICTURE_KEYS = MappingProxyType({"wecom": "media_id", "dingtalk": "download_code"})  # Inbound.image's reference
 
 
 class PictureFetchers:
     """The dispatcher's fetch_picture: a picture message's bytes by the reference its Inbound carries — WeCom's
-    MediaId (media/get), DingTalk's downloadCode (robot/messageFiles/download), the console's inline base64.
+    MediaId (media/get), DingTalk's downloadCode (robot/messageFiles/download), the console's inline base64, the
+    WeCom intelligent robot's url + per-message aeskey (`aibot`, set by wecom_longconn_ctx).
     The platform clients register their download once they exist (transports_ctx, at start-up)."""
 
     def __init__(self) -> None:
         self.downloads: dict[str, Download] = {}
+        self.aibot: AibotDownload | None = None
 
     async def __call__(self, event: Inbound) -> Picture:
         """The picture of `event`; DomainError (said to the sender) when it cannot be downloaded."""
@@ -53,6 +58,12 @@ class PictureFetchers:
         if event.platform == "console":
             return await console_picture(event)
         download, ref = self.downloads.get(event.platform), event.image.get(PICTURE_KEYS.get(event.platform, ""))
+        url, aeskey, aibot = event.image.get("url"), event.image.get("aeskey"), self.aibot
+        if event.platform == "wecom" and aibot is not None and isinstance(url, str) and isinstance(aeskey, str):
+            ref = url  # the intelligent robot's picture: decrypted with its message's own key
+
+            async def download(link: str) -> tuple[bytes, str]:
+                return await aibot(link, aeskey)
         if download is None or not isinstance(ref, str) or not ref:
             raise DomainError("NO_PICTURE", "收到图片，但无法下载它",
                               "请稍后重新发送；如一直如此，请联系管理员检查应用配置")
@@ -68,7 +79,8 @@ class PictureFetchers:
 
 @dataclass(frozen=True)
 class WeComConfig:
-    """[wecom]: the self-built app (secrets from JXCBOT_WECOM_* environment variables) and [wecom.robots]."""
+    """[wecom]: the self-built app (secrets from JXCBOT_WECOM_* environment variables) and [wecom.robots]; or,
+    with mode "longconn", the intelligent robot (bot_id, its secret) over the long connection to ws_url."""
 
     corp_id: str
     agent_id: int
@@ -77,11 +89,19 @@ class WeComConfig:
     encoding_aes_key: str = field(repr=False)
     api_base: str = "https://qyapi.weixin.qq.com"
     robots: Mapping[str, str] = field(default_factory=dict, repr=False)
+    mode: str = "callback"  # "callback": the self-built app's HTTP callback; "longconn": the intelligent robot
+    bot_id: str = ""
+    ws_url: str = DEFAULT_WS_URL
 
     @property
     def has_app(self) -> bool:
         """False when only group robots are configured (no callbacks, no app messages)."""
         return bool(self.corp_id)
+
+    @property
+    def longconn(self) -> bool:
+        """Messages arrive, and replies and pushes go, over the intelligent robot's long connection."""
+        return self.mode == "longconn"
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,11 @@ def wecom_config(raw: Mapping[str, Any]) -> WeComConfig | None:
         if not (isinstance(key, str) and key.strip()):
             raise ConfigError(f"[wecom.robots] {name}", shape)
     api_base = _url("wecom", table, "api_base", WeComConfig.api_base)
+    if _wecom_mode(table) == "longconn":
+        return _wecom_longconn_config(table, api_base, robots)
+    for key in ("bot_id", "ws_url"):
+        if table.get(key) not in (None, ""):
+            raise ConfigError(f"[wecom] {key}", '只在智能机器人长连接模式使用：请同时写 mode = "longconn"')
     if not table.get("corp_id"):
         if any(table.get(k) not in (None, "") for k in _WECOM_APP_KEYS):
             raise ConfigError("[wecom] corp_id", "缺少该项（企业微信管理后台「我的企业」页的企业ID）；"
@@ -170,6 +195,42 @@ def wecom_config(raw: Mapping[str, Any]) -> WeComConfig | None:
                           "必须是 43 个英文字母或数字（接收消息设置页的 EncodingAESKey，原样复制）")
     return WeComConfig(_str("wecom", table, "corp_id"), int(agent), _str("wecom", table, "secret"),
                        _str("wecom", table, "token"), aes, api_base, dict(robots))
+
+
+WECOM_MODES = ("longconn", "callback")
+_CALLBACK_ONLY = ("corp_id", "agent_id", "token", "encoding_aes_key")
+
+
+def _wecom_mode(table: Mapping[str, Any]) -> str:
+    """[wecom] mode: "longconn" or "callback" (any case); when not set, longconn if bot_id is given without
+    corp_id, else callback (the self-built app, as before)."""
+    value = _str("wecom", table, "mode", False).lower()
+    if not value:
+        return "longconn" if table.get("bot_id") and not table.get("corp_id") else "callback"
+    if value not in WECOM_MODES:
+        raise ConfigError("[wecom] mode", '必须是 "longconn"（智能机器人长连接，无需公网地址，推荐）或 "callback"'
+                                          "（自建应用接收消息回调，需要公网 HTTPS 地址）")
+    return value
+
+
+def _wecom_longconn_config(table: Mapping[str, Any], api_base: str, robots: Mapping[str, str]) -> WeComConfig:
+    """[wecom] mode = "longconn": bot_id and secret (JXCBOT_WECOM_SECRET) of the intelligent robot, ws_url
+    (WeCom's by default); the self-built app's callback keys are refused rather than ignored."""
+    for key in _CALLBACK_ONLY:
+        if table.get(key) not in (None, ""):
+            raise ConfigError(f"[wecom] {key}", '长连接模式（mode = "longconn"）不用该项：智能机器人只需 bot_id 和 '
+                                                'secret；用自建应用接收消息回调请写 mode = "callback"')
+    if not _str("wecom", table, "bot_id", False):
+        raise ConfigError("[wecom] bot_id", "缺少该项（企业微信管理后台 → 智能机器人 → API 模式选「长连接」后"
+                                            "显示的 Bot ID；也可用环境变量 JXCBOT_WECOM_BOT_ID 提供）")
+    if not _str("wecom", table, "secret", False):
+        raise ConfigError("[wecom] secret", "缺少该项（智能机器人长连接的 Secret，与 Bot ID 在同一页；"
+                                            "建议用环境变量 JXCBOT_WECOM_SECRET 提供，不写进配置文件）")
+    ws_url = _str("wecom", table, "ws_url", False).rstrip("/")
+    if ws_url and not re.match(r"^wss?://[^/\s]+", ws_url):
+        raise ConfigError("[wecom] ws_url", f"必须是以 wss:// 或 ws:// 开头的地址，默认 {DEFAULT_WS_URL}")
+    return WeComConfig("", 0, _str("wecom", table, "secret"), "", "", api_base, dict(robots), mode="longconn",
+                       bot_id=_str("wecom", table, "bot_id"), ws_url=ws_url or DEFAULT_WS_URL)
 
 
 def dingtalk_config(raw: Mapping[str, Any]) -> DingTalkConfig | None:
@@ -370,12 +431,42 @@ def dingtalk_stream_ctx(app: web.Application, cfg: DingTalkConfig, accept: Accep
     return ctx
 
 
+def wecom_longconn_ctx(app: web.Application, cfg: WeComConfig, accept: Accept, tracker: TaskTracker,
+                      transports: dict[str, Any], pictures: PictureFetchers,
+                      ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx for [wecom] mode = "longconn": the intelligent robot's connection (app[WECOM_LONGCONN]) runs
+    as a tracked task from start-up, its callbacks stored through `accept`; its outbox Transport (replies, card
+    updates, pushes, and [wecom.robots]) is registered now, before the sender starts (a transport in `transports`
+    already — tests — wins); it is stopped on shutdown, before the handler tasks are awaited."""
+    client = LongConnClient(None, cfg.bot_id, cfg.secret, accept, url=cfg.ws_url)
+    transport = LongConnTransport(client, robots_configured=bool(cfg.robots))
+    app[WECOM_LONGCONN] = client
+    transports.setdefault("wecom", transport)
+    pictures.aibot = client.download_picture
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            client.session = session
+            if cfg.robots:
+                transport.robots = WeComRobotClient(session, cfg.robots, cfg.api_base)
+            task = tracker.spawn(client.run(), name="wecom longconn")
+            yield
+            await client.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10.0)
+            except TimeoutError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
+
+
 def people_platforms(settings: Settings, wecom: WeComConfig | None,
                      dingtalk: DingTalkConfig | None) -> frozenset[str]:
     """The platforms people are addressed on directly: WeCom and DingTalk when their app is configured (group
     robots alone reach channels, not people), the console when it is served."""
     served = {"console"} if settings.console_enabled else set()
-    if wecom is not None and wecom.has_app:
+    if wecom is not None and (wecom.has_app or wecom.longconn):
         served.add("wecom")
     if dingtalk is not None and dingtalk.has_app:
         served.add("dingtalk")

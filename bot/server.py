@@ -75,6 +75,9 @@ def build_app(settings: Settings, db: Database, *, transports: dict[str, Transpo
                                                                     outbox_cfg.admin_targets, clock)))
     if dingtalk is not None and dingtalk.stream:  # started last, stopped first: its events are stored in time
         app.cleanup_ctx.append(platforms.dingtalk_stream_ctx(app, dingtalk, dispatcher.accept, tracker))
+    if wecom is not None and wecom.longconn:  # the intelligent robot's connection: as the DingTalk stream
+        app.cleanup_ctx.append(platforms.wecom_longconn_ctx(app, wecom, dispatcher.accept, tracker, sender.transports,
+                                                            pictures))
     return app
 
 

@@ -70,7 +70,8 @@ _KNOWN_SECTIONS: dict[str, frozenset[str]] = {
     "scan": frozenset({"required"}),
     "health": frozenset({"weights", "threshold", "discrepancy_hours"}),
     # The platform sections (read by bot/platforms.py): their key names are checked here, with the file line.
-    "wecom": frozenset({"corp_id", "agent_id", "secret", "token", "encoding_aes_key", "api_base", "robots"}),
+    "wecom": frozenset({"corp_id", "agent_id", "secret", "token", "encoding_aes_key", "api_base", "robots",
+                        "mode", "bot_id", "ws_url"}),
     "dingtalk": frozenset({"app_key", "app_secret", "robot_code", "card_template_id", "card_callback_token",
                            "link_secret", "card_callback_route_key", "public_url", "api_base", "oapi_base", "mode",
                            "robots"}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TARGET_KINDS = ("user", "group", "robot", "session")
+TARGET_KINDS = ("user", "group", "robot", "session", "aibot")
 
 @dataclass(frozen=True)
 class Target:
@@ -16,6 +16,8 @@ class Target:
     "robot": a configured group robot by its name in [wecom.robots] / [dingtalk.robots];
     "session": a DingTalk sessionWebhook URL (valid until `expires_at`, epoch ms), with the `fallback` the
     message goes to instead once it has expired (the group or the person, through the OpenAPI).
+    "aibot": a reply on the WeCom intelligent robot's long connection, by the callback's req_id, with the
+    `fallback` (the group or the person) it is pushed to once that req_id cannot carry it.
     For platform "console" the address is a demo user name or a channel name."""
 
     platform: str
