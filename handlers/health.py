@@ -10,8 +10,9 @@ from core.reports.plans import owed_by, submit_plan
 from handlers.registry import Context, command
 
 
-@command("改进计划", "plan", summary="提交部门的改进计划（月度库存健康度诊断低于阈值时）；不带内容列出待提交的计划",
-         usage="改进计划 [部门] <内容>，例如：改进计划 出库一律扫码，差异单 48 小时内闭环；改进计划", writes=True)
+@command("改进计划", "plan", summary="提交改进计划（月度库存健康度诊断低于阈值的部门）；不带内容列出待提交的计划",
+         usage="改进计划 [部门] <内容>，例如：改进计划 出库必扫码；改进计划 仓储部 差异单 48 小时内闭环；改进计划",
+         writes=True)
 async def plan(ctx: Context, args: str) -> list[Message]:
     """Submit the sender's open plan (the department first when they owe several), or list what they owe."""
     if not args.strip():
