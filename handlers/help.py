@@ -28,7 +28,7 @@ def _short(s: str, n: int = MAX_ECHO) -> str:
 GROUPS = {"stock": "查询", "counts": "盘点", "movements": "出入库", "borrow": "借货", "sales": "销售",
           "purchase": "采购", "approvals": "审批", "documents": "单据", "diagnose": "诊断", "health": "改进计划",
           "help": "帮助"}
-BRIEF = 10  # characters of a command's summary shown in the list (帮助 <命令> shows it whole)
+BRIEF = 8  # characters of a command's summary shown in the list (帮助 <命令> shows it whole)
 
 
 def _brief(c: Command) -> str:
