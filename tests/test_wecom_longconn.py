@@ -220,7 +220,8 @@ async def test_card_clicks_over_the_connection_decide_an_approval(db, settings, 
         wang = fake.cards_to("wang")[-1]
         click = await fake.click("wang", wang["task_id"], button(wang))
         await fake.redeliver(click)
-        await until(lambda: fake.answers(click) and len(fake.cards_to("li")) >= 2, "wang's card updated", seconds=10)
+        await until(lambda: fake.answers(click) and len(fake.cards_to("li")) >= 2 and len(fake.cards_to("zhang")) >= 2,
+                    "wang's card updated, the others' fresh cards", seconds=10)
         [update] = fake.answers(click)
         assert update.via == "update" and update.card["task_id"] == wang["task_id"]
         assert "王销售" in update.card["main_title"]["title"] and not update.card.get("button_list")
@@ -230,9 +231,10 @@ async def test_card_clicks_over_the_connection_decide_an_approval(db, settings, 
 
         # 2. 李采购 approves on his fresh card; 3. 张库管 on his, which posts the difference.
         click = await fake.click("li", li["task_id"], button(li))
-        await until(lambda: fake.answers(click) and len(fake.cards_to("zhang")) >= 2, "li's decision", seconds=10)
+        await until(lambda: fake.answers(click) and "李采购" in fake.cards_to("zhang")[-1]["sub_title_text"],
+                    "li's card updated and zhang's fresh card", seconds=10)
         zhang = fake.cards_to("zhang")[-1]
-        assert "采购：已通过 李采购" in zhang["sub_title_text"]
+        assert len(fake.cards_to("zhang")) == 3  # the first, the one after wang's decision, this one
         click = await fake.click("zhang", zhang["task_id"], button(zhang))
         await until(lambda: fake.answers(click), "zhang's card updated", seconds=10)
         assert "已过账" in fake.answers(click)[0].card["main_title"]["title"]
@@ -261,8 +263,9 @@ async def test_a_decision_ready_after_the_click_window_is_pushed_not_updated(db,
         click = await fake.click("wang", wang["task_id"], button(wang))
         await until(lambda: any("王销售 已以「销售」身份通过" in t for t in fake.texts("wang")), "the decided card",
                     seconds=10)
-        assert fake.answers(click) == [] and fake.errors == []
-        assert fake.replies[-1].via == "push" or any(r.via == "push" and r.to == "wang" for r in fake.replies)
+        assert fake.answers(click) == [] and fake.errors == []  # the stale req_id was not even tried
+        [decided] = [r for r in fake.replies if r.to == "wang" and "王销售 已以「销售」身份通过" in r.text]
+        assert (decided.via, decided.msgtype) == ("push", "markdown")
     finally:
         await client.close()
 

@@ -268,14 +268,18 @@ class LongConnClient:
         return self._connected.is_set()
 
     async def wait_connected(self, within: float) -> bool:
-        """Wait up to `within` seconds for a subscribed connection; whether there is one."""
-        if self._connected.is_set():
-            return True
+        """Wait up to `within` seconds for a subscribed connection (not at all once stopped or replaced: none
+        is coming); whether there is one."""
+        if self._connected.is_set() or self._stopping.is_set():
+            return self._connected.is_set()
+        waits = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._stopping.wait())]
         try:
-            await asyncio.wait_for(self._connected.wait(), within)
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return self._connected.is_set()
 
     async def run(self) -> None:
         """Connect, serve, and reconnect after a cut until stopped or replaced (a background task)."""
@@ -289,6 +293,7 @@ class LongConnClient:
                 subscribed = await self._serve()
             except Replaced:
                 self.replaced = True
+                self._stopping.set()  # for good: senders waiting for a connection need not wait
                 log.warning("wecom longconn: WeCom says a newer connection of robot %s replaced this one; "
                             "not reconnecting (another jxcbot uses the same robot?)", self.bot_id)
                 return
