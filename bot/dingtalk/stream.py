@@ -40,7 +40,7 @@ SUBSCRIPTIONS: tuple[Mapping[str, str], ...] = (
 )
 TICKET_SECONDS = 90.0  # a ticket opens one WebSocket within 90 s of being issued, once
 CONNECT_TIMEOUT = 30.0  # the WebSocket handshake must finish well inside the ticket's life
-STABLE_SECONDS = 30.0  # a connection that lasted this long resets the backoff
+STABLE_SECONDS = 10.0  # a connection that lasted this long resets the backoff (a cut, not a refusal loop)
 UA = "jxcbot-aiohttp/1"
 
 Accept = Callable[[Inbound], Awaitable[bool]]
@@ -102,7 +102,7 @@ class StreamClient:
 
     def __init__(self, session: aiohttp.ClientSession | None, client_id: str, client_secret: str, accept: Accept, *,
                  api_base: str = "https://api.dingtalk.com", robot_code: str | None = None,
-                 backoff: Backoff | None = None, heartbeat: float = 60.0, open_timeout: float = 10.0,
+                 backoff: Backoff | None = None, heartbeat: float = 30.0, open_timeout: float = 10.0,
                  max_in_flight: int = 256, store_attempts: int = 3) -> None:
         self._session = session
         self.client_id, self._secret = client_id, client_secret

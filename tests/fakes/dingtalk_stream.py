@@ -63,6 +63,8 @@ class Pending:
     connections: list[int] = field(default_factory=list)  # the connection of each attempt
     acks: list[dict[str, Any]] = field(default_factory=list)  # valid acks received (a late one counts too)
     acked: asyncio.Event = field(default_factory=asyncio.Event)  # answered for good: a 200 or a 4xx
+    pushed_at: float = field(default_factory=time.monotonic)
+    acked_at: float | None = None  # monotonic time of the first final answer
     refused: bool = False  # answered 4xx
     gave_up: bool = False  # max_attempts sent without an answer
 
@@ -106,6 +108,7 @@ class FakeStreamGateway:
         self.lost_acks: list[dict[str, Any]] = []  # acks thrown away by lose_acks()
         self.pongs: dict[str, dict[str, Any]] = {}  # ping messageId → the client's answer
         self._lose = 0
+        self._cut_after_frame = 0
         self._by_mid: dict[str, Pending] = {}
         self._pings: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._changed = asyncio.Event()
@@ -202,9 +205,11 @@ class FakeStreamGateway:
             self.nacks.append(frame)
             if 400 <= frame["code"] < 500:  # refused for good (bad request, unknown topic): not sent again
                 pending.refused = True
+                pending.acked_at = pending.acked_at or time.monotonic()
                 pending.acked.set()
             return  # 5xx: the client could not take it now; sent again after the timeout
         pending.acks.append(frame)
+        pending.acked_at = pending.acked_at or time.monotonic()
         pending.acked.set()
 
     # -- pushing ------------------------------------------------------------------------------------------------
@@ -240,6 +245,9 @@ class FakeStreamGateway:
                 await conn.ws.send_str(json.dumps(frame, ensure_ascii=False))
             except (ConnectionError, RuntimeError):
                 pass  # the connection went meanwhile: redelivered after the timeout
+            if self._cut_after_frame:  # the network goes while this frame (or its ack) is on the way
+                self._cut_after_frame -= 1
+                self.cut()
             try:
                 await asyncio.wait_for(pending.acked.wait(), self.ack_timeout)
                 return
@@ -320,13 +328,18 @@ class FakeStreamGateway:
         """Throw away the next `n` acks as if lost on the network (their messages are redelivered)."""
         self._lose += n
 
-    def cut_every(self, seconds: float) -> asyncio.Task[None]:
-        """Cut every live connection every `seconds` until the gateway closes (cancel the task to stop)."""
+    def cut_every(self, seconds: float, *, mid_frame: bool = True) -> asyncio.Task[None]:
+        """Cut every live connection every `seconds` until the gateway closes (cancel the task to stop).
+        mid_frame: each cut waits for the next frame sent and drops the connections right after it, so the
+        frame or its ack is lost with them and the message must come again."""
 
         async def loop() -> None:
             while not self._closing:
                 await asyncio.sleep(seconds)
-                self.cut()
+                if mid_frame:
+                    self._cut_after_frame += 1
+                else:
+                    self.cut()
 
         return self._spawn(loop())
 
