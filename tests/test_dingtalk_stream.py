@@ -399,3 +399,29 @@ async def test_ack_frames_have_the_documented_shape():
                                  "message": "OK", "data": "null"}
     assert json.loads(ack_frame("m", data={"response": None})["data"]) == {"response": None}
     assert ack_frame("m", data='{"opaque": "x"}')["data"] == '{"opaque": "x"}'  # a ping's data echoed as is
+
+
+# -- soak (bounded) -----------------------------------------------------------------------------------------------
+
+
+async def test_a_bounded_soak_with_cuts_answers_every_message_exactly_once(bot, fake, db):
+    """300 messages over 6 s while the gateway cuts the connection mid-frame every 1.5 s (the full soak is
+    `python -m bench.dingtalk_stream`): every message acknowledged and answered exactly once."""
+    fake.stream.ack_timeout = 1.0
+    cutter = fake.stream.cut_every(1.5)
+    payloads = []
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i in range(300):
+        await asyncio.sleep(max(0.0, t0 + i * 0.02 - loop.time()))
+        payloads.append(fake.text_message(QUERY, staff_id="manager01", msg_id=f"soak-{i}"))
+        fake.stream.message(payloads[-1])
+    cutter.cancel()
+    await fake.stream.settled(20)
+    await until(lambda: len(replies(fake)) == 300, "every answer", seconds=20)
+    await asyncio.sleep(0.5)
+    assert replies(fake) == {session_of(p): 1 for p in payloads} and await events(db) == 300
+    cuts = sum(1 for c in fake.stream.connections if c.how == "cut")
+    assert cuts >= 3 and len(fake.stream.connections) == cuts + 1 == len(fake.stream.opens)
+    assert sum(p.attempts - 1 for p in fake.stream.pending) >= 1  # cuts mid-frame made the gateway send again
+    assert not fake.stream.bad_frames
