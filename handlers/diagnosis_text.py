@@ -14,6 +14,11 @@ from core.types import fq
 FREEZE_EVENTS = {"freeze": "冻结", "trigger": "再次触发", "unfreeze": "解冻"}
 
 
+def _by(who: str | None) -> str:
+    """（who） after a freeze event, when a person did it (the integrity sweep is 'system')."""
+    return f"（{who}）" if who and who != "system" else ""
+
+
 def check_lines(results: Sequence[CheckResult]) -> list[str]:
     """One numbered line per failed check with its fix."""
     return [f"{i}. {'⚠ 警告' if r.warning else '✗'} {r.message_zh}\n   处理办法：{r.fix_zh}"
@@ -60,6 +65,6 @@ def pair_tail(d: PairDiagnosis, tz: tzinfo) -> list[str]:
         out.append("三账一致，未发现冲突。")
     if d.freeze_events:
         out.append("冻结事件日志：")
-        out += [f"  {at.astimezone(tz):%Y-%m-%d %H:%M:%S}  {FREEZE_EVENTS.get(ev, ev)}  {why}"
-                for at, ev, why in d.freeze_events]
+        out += [f"  {at.astimezone(tz):%Y-%m-%d %H:%M:%S}  {FREEZE_EVENTS.get(ev, ev)}  {why}" + _by(who)
+                for at, ev, why, who in d.freeze_events]
     return out

@@ -98,8 +98,10 @@ async def test_1_an_inbound_refused_then_diagnose_lists_every_rule_and_its_fix(d
 
 
 async def test_2_the_bakery_cream_counted_in_grams_freezes_only_that_pair_until_lifted(db, console):
+    book = await on_hand(db, "RM-CREAM", "CW")
+    assert book == 450  # cream is kept in kg (core/demo/products.csv)
     await console.say("王库管", "盘点 开始 CW")
-    await console.say("王库管", "盘点 RM-CREAM 32000 CR20261101")  # 32 kg typed as grams, in kg
+    await console.say("王库管", "盘点 RM-CREAM 450000 CR20261101")  # the scale's 450 kg typed in grams
     said = words(await console.say("王库管", "盘点 提交"), "王库管")
     number = re.search(r"CY\d{11}", said)[0]
     await console.say("王库管", f"差异 {number} 1 系统漏单")
@@ -108,9 +110,16 @@ async def test_2_the_bakery_cream_counted_in_grams_freezes_only_that_pair_until_
     for signer in ("刘库管", "李采购"):
         await console.say(signer, f"同意 {number}")
     held = await console.say("赵销售", f"同意 {number}")
-    told = words(held, "赵销售")
-    assert "过账被拦截" in told and "远超历史最大单笔" in told and f"诊断 {number}" in told
-    assert "过账被拦截" in words(held, "王库管")  # the requester hears it too
+    for person in ("赵销售", "刘库管", "李采购", "王库管"):  # the three signers and the requester: rule and fix
+        told = words(held, person)
+        assert "过账被拦截" in told and "远超历史最大单笔" in told, person
+        assert "请核对单位是否填错（如 g 与 kg" in told and f"诊断 {number}" in told, person
+    assert await on_hand(db, "RM-CREAM", "CW") == book  # nothing posted
+    doc = words(await console.say("王库管", f"单据 {number}"), "王库管")
+    assert "待审核" in doc and "销售：待签" in doc and "过账失败：MAGNITUDE_GUARD" in doc  # the approval stays open
+    diag = words(await console.say("赵销售", f"诊断 {number}"), "赵销售")  # every rule the posting meets, with fixes
+    assert "共 2 项未通过" in diag and "RM-CREAM 在 CW 已冻结" in diag and "远超历史最大单笔" in diag
+    assert diag.count("处理办法") == 2
     # only cream in CW is frozen: cream in a store and sugar in CW still move
     frozen = words(await console.say("王库管", "入库 CW RM-CREAM 1桶 CR20261101"), "王库管")
     assert "库存校验异常" in frozen and "冻结" in frozen
@@ -118,13 +127,14 @@ async def test_2_the_bakery_cream_counted_in_grams_freezes_only_that_pair_until_
     assert "已过账" in words(await console.say("王库管", "入库 S01 RM-CREAM 1桶 CR20261101"), "王库管")
     diag = words(await console.say("王库管", "诊断 RM-CREAM CW"), "王库管")
     assert "【已冻结】" in diag and "冻结事件日志" in diag and "数量异常暂扣" in diag
-    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}  冻结", diag)  # the first trigger's time
+    first = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}  冻结  数量异常暂扣.*（赵销售）"  # the first trigger: when, by whom
+    assert re.search(first, diag)
     assert "需要以下角色之一：主管" in words(await console.say("王库管", "解冻 RM-CREAM CW 已更正"), "王库管")
     lifted = words(await console.say("陈经理", "解冻 RM-CREAM CW 单位录错已更正"), "陈经理")
     assert "已解冻 淡奶油（RM-CREAM）@ CW" in lifted
     assert "已过账" in words(await console.say("王库管", "入库 CW RM-CREAM 1桶 CR20261101"), "王库管")
     log = words(await console.say("王库管", "诊断 RM-CREAM CW"), "王库管")
-    assert "【已冻结】" not in log and "解冻  单位录错已更正" in log
+    assert "【已冻结】" not in log and "解冻  单位录错已更正（陈经理）" in log
 
 
 async def test_3_a_borrowed_difference_signed_by_the_three_roles_is_posted(db, console):
@@ -142,8 +152,9 @@ async def test_3_a_borrowed_difference_signed_by_the_three_roles_is_posted(db, c
         card = next(m for m in todo[signer] if m.get("kind") == "card" and number in (m.get("text") or ""))
         approve = next(b["key"] for b in card["buttons"] if b["label"] == "同意")
         last = await console.click(signer, approve)
-    assert "全部签核通过，已过账" in words(last, "赵销售")
-    assert "已过账" in words(last, "王库管")  # the requester sees the result
+    for person in ("刘库管", "李采购", "赵销售", "王库管"):  # the three signers and the requester see the result
+        assert "全部签核通过，已过账" in words(last, person), person
     assert await on_hand(db, "PK-PIPING", "CW") == book - 30
     doc = words(await console.say("王库管", f"单据 {number}"), "王库管")
-    assert "客户借货未还" in doc and "凭证" in doc and doc.count("通过") >= 3
+    assert "已过账" in doc and "客户借货未还" in doc and "凭证照片 1 张" in doc
+    assert all(f"已通过 {signer}" in doc for signer in ("刘库管", "李采购", "赵销售"))  # the steps, who signed

@@ -87,7 +87,7 @@ class PairDiagnosis:
     counted_qty: Decimal | None
     count_book_qty: Decimal | None
     conflicts: tuple[Conflict, ...]
-    freeze_events: tuple[tuple[datetime, str, str], ...] = field(default_factory=tuple)
+    freeze_events: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, event, why, who
     frozen: bool = False
 
 
@@ -174,7 +174,7 @@ async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> Pair
     if on_hand < 0 and not wh.allow_negative:
         conflicts.append(Conflict("库存账", f"不允许负库存的仓库出现负数 {on_hand}{u}"))
     events = (await session.execute(
-        select(FreezeEvent.at, FreezeEvent.event, FreezeEvent.reason)
+        select(FreezeEvent.at, FreezeEvent.event, FreezeEvent.reason, FreezeEvent.actor)
         .join(Freeze, Freeze.id == FreezeEvent.freeze_id)
         .where(Freeze.product_id == pid, Freeze.warehouse_id == wid)
         .order_by(FreezeEvent.at, FreezeEvent.id)
@@ -186,5 +186,5 @@ async def diagnose_pair(session: AsyncSession, sku: str, warehouse: str) -> Pair
     return PairDiagnosis(
         product.sku, product.name, wh.code, u, on_hand, on_loan, received, sold, payable, receivable,
         count[0] if count else None, count[1] if count else None, count[2] if count else None,
-        count[3] if count else None, tuple(conflicts), tuple((a, e, r) for a, e, r in events), bool(frozen),
+        count[3] if count else None, tuple(conflicts), tuple((a, e, r, who) for a, e, r, who in events), bool(frozen),
     )
