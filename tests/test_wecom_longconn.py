@@ -421,3 +421,35 @@ async def test_replies_and_pushes_on_a_raw_client(fake):
         finally:
             await client.stop()
             await asyncio.wait_for(task, 5)
+
+
+async def test_a_short_soak_through_jxcbot_serve_answers_every_message_once(tmp_path):
+    """bench.wecom_longconn at a small size: `jxcbot serve` in its own process on 127.0.0.1, 150 messages over
+    4 s from 10 users while the fake cuts the connection every 1.5 s; every message answered exactly once."""
+    from bench import wecom_longconn as bench
+    from tests.conftest import test_database_url
+
+    result = await bench.soak(test_database_url(tmp_path), 4.0, 150, 1.5, 10)
+    assert bench.ok(result), result
+    assert result["cuts"] >= 2 and result["subscriptions"] == result["cuts"] + 1
+    assert result["on_callback"] + result["pushed"] == 150
+
+
+def test_scan_required_lines_are_typed_as_barcode_and_batch_on_the_robot(settings):
+    """The intelligent robot has no 扫码 menu (no scancode_waitmsg): a scan-required line is typed as the exact
+    barcode and batch, as on DingTalk; the self-built app still requires the scan."""
+    from core.errors import DomainError
+    from core.ledger.scan import require_scanned, wecom_scans
+    from core.models import Product
+
+    milk = Product(sku="MILK", name="牛奶", barcode="6900000000028", stock_unit="瓶", batch_tracked=True)
+    robot = replace(settings, raw=MappingProxyType({"wecom": {"mode": "longconn", "bot_id": "b", "secret": "s"}}))
+    app = replace(settings, raw=MappingProxyType({"wecom": {"corp_id": "ww1", "agent_id": 1}}))
+    assert not wecom_scans(robot) and wecom_scans(app) and wecom_scans(settings)
+    assert require_scanned(robot, "borrow", "wecom", "6900000000028", milk, "B1", scanned=False) == "text"
+    with pytest.raises(DomainError) as e:
+        require_scanned(robot, "borrow", "wecom", "牛奶", milk, "B1", scanned=False)
+    assert "完整条码" in e.value.fix_zh
+    with pytest.raises(DomainError) as e:
+        require_scanned(app, "borrow", "wecom", "6900000000028", milk, "B1", scanned=False)
+    assert "应用菜单" in e.value.fix_zh

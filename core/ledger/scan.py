@@ -4,6 +4,7 @@ of scan-required document types are scanned (WeCom) or name the exact barcode an
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -83,18 +84,30 @@ async def product_of(session: AsyncSession, scanned: Scanned) -> Product:
                       "请核对商品档案里的条码（jxcbot import products），或发送「库存 <名称>」查找")
 
 
+def wecom_scans(settings: Settings) -> bool:
+    """Whether WeCom users have a scan button: the self-built app's menu (扫码, scancode_waitmsg) does; the
+    intelligent robot ([wecom] mode = "longconn", or bot_id without corp_id) has no scan event, so its users type
+    the exact barcode and batch, as on DingTalk."""
+    table = settings.raw.get("wecom")
+    if not isinstance(table, Mapping):
+        return True
+    mode = str(table.get("mode") or "").strip().lower()
+    return not (mode == "longconn" or (not mode and table.get("bot_id") and not table.get("corp_id")))
+
+
 def require_scanned(settings: Settings, doc_type: str, platform: str, query: str, product: Product,
                     batch: str, *, scanned: bool) -> str:
     """The rule for a line of `doc_type` entered in chat; returns the line's entry ("scan" or "text").
 
-    Types in `[scan] required`: on WeCom the line must come from a scan; on DingTalk and the console (no scan
-    event there, or the console's 扫码 field which sends one) a typed line must name the product by its exact
-    barcode and, for a batch-tracked product, the batch. Other types: anything goes."""
+    Types in `[scan] required`: on WeCom's self-built app the line must come from a scan; on DingTalk, the WeCom
+    intelligent robot and the console (no scan event there, or the console's 扫码 field which sends one) a typed
+    line must name the product by its exact barcode and, for a batch-tracked product, the batch. Other types:
+    anything goes."""
     if scanned:
         return "scan"
     if doc_type not in settings.scan_required:
         return "text"
-    if platform == "wecom":
+    if platform == "wecom" and wecom_scans(settings):
         raise DomainError("SCAN_REQUIRED", "这类单据的商品必须扫码录入（出库必扫商品条码 + 批次）",
                           SCAN_FIX + "（企业微信应用菜单里的「扫码」）")
     if query.strip() != (product.barcode or "") or (product.batch_tracked and not batch.strip()):

@@ -64,6 +64,9 @@ class Connection:
     how: str | None = None
     pings: int = 0
     frames: list[dict[str, Any]] = field(default_factory=list)
+    opened_at: float = field(default_factory=time.perf_counter)
+    subscribed_at: float | None = None
+    closed_at: float | None = None
 
 
 @dataclass
@@ -297,10 +300,19 @@ class FakeLongConn:
         conn = self._active
         assert conn is not None, "no connection to cut"
         self._active = None
-        conn.state, conn.how = "closed", "cut"
+        conn.state, conn.how, conn.closed_at = "closed", "cut", time.perf_counter()
         transport = conn.request.transport
         if transport is not None:
             transport.abort()
+
+    def cut_every(self, seconds: float) -> asyncio.Task[None]:
+        """A task cutting the subscribed connection every `seconds` (cancel it to stop)."""
+        async def cutter() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                if self._active is not None:
+                    self.cut()
+        return asyncio.get_running_loop().create_task(cutter(), name="fake longconn cutter")
 
     def stall(self) -> None:
         """Black-hole the subscribed connection: it stays open but nothing is answered or pushed on it."""
@@ -359,6 +371,7 @@ class FakeLongConn:
         finally:
             if conn.state == "open":
                 conn.state, conn.how = "closed", "client"
+            conn.closed_at = conn.closed_at or time.perf_counter()
             if self._active is conn:
                 self._active = None
         return ws
@@ -401,7 +414,7 @@ class FakeLongConn:
             conn.state, conn.how = "closed", "auth"
             return self._answer("aibot_subscribe", req_id, ERR_AUTH, "invalid bot_id or secret")
         old = self._active
-        conn.subscribed = True
+        conn.subscribed, conn.subscribed_at = True, time.perf_counter()
         self._active = conn
         self.subscriptions += 1
         answer = self._answer("aibot_subscribe", req_id)
