@@ -229,8 +229,10 @@ async def test_card_clicks_over_the_connection_decide_an_approval(db, settings, 
         li = fake.cards_to("li")[-1]
         assert li["task_id"] != fake.cards_to("li")[0]["task_id"] and "销售：已通过 王销售" in li["sub_title_text"]
 
-        # 2. 李采购 approves on his fresh card; 3. 张库管 on his, which posts the difference.
-        click = await fake.click("li", li["task_id"], button(li))
+        # 2. 李采购 approves on his first card (still showing buttons: a pushed card is not updated later) — the
+        #    same decision as on the fresh one; 3. 张库管 on his latest, which posts the difference.
+        old = fake.cards_to("li")[0]
+        click = await fake.click("li", old["task_id"], button(old))
         await until(lambda: fake.answers(click) and "李采购" in fake.cards_to("zhang")[-1]["sub_title_text"],
                     "li's card updated and zhang's fresh card", seconds=10)
         zhang = fake.cards_to("zhang")[-1]
