@@ -61,7 +61,8 @@ UPLOAD_INIT, UPLOAD_CHUNK, UPLOAD_FINISH = "aibot_upload_media_init", "aibot_upl
     "aibot_upload_media_finish"
 
 HEARTBEAT = 30.0  # seconds between pings (the official SDKs' default)
-MISSED_PINGS = 2  # unanswered pings after which the connection counts as dead
+MISSED_PINGS = 2  # unanswered pings after which the connection counts as dead (a black hole: noticed in ~80 s)
+PING_TIMEOUT = 10.0  # seconds a ping waits for its answer
 ACK_TIMEOUT = 5.0  # seconds a frame we send waits for its answer
 AUTH_TIMEOUT = 10.0  # seconds the subscribe waits for its answer
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 30.0  # reconnect delay: base·2^n, at most max, jittered (the SDKs' 1 s → 30 s)
@@ -439,12 +440,13 @@ class LongConnClient:
             del self.callbacks[req_id]
 
     async def _beat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """A ping every `heartbeat` seconds; MISSED_PINGS unanswered in a row close the connection."""
+        """A ping every `heartbeat` seconds (answered within PING_TIMEOUT); MISSED_PINGS unanswered in a row close
+        the connection."""
         missed = 0
         while not ws.closed:
             await asyncio.sleep(self.heartbeat)
             try:
-                answer = await self.request(PING, None, within=self.heartbeat)
+                answer = await self.request(PING, None, within=min(self.heartbeat, PING_TIMEOUT))
                 missed = 0 if answer.get("errcode", 0) == 0 else missed + 1
             except SendError:
                 missed += 1
