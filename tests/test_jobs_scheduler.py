@@ -245,3 +245,24 @@ async def test_jobs_command_and_job_run(db, tmp_path, capsys):  # db: a fresh sc
     assert await run(["--config", str(cfg), "job", "run", "nosuch"]) == 2
     async with db.read() as s:
         assert await s.scalar(select(func.count()).select_from(JobRun)) == 1
+
+
+async def test_two_schedulers_on_one_database_send_one_report_per_period(db, settings, people, test_jobs, tmp_path):
+    """Two instances (own connections) fire the same job for the same period at the same moment."""
+    ran = []
+
+    async def report(ctx):
+        ran.append(ctx.period)
+        await asyncio.sleep(0.05)  # both are inside their runs at once, had both claimed
+        await ctx.send(ToUser(people), text(f"日报 {ctx.period}"), "report")
+        return "sent"
+
+    job = test_jobs("twin", report)
+    other = Database(test_database_url(tmp_path))
+    try:
+        a, b = await asyncio.gather(run_job(job, "2026-12-07", deps(db, settings, Clock(T0), "a")),
+                                    run_job(job, "2026-12-07", deps(other, settings, Clock(T0), "b")))
+    finally:
+        await other.dispose()
+    assert sorted([a.ran, b.ran]) == [False, True] and ran == ["2026-12-07"]
+    assert await outbox_keys(db) == ["job:twin:2026-12-07:report>console:user:陈经理"]
