@@ -122,14 +122,21 @@ async def purchase_warnings(ctx: JobContext) -> str:
     by_buyer: dict[int | None, list[Warning]] = defaultdict(list)
     for w in found:
         by_buyer[buyers[w.product.sku]].append(w)
+    pngs = {sku: await ctx.heavy(trend_chart, t) for sku, t in charts.items()}  # off the event loop
+
+    def image(w: Warning) -> Message:
+        return Message("image", title=f"{w.product.name} 近{TREND_DAYS}天趋势", png=pngs[w.product.sku])
+
+    if found and ctx.channel:  # [jobs.purchase_warnings] channel: the purchasing group sees the same digest and charts
+        await ctx.post(_digest(found), "channel|" + ",".join(w.product.sku for w in found))
+        for w in found:
+            await ctx.post(image(w), f"channel|{w.product.sku}#chart")
     for buyer, items in by_buyer.items():
         to: Recipient = ToUser(buyer) if buyer else ToRole("purchasing")
         skus = ",".join(w.product.sku for w in items)
         await ctx.send(to, _digest(items), f"{buyer or 'purchasing'}|{skus}")
         for w in items:
-            png = await ctx.heavy(trend_chart, charts[w.product.sku])
-            await ctx.send(to, Message("image", title=f"{w.product.name} 近{TREND_DAYS}天趋势", png=png),
-                           f"{buyer or 'purchasing'}|{w.product.sku}#chart")
+            await ctx.send(to, image(w), f"{buyer or 'purchasing'}|{w.product.sku}#chart")
     return f"预警 {len(found)} 个商品" + (f"（今天已预警过的 {len(done)} 个不再重复）" if done else "")
 
 
