@@ -12,10 +12,12 @@ from core.reports.health import pct
 from core.reports.hit_rate import ADVICE_ZH, LIMIT, SOURCE_ZH, BoardRow, HitBoard, WeekFigures, hit_board
 from core.reports.sheets import table_workbook
 from core.types import fq
+from jobs.charts import comparison_chart
 from jobs.context import JobContext
 from jobs.registry import iso_week, job
 
 TOP_FLAGGED = 10
+CHART_PRODUCTS = 8
 TOP_OTHERS = 5
 HEADER = ("SKU", "商品名称", "单位", "建议量", "实际消耗", "偏差率", "前一周建议量", "前一周实际消耗", "前一周偏差率",
           "连续2周>25%", "最小起订量", "包装规格", "采购单位", "采购单位换算")
@@ -86,4 +88,10 @@ async def hit_rate(ctx: JobContext) -> str:
     kept = await ctx.db.write(lambda s: store_file(s, ctx.key("xlsx"), name, data, ctx.now))
     await ctx.post(Message("file", title=title, text=text, data=data, filename=name,
                            url=download_url(ctx.settings, kept.token)), "board")
+    shown = (board.flagged or [r for r in board.rows if r.week.off])[:CHART_PRODUCTS]
+    if shown:  # the products to look at: suggested vs consumed, the week and the one before
+        png = await ctx.heavy(comparison_chart, f"{title}：建议量 vs 实际消耗（偏差最大的商品）",
+                              [r.name for r in shown], [float(r.week.suggested) for r in shown],
+                              [float(r.week.consumed) for r in shown])
+        await ctx.post(Message("image", title=f"{title} 建议量 vs 实际消耗", png=png), "chart")
     return f"{len(board.rows)} 个商品，命中率 {pct(board.hit_rate)}，连续偏差 {len(board.flagged)} 个"

@@ -76,8 +76,10 @@ async def test_the_board_goes_once_with_the_advice_and_the_full_board_attached(d
     done = await run_job(JOBS["hit_rate"], period, deps)
     assert done.ok and done.result == "3 个商品，命中率 33.3%，连续偏差 1 个", done
     async with db.read() as s:
-        rows = list(await s.scalars(select(OutboxMessage)))
-    assert len(rows) == 1 and json.loads(rows[0].target)["address"] == "purchasing"
+        rows = list(await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    assert len(rows) == 2 and {json.loads(r.target)["address"] for r in rows} == {"purchasing"}
+    chart = Message.from_json(json.loads(rows[1].message))  # the flagged product's suggested vs consumed
+    assert chart.kind == "image" and chart.png.startswith(b"\x89PNG") and "建议量 vs 实际消耗" in chart.title
     message = Message.from_json(json.loads(rows[0].message))
     assert message.title == "采购建议命中率 2026-W48" and message.filename == "采购建议命中率_2026-W48.xlsx"
     body = message.text
