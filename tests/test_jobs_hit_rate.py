@@ -97,4 +97,4 @@ async def test_the_board_goes_once_with_the_advice_and_the_full_board_attached(d
                                                          clock=lambda: now))
     assert not again.ran
     async with db.read() as s:
-        assert len(list(await s.scalars(select(OutboxMessage)))) == 1
+        assert len(list(await s.scalars(select(OutboxMessage)))) == 2
