@@ -152,6 +152,10 @@ class StreamClient:
                 log.log(level, "dingtalk stream: connecting failed (%s); next attempt in %.1f s", _why(e), delay)
                 await self._pause(delay)
                 continue
+            if self._stopping.is_set():  # stop() came while connecting: it found no connection to close
+                await ws.close()
+                self.connected.clear()
+                break
             started = loop.time()
             graceful = False
             try:
