@@ -21,6 +21,7 @@ from bot.tasks import TaskTracker
 from cards.model import Message, text
 from cards.parts import split_message
 from core.errors import DomainError
+from core.ledger.freeze import freeze_held
 from core.messaging import inbound as inbound_events
 from core.messaging import people, recipients
 from core.messaging.outbound import Outbound
@@ -184,6 +185,9 @@ class Dispatcher:
             replies = a.messages
         except DomainError as e:  # bad input or a refused rule: said to the sender; nothing else changed
             replies = [text(f"{e.message_zh}\n处理办法：{e.fix_zh}" if e.fix_zh else e.message_zh)]
+            if e.code == "MAGNITUDE_GUARD":  # a held quantity freezes its pair, though the handler's work rolled back
+                held = e
+                await self.db.write(lambda s: freeze_held(s, held, self.clock(), event.user_id))
         except Exception as e:  # the sender still gets an answer; the event is marked failed with the reason
             log.exception("handling %s failed", event.dedupe_key)
             error = f"{type(e).__name__}: {e}"
