@@ -65,8 +65,8 @@ def build_scheduler(items: list[Scheduled], deps: Deps, spawn: Callable[[Any], A
     scheduler = AsyncIOScheduler(timezone=deps.settings.timezone, job_defaults=dict(JOB_DEFAULTS))
     by_id = {item.job.name: item for item in items}
 
-    def fire(name: str) -> None:
-        spawn(catch_up(by_id[name], deps))
+    async def fire(name: str) -> None:  # a coroutine function: APScheduler's asyncio executor runs it on the loop
+        spawn(catch_up(by_id[name], deps))  # (a plain function would run in a worker thread, with no loop there)
 
     for item in items:
         if item.enabled:

@@ -266,3 +266,27 @@ async def test_two_schedulers_on_one_database_send_one_report_per_period(db, set
         await other.dispose()
     assert sorted([a.ran, b.ran]) == [False, True] and ran == ["2026-12-07"]
     assert await outbox_keys(db) == ["job:twin:2026-12-07:report>console:user:陈经理"]
+
+
+async def test_a_fire_runs_the_catch_up_on_the_event_loop(db, settings, test_jobs):
+    """The scheduler calls the job's fire on its own: it must start the run on the loop (a plain function would be
+    run in a worker thread, where there is no loop to start it on)."""
+    ran = asyncio.Event()
+
+    async def noted(ctx):
+        ran.set()
+        return "ok"
+
+    job = test_jobs("fired", noted, cron="* * * * *")
+    items = [Scheduled(job, job.cron, trigger(job.cron, TZ), "", True)]
+    tasks: list[asyncio.Task] = []
+    sched = build_scheduler(items, deps(db, settings, Clock(datetime.now(UTC))),
+                            lambda coro: tasks.append(asyncio.get_running_loop().create_task(coro)))
+    sched.start()
+    try:
+        sched.get_job("fired").modify(next_run_time=datetime.now(TZ))
+        sched.wakeup()
+        await asyncio.wait_for(ran.wait(), 10)
+    finally:
+        sched.shutdown(wait=False)
+        await asyncio.gather(*tasks, return_exceptions=True)
