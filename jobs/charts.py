@@ -4,22 +4,46 @@ by the caller (JobContext.heavy) — PNG, 960 × 540 px, well under WeCom's 2 MB
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 FONT = Path(__file__).parent / "fonts" / "NotoSansSC-GB2312.otf"
 FAMILY = "Noto Sans CJK SC"
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.5, 120  # 960 × 540 px: readable on a phone, a few tens of KB
 MAX_PNG = 2 * 1024 * 1024
 
+PLACEHOLDER = "□"  # drawn for a character neither the bundled font nor DejaVu Sans has (instead of a warning)
+
+
+def config_dir() -> str:
+    """A writable MPLCONFIGDIR, kept across starts: $MPLCONFIGDIR, else ~/.cache/jxcbot/matplotlib, else (no
+    writable home, e.g. a service user) jxcbot-matplotlib-<uid> in the temporary directory — never a fresh one."""
+    for candidate in filter(None, (os.environ.get("MPLCONFIGDIR"),
+                                   str(Path.home() / ".cache" / "jxcbot" / "matplotlib"),
+                                   str(Path(tempfile.gettempdir()) / f"jxcbot-matplotlib-{os.getuid()}"))):
+        try:
+            Path(candidate).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+        log.warning("matplotlib config directory %s is not writable; trying the next one", candidate)
+    return ""  # matplotlib makes its own temporary one (and says so)
+
+
 # matplotlib reads MPLCONFIGDIR once, at import: a writable, persistent one (else it warns and rebuilds its font cache
 # in a temporary directory on every start).
-os.environ.setdefault("MPLCONFIGDIR", str(Path.home() / ".cache" / "jxcbot" / "matplotlib"))
-Path(os.environ["MPLCONFIGDIR"]).mkdir(parents=True, exist_ok=True)
+if _dir := config_dir():
+    os.environ["MPLCONFIGDIR"] = _dir
 
 import matplotlib  # noqa: E402
 
@@ -27,6 +51,7 @@ matplotlib.use("Agg")
 from matplotlib import dates as mdates  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ft2font import FT2Font  # noqa: E402
 
 _ready = threading.Lock()
 _registered = False
@@ -42,6 +67,22 @@ def use_font() -> None:
         matplotlib.rcParams.update({"font.family": "sans-serif", "font.sans-serif": [FAMILY, "DejaVu Sans"],
                                     "axes.unicode_minus": False})
         _registered = True
+
+
+@functools.cache
+def _drawable() -> frozenset[int]:
+    """The code points the bundled font or DejaVu Sans (matplotlib's own fallback) has a glyph for."""
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return frozenset(FT2Font(str(FONT)).get_charmap()) | frozenset(FT2Font(str(dejavu)).get_charmap())
+
+
+def printable(text: str) -> str:
+    """Text as the chart can draw it: a character outside the bundled GB 2312 subset and DejaVu Sans (a rare or
+    traditional hanzi, an emoji) becomes □ — no "Glyph missing" warning, no tofu of unknown width — and a dollar sign
+    is escaped (a product name with two would otherwise be read as mathtext)."""
+    drawable = _drawable()
+    out = "".join(c if ord(c) in drawable or c in "\n\t" else PLACEHOLDER for c in text)
+    return out.replace("$", r"\$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +104,7 @@ def trend_chart(t: Trend) -> bytes:
     use_font()
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     ax = fig.add_subplot()
-    ax.bar(t.days, t.sales, width=0.8, color="#8fb8de", label=f"日销量（{t.unit}）")
+    ax.bar(t.days, t.sales, width=0.8, color="#8fb8de", label=printable(f"日销量（{t.unit}）"))
     ax.plot(t.days, t.on_hand, color="#1f5aa6", linewidth=2, marker="o", markersize=3, label="在库")
     last = t.days[-1] if t.days else date.today()
     end = max([last, *(d for d, _ in t.preorders)]) + timedelta(days=1)
@@ -76,8 +117,8 @@ def trend_chart(t: Trend) -> bytes:
     ax.set_xlim(t.days[0] - timedelta(days=1) if t.days else last, end)
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=5))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
-    ax.set_title(t.title, fontsize=13)
-    ax.set_ylabel(t.unit)
+    ax.set_title(printable(t.title), fontsize=13)
+    ax.set_ylabel(printable(t.unit))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.8)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1)  # fixed margins: tight_layout costs a draw
@@ -97,9 +138,10 @@ def comparison_chart(title: str, names: list[str], suggested: list[float], consu
     xs = range(len(names))
     ax.bar([x - 0.2 for x in xs], suggested, width=0.4, color="#8fb8de", label="建议量")
     ax.bar([x + 0.2 for x in xs], consumed, width=0.4, color="#1f5aa6", label="实际消耗")
-    ax.set_xticks(list(xs), names, rotation=20 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center",
+    many = len(names) > 5
+    ax.set_xticks(list(xs), [printable(n) for n in names], rotation=20 if many else 0, ha="right" if many else "center",
                   fontsize=9)
-    ax.set_title(title, fontsize=13)
+    ax.set_title(printable(title), fontsize=13)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=9)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2)
