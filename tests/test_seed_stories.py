@@ -99,9 +99,9 @@ async def test_1_an_inbound_refused_then_diagnose_lists_every_rule_and_its_fix(d
 
 async def test_2_the_bakery_cream_counted_in_grams_freezes_only_that_pair_until_lifted(db, console):
     book = await on_hand(db, "RM-CREAM", "CW")
-    assert book == 450  # cream is kept in kg (core/demo/products.csv)
+    assert book > 50  # cream is kept in kg (core/demo/products.csv), all of it in CW's batch CR20261101
     await console.say("王库管", "盘点 开始 CW")
-    await console.say("王库管", "盘点 RM-CREAM 450000 CR20261101")  # the scale's 450 kg typed in grams
+    await console.say("王库管", f"盘点 RM-CREAM {int(book * 1000)} CR20261101")  # the scale's kilograms typed in grams
     said = words(await console.say("王库管", "盘点 提交"), "王库管")
     number = re.search(r"CY\d{11}", said)[0]
     await console.say("王库管", f"差异 {number} 1 系统漏单")

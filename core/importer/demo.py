@@ -1,4 +1,4 @@
-"""The bundled bakery-chain demo: load masters, opening stock and 30 days of documents from core/demo/*.csv."""
+"""The bundled bakery-chain demo: masters and opening stock from CSV, a year of history, the last 30 days' stories."""
 
 from __future__ import annotations
 
@@ -14,6 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.errors import DomainError
 from core.importer.demo_approvals import seed_pending
+from core.importer.demo_history import (
+    HISTORY_DAYS,
+    STORES,
+    DemoHistory,
+    Fixed,
+    canonical_batches,
+    redate_opening,
+    seed_preorders,
+)
 from core.importer.demo_purchase import seed_purchases
 from core.importer.parsing import _bool, _date
 from core.importer.reading import _read_table, _Row, _Table
@@ -62,7 +71,8 @@ def _simple_records(kind: str, table: _Table) -> list[dict[str, Any]]:
 
 
 async def load_demo(session: AsyncSession, settings: Settings, *, now: datetime | None = None) -> None:
-    """Load the bundled bakery-chain demo: masters, posted opening stock and 30 days of documents."""
+    """Load the bundled bakery-chain demo: masters, opening stock posted 395 days ago, a year of daily history
+    around the last 30 days' documents, pre-orders, and the sign-offs and purchases waiting."""
     if await session.scalar(select(Product.id).limit(1)) is not None:
         raise DomainError("DEMO_NOT_EMPTY", "数据库中已有商品，演示数据只能载入空库",
                           "请用 jxcbot demo 新建一个演示库")
@@ -84,7 +94,9 @@ async def load_demo(session: AsyncSession, settings: Settings, *, now: datetime 
         session.add_all(model(**r) for r in recs)
     await session.flush()
     opening = _shift_years(await asyncio.to_thread(table, "opening", "opening.csv"), local_today)
-    await _import_table(session, settings, "opening", opening, post=True, progress=None, now=at(30, 8))
+    canonical = canonical_batches(opening)
+    await _import_table(session, settings, "opening", redate_opening(opening, ("CW", *STORES)), post=True,
+                        progress=None, now=at(HISTORY_DAYS, 8))
 
     def exp(days: int) -> date:
         return local_today + timedelta(days=days)
@@ -92,46 +104,61 @@ async def load_demo(session: AsyncSession, settings: Settings, *, now: datetime 
     def ln(sku: str, qty: int | str, unit: str, **kw: Any) -> LineInput:
         return LineInput(sku=sku, qty=Decimal(str(qty)), unit=unit, **kw)
 
-    async def doc(when: datetime, doc_type: str, lines: list[LineInput], *, post: bool = True, **kw: Any) -> None:
-        d = await create_document(session, settings, doc_type, lines, now=when, **kw)
-        await submit_document(session, settings, d, now=when + timedelta(minutes=20))
-        if post:
-            await post_document(session, settings, d, now=when + timedelta(hours=1))
+    fixed: list[tuple[datetime, str, list[LineInput], bool, dict[str, Any]]] = []
+
+    def doc(when: datetime, doc_type: str, lines: list[LineInput], *, post: bool = True, **kw: Any) -> None:
+        fixed.append((when, doc_type, lines, post, kw))
 
     day = "%m%d"
-    await doc(at(27, 9), "purchase_receipt", [
+    doc(at(27, 9), "purchase_receipt", [
         ln("RM-CREAM", 20, "桶", batch=f"CR{at(27, 9):{day}}A", expiry=exp(150), unit_price="450", tax_rate="0.13"),
         ln("RM-MILK", 15, "箱", batch=f"ML{at(27, 9):{day}}A", expiry=exp(120), unit_price="96", tax_rate="0.13"),
     ], warehouse="CW", supplier="SUP01", created_by="王库管", note="乳品周补货")
-    await doc(at(25, 14), "transfer", [
+    doc(at(25, 14), "transfer", [
         ln("RM-MILK", 2, "箱"), ln("RM-CREAM", 20, "kg"), ln("RM-FLOUR-HI", 2, "袋"), ln("PK-BOX6", 100, "个"),
     ], warehouse="CW", to_warehouse="S01", created_by="王库管", note="观前街店周末备货")
-    await doc(at(21, 10), "sales_issue", [
+    doc(at(21, 10), "sales_issue", [
         ln("FG-COOKIE", 5, "箱", unit_price="816"), ln("FG-NUT", 40, "袋", unit_price="28"),
     ], warehouse="CW", customer="C001", created_by="赵销售", note="园区科技下午茶礼盒")
-    await doc(at(18, 9, 30), "purchase_receipt", [
+    doc(at(18, 9, 30), "purchase_receipt", [
         ln("RM-FLOUR-HI", 40, "袋", unit_price="150", tax_rate="0.09"),
         ln("RM-FLOUR-LOW", 20, "袋", unit_price="140", tax_rate="0.09"),
         ln("RM-SUGAR", 10, "袋", unit_price="165", tax_rate="0.13"),
     ], warehouse="CW", supplier="SUP02", created_by="王库管", note="粮油月度采购")
-    await doc(at(14, 15), "borrow", [ln("PK-BOX8", 60, "个"), ln("PK-CANDLE", 30, "盒")],
-              warehouse="CW", customer="C003", created_by="孙销售", due_date=local_today - timedelta(days=2),
-              note="婚庆活动借用蛋糕盒和蜡烛，活动后归还")
-    await doc(at(11, 10), "sales_issue", [ln("FG-MOONCAKE", 60, "盒", unit_price="168")],
-              warehouse="CW", customer="C002", created_by="赵销售", note="平江路咖啡馆寄售礼盒")
-    await doc(at(8, 8, 30), "purchase_receipt", [
+    doc(at(14, 15), "borrow", [ln("PK-BOX8", 60, "个"), ln("PK-CANDLE", 30, "盒")],
+        warehouse="CW", customer="C003", created_by="孙销售", due_date=local_today - timedelta(days=2),
+        note="婚庆活动借用蛋糕盒和蜡烛，活动后归还")
+    doc(at(11, 10), "sales_issue", [ln("FG-MOONCAKE", 60, "盒", unit_price="168")],
+        warehouse="CW", customer="C002", created_by="赵销售", note="平江路咖啡馆寄售礼盒")
+    doc(at(8, 8, 30), "purchase_receipt", [
         ln("RM-EGG", 4, "箱", batch=f"EG{at(8, 8):{day}}A", expiry=exp(25), unit_price="260", tax_rate="0.09"),
         ln("PK-BOX6", 5, "箱", unit_price="150", tax_rate="0.13"),
     ], warehouse="CW", supplier="SUP03", created_by="王库管", note="鸡蛋与包材补货")
-    await doc(at(6, 16), "sales_issue", [ln("FG-COOKIE", 24, "盒", unit_price="68")],
-              warehouse="S06", customer="C004", created_by="周店长", note="会展中心茶歇")
-    await doc(at(4, 11), "transfer", [ln("RM-EGG", 1, "箱"), ln("RM-BUTTER", 10, "kg")],
-              warehouse="CW", to_warehouse="S06", created_by="刘库管", note="金鸡湖店补货")
-    await doc(at(2, 10), "sales_issue", [ln("FG-MOONCAKE", 10, "箱", unit_price="1344"),
-                                         ln("RM-CREAM", 30, "kg", unit_price="52")],
-              warehouse="CW", customer="C001", created_by="赵销售", note="园区科技年会订货")
-    await doc(at(1, 17), "sales_order", [ln("FG-MOONCAKE", 8, "箱", unit_price="1344")], post=False,
-              warehouse="CW", customer="C001", created_by="赵销售", delivery_date=local_today + timedelta(days=5),
-              note="园区科技预订：5 天后送货")
+    doc(at(6, 16), "sales_issue", [ln("FG-COOKIE", 24, "盒", unit_price="68")],
+        warehouse="S06", customer="C004", created_by="周店长", note="会展中心茶歇")
+    doc(at(4, 11), "transfer", [ln("RM-EGG", 1, "箱"), ln("RM-BUTTER", 10, "kg")],
+        warehouse="CW", to_warehouse="S06", created_by="刘库管", note="金鸡湖店补货")
+    doc(at(2, 10), "sales_issue", [ln("FG-MOONCAKE", 10, "箱", unit_price="1344"),
+                                   ln("RM-CREAM", 30, "kg", unit_price="52")],
+        warehouse="CW", customer="C001", created_by="赵销售", note="园区科技年会订货")
+    doc(at(1, 17), "sales_order", [ln("FG-MOONCAKE", 8, "箱", unit_price="1344")], post=False,
+        warehouse="CW", customer="C001", created_by="赵销售", delivery_date=local_today + timedelta(days=5),
+        note="园区科技预订：5 天后送货")
+
+    # A year of daily documents around these (core/importer/demo_history.py), then these as they were.
+    history = DemoHistory(session, settings, now, canonical, [
+        Fixed(when, doc_type, kw["warehouse"], kw.get("to_warehouse"), lines)
+        for when, doc_type, lines, _post, kw in fixed])
+    await history.start()
+    for when, doc_type, lines, post, kw in fixed:
+        await history.until(when + timedelta(hours=1) if post else when)
+        await history.cover(Fixed(when, doc_type, kw["warehouse"], kw.get("to_warehouse"), lines))
+        d = await create_document(session, settings, doc_type, lines, now=when, **kw)
+        await submit_document(session, settings, d, now=when + timedelta(minutes=20))
+        if post:
+            await post_document(session, settings, d, now=when + timedelta(hours=1))
+        await history.sync()
+    await history.finish()
+    await seed_preorders(session, settings, now)
     await seed_pending(session, settings, now)
     await seed_purchases(session, settings, now)
