@@ -62,6 +62,9 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         await db.dispose()
     print("\n等待签核：一张盘点差异单（库管、采购、销售三方会签）和一张报损单（主管审批）。在控制台选「李采购」或"
           "「陈经理」，发送「待办」，点「同意」即可签核；发送「帮助」看全部命令。")
+    if not args.no_serve:
+        print("演示库含一年的每日单据；服务启动时各定时任务按最近周期运行一次：控制台「群消息」面板里有高风险商品日报、"
+              "月度健康度诊断和命中率看板，「李采购」收到带 30 天趋势图的采购预警。")
     print(f"演示库：{path}\n试试查询：JXCBOT_DATABASE_URL={shlex.quote(url)} {self_command()} stock 奶油")
     if args.no_serve:
         return EXIT_OK

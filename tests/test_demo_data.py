@@ -159,7 +159,7 @@ async def test_jxcbot_demo_starts_the_console_server(tmp_path):
             assert all(w in groups for w in wanted), groups[:2000]
             assert any(m["target"]["address"] == "李采购" for m in images), images
         printed = _text(out)
-        assert f"本地控制台：{base}/console" in printed
+        assert f"本地控制台：{base}/console" in printed and "「群消息」面板" in printed
         assert f"演示库：{tmp_path.resolve() / 'jxcbot-demo.db'}" in printed
     finally:
         await stop(proc)
