@@ -45,6 +45,11 @@ async def the_discrepancy(db) -> Document:
         return await get_document(s, number)
 
 
+async def count_status(db) -> str:
+    async with db.read() as s:
+        return (await s.scalars(select(Document.status).where(Document.type == "stock_count"))).one()
+
+
 async def test_a_count_that_matches_creates_nothing(db, settings, chat):
     assert "已开始盘点" in reply(await chat.send("张库管", "盘点 开始 WH1"), "张库管")["text"]
     assert "你在这个仓库已有进行中的盘点" in reply(await chat.send("张库管", "盘点 开始 WH1"), "张库管")["text"]
@@ -53,6 +58,7 @@ async def test_a_count_that_matches_creates_nothing(db, settings, chat):
     assert "账实相符" in reply(rows, "张库管")["text"]
     async with db.read() as s:
         assert (await s.scalar(select(func.count()).select_from(Document).where(Document.type == "discrepancy"))) == 0
+    assert await count_status(db) == "posted"  # nothing to settle: the count is closed (the health closure rate)
 
 
 async def test_lines_are_corrected_not_doubled_and_bad_input_changes_nothing(db, settings, chat):
@@ -98,9 +104,11 @@ async def test_a_borrowed_difference_typed_photographed_signed_by_three_and_post
     for who in ("张库管", "李采购"):
         await chat.send(who, f"同意 {doc.number}")
     assert await on_hand(db) == Decimal(12)
+    assert await count_status(db) == "submitted"  # open until its discrepancy posts
     rows = await chat.send("王销售", f"同意 {doc.number}")
     assert "全部签核通过，已过账" in reply(rows, "王销售")["title"]
     assert await on_hand(db) == Decimal(10)
+    assert await count_status(db) == "posted"  # the discrepancy's posting closed the count
     detail = reply(await chat.send("张库管", f"单据 {doc.number}"), "张库管")["text"]
     assert "已过账" in detail and "凭证照片 1 张" in detail and "关联单据：盘点" in detail
 

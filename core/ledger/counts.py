@@ -1,4 +1,4 @@
-"""Stock counts: book quantities at count time and the discrepancy document they lead to."""
+"""Stock counts: book quantities at count time, the discrepancy document they lead to, and closing the count."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.config import Settings
 from core.ledger.batches import pair_filter
-from core.ledger.doctypes import BOOK_SNAPSHOT, COUNT_DISCREPANCY, doc_type
+from core.ledger.doctypes import BOOK_SNAPSHOT, CLOSES_COUNT, COUNT_DISCREPANCY, doc_type
 from core.ledger.document_rows import insert_document
 from core.ledger.hooks import Hook
 from core.ledger.numbering import next_number
@@ -19,6 +20,7 @@ from core.models import Document, StockBalance
 
 ZERO = Decimal(0)
 DISCREPANCY = "discrepancy"  # the type of the document a count's differences become
+COUNT_TYPE = "stock_count"
 
 
 async def book_quantities(session: AsyncSession, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Decimal]:
@@ -45,7 +47,8 @@ async def create_discrepancy(session: AsyncSession, settings: Settings, count: D
                              now: datetime) -> Document | None:
     """A submitted discrepancy document (counted − book) for the count's differing lines, or None."""
     diff_lines = [ln for ln in count.lines if ln.counted_qty is not None and ln.stock_qty != ln.book_qty]
-    if not diff_lines:
+    if not diff_lines:  # the shelves match the books: the count is done
+        await close_count(session, count.id, now)
         return None
     dt = doc_type(DISCREPANCY)
     doc = Document(
@@ -69,6 +72,24 @@ async def create_discrepancy(session: AsyncSession, settings: Settings, count: D
     return await insert_document(session, doc, rows)
 
 
+async def close_count(session: AsyncSession, count_id: int | None, now: datetime) -> bool:
+    """A submitted count → posted (it moves no stock: posting it only closes it). False when it was not open."""
+    if count_id is None:
+        return False
+    done = await session.execute(update(Document).where(Document.id == count_id, Document.type == COUNT_TYPE,
+                                                        Document.status == "submitted")
+                                 .values(status="posted", posted_at=now).execution_options(synchronize_session=False))
+    count = session.identity_map.get(session.identity_key(Document, count_id)) if done.rowcount else None
+    if count is not None:
+        set_committed_value(count, "status", "posted")
+        set_committed_value(count, "posted_at", now)
+    return bool(done.rowcount)
+
+
+async def _close_counted(session: AsyncSession, _settings: Settings, doc: Document, now: datetime) -> None:
+    await close_count(session, doc.ref_document_id, now)
+
+
 async def _snapshot_book(session: AsyncSession, _settings: Settings, doc: Document, _now: datetime) -> None:
     await record_book_quantities(session, doc)
 
@@ -77,4 +98,5 @@ async def _snapshot_book(session: AsyncSession, _settings: Settings, doc: Docume
 HOOKS: dict[str, Hook] = {
     BOOK_SNAPSHOT: Hook(before_submit=_snapshot_book),
     COUNT_DISCREPANCY: Hook(after_submit=create_discrepancy),
+    CLOSES_COUNT: Hook(posted=_close_counted),
 }

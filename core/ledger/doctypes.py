@@ -35,6 +35,7 @@ MARKS_RETURNED = "marks_returned"  # posting marks the referenced document retur
 RESERVES = "reserves"  # submitting reserves stock (strategic customers) until fulfilled or cancelled
 BOOK_SNAPSHOT = "book_snapshot"  # submitting records each line's book quantity
 COUNT_DISCREPANCY = "count_discrepancy"  # after submitting, a discrepancy document for differing lines
+CLOSES_COUNT = "closes_count"  # posting a discrepancy closes (posts) the count it came from
 ONE_OPEN_REQUEST = "one_open_request"  # submitting refuses a product that already has an open purchase request
 PLACES_ORDER = "places_order"  # posting (the approval) places the purchase order for the request's supplier
 
@@ -111,7 +112,8 @@ DOC_TYPES: dict[str, DocType] = {
         DocType("borrow", "JH", "借条", LEND, approval=MANAGER, signed=True),
         DocType("borrow_return", "GH", "借货归还", LEND_BACK),
         DocType("stock_count", "PD", "盘点", NONE, line_qty=COUNTED, hooks=(BOOK_SNAPSHOT, COUNT_DISCREPANCY)),
-        DocType("discrepancy", "CY", "盘点差异", COUNT_DIFF, approval=COUNT_SIGN_OFF, line_qty=NONZERO),
+        DocType("discrepancy", "CY", "盘点差异", COUNT_DIFF, approval=COUNT_SIGN_OFF, line_qty=NONZERO,
+                hooks=(CLOSES_COUNT,)),
         DocType("purchase_request", "SQ", "采购申请", NONE, approval=MANAGER,
                 hooks=(ONE_OPEN_REQUEST, PLACES_ORDER)),
         DocType("purchase_order", "CG", "采购订单", NONE),
