@@ -10,6 +10,7 @@ from core.approvals.views import approval_view
 from core.errors import DomainError
 from core.ledger import count_sheet
 from core.ledger.doctypes import DISCREPANCY_TYPES
+from core.messaging.recipients import ToRole
 from core.models import Document
 from core.types import fq
 from handlers.approval_cards import approval_card
@@ -21,6 +22,7 @@ from handlers.registry import Context, action, command, picture
 COUNT_USAGE = ("盘点 开始 <仓库>；盘点 <SKU|条码|名称> <数量>[单位] [批次]；盘点（查看）；盘点 提交。"
                "例如：盘点 开始 CW、盘点 RM-CREAM 10kg、盘点 奶油 3箱")
 COUNT_ROLES = ("warehouse", "manager")
+PHOTOS_SHOWN = 3  # evidence photos sent to each signer with the card
 
 
 def _sheet_text(s: count_sheet.CountSheet) -> str:
@@ -65,6 +67,10 @@ async def to_sign_off_if_ready(ctx: Context, doc: Document) -> Message:
     await engine.open_round(ctx.unit, doc, policy, actor(ctx), ctx.now)
     view = await approval_view(ctx.unit, doc.number)
     await ask_to_sign(ctx, view, headline=f"{ctx.sender.name} 提交了盘点差异，请三方会签")
+    photos = await evidence.evidence_photos(ctx.unit, doc, PHOTOS_SHOWN)
+    for role in view.roles_to_ask():  # the signers see the evidence itself, not only its count on the card
+        for i, data in enumerate(photos, start=1):
+            ctx.tell(ToRole(role), Message("image", title=f"差异单 {doc.number} 凭证照片 {i}/{len(photos)}", png=data))
     roles = "、".join(r for r in ("库管", "采购", "销售"))
     return approval_card(view, ctx.settings.timezone, card_id=ctx.card_ref,
                          headline=f"差异单 {doc.number} 资料齐全，已送 {roles} 三方会签")

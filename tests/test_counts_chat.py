@@ -3,6 +3,7 @@ needs a type per line and a photo before the three-party sign-off; photos are ch
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 import pytest
@@ -101,6 +102,9 @@ async def test_a_borrowed_difference_typed_photographed_signed_by_three_and_post
     assert "已保存凭证照片" in reply(rows, "张库管")["text"]
     asked = {r["to"] for r in rows if r["kind"] == "card" and r.get("buttons")}
     assert {"李采购", "王销售", "孙库管"} <= asked  # each role's holders get the card with buttons
+    shown = {r["to"]: r for r in rows if r["kind"] == "image"}  # and the evidence itself, not only its count
+    assert {"李采购", "王销售", "孙库管"} <= shown.keys()
+    assert base64.b64decode(shown["李采购"]["png"]) == PNG and f"{doc.number} 凭证照片 1/1" in shown["李采购"]["title"]
     for who in ("张库管", "李采购"):
         await chat.send(who, f"同意 {doc.number}")
     assert await on_hand(db) == Decimal(12)

@@ -231,14 +231,16 @@ class DingTalkClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def upload_image(self, png: bytes, filename: str = "chart.png") -> str:
-        """Upload a PNG through oapi media/upload → media_id (usable as sampleImageMsg photoURL)."""
+        """Upload a PNG (or JPEG) through oapi media/upload → media_id (usable as sampleImageMsg photoURL)."""
         what = "POST /media/upload"
         stale: str | None = None
         for attempt in range(2):
             token = await self.access_token(stale=stale)
             form = aiohttp.FormData()
             form.add_field("type", "image")
-            form.add_field("media", png, filename=filename, content_type="image/png")
+            jpeg = png.startswith(b"\xff\xd8")  # count evidence may be a JPEG photo
+            form.add_field("media", png, filename=filename.replace(".png", ".jpg") if jpeg else filename,
+                           content_type="image/jpeg" if jpeg else "image/png")
             url = URL(f"{self.oapi_base}/media/upload?access_token={quote_plus(token)}&type=image", encoded=True)
             status, data, _ = await _request(self._session, "POST", url, self.timeout, data=form, what=what)
             if isinstance(data, dict) and data.get("errcode") in TOKEN_ERRCODES and attempt == 0:

@@ -115,6 +115,13 @@ async def attach_photo(session: AsyncSession, doc: Document, data: bytes, user_i
     return row, True
 
 
+async def evidence_photos(session: AsyncSession, doc: Document, limit: int = 3) -> list[bytes]:
+    """The document's first `limit` evidence photos, in the order they were kept."""
+    return list(await session.scalars(select(Attachment.data).where(Attachment.document_id == doc.id,
+                                                                    Attachment.kind == EVIDENCE)
+                                      .order_by(Attachment.id).limit(limit)))
+
+
 async def missing_for_sign_off(session: AsyncSession, doc: Document) -> list[str]:
     """What the discrepancy still lacks before it can go to sign-off (empty: ready)."""
     out = []
