@@ -27,7 +27,8 @@ async def setup(db, settings) -> tuple[str, str, str]:
                    User(name="陈经理", roles="manager", department="运营")])
         await post(s, settings, "purchase_receipt", [line("CREAM", 12, "kg")], warehouse="WH1", supplier="SUP1")
         slips = []
-        for due in (NOW.date() - timedelta(days=2), NOW.date() + timedelta(days=5)):
+        today = NOW.astimezone(settings.timezone).date()  # due dates are local days (UTC's date differs after 16:00)
+        for due in (today - timedelta(days=2), today + timedelta(days=5)):
             doc = await create_document(s, settings, "borrow", [line("CREAM", 1, "kg")], warehouse="WH1",
                                         customer="C2", created_by="赵销售", due_date=due)
             await submit_document(s, settings, doc)
