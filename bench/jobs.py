@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import json
 import resource
 import shutil
 import sys
@@ -14,7 +15,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,36 @@ async def build(url: str, products: int, movements: int, seed: int, t0: float) -
     return ledger
 
 
-async def run(url: str, products: int, movements: int, seed: int, charts: int, t0: float) -> dict[str, Any]:
+def kept_ledger(keep: Path, products: int, movements: int, seed: int) -> datetime | None:
+    """The end of a ledger built earlier into `keep` for the same sizes and seed, or None (build it)."""
+    meta = keep.with_name(keep.name + ".json")
+    if not keep.exists() or not meta.exists():
+        return None
+    m = json.loads(meta.read_text())
+    if (m["products"], m["movements"], m["seed"]) != (products, movements, seed):
+        return None
+    return datetime.fromisoformat(m["end"])
+
+
+async def run(url: str, products: int, movements: int, seed: int, charts: int, t0: float,
+              keep: Path | None = None) -> dict[str, Any]:
+    """Build the ledger (or copy the one kept in `keep`, SQLite only: the jobs write to it), then run every job."""
     build_start = time.perf_counter()
-    ledger = await build(url, products, movements, seed, t0)
+    end = kept_ledger(keep, products, movements, seed) if keep else None
+    if end is None:
+        ledger = await build(f"sqlite+aiosqlite:///{keep}" if keep else url, products, movements, seed, t0)
+        end = ledger.end
+        if keep:
+            keep.with_name(keep.name + ".json").write_text(json.dumps(
+                {"products": products, "movements": movements, "seed": seed, "end": end.isoformat()}))
+    if keep:
+        log(t0, f"copying the kept ledger {keep}")
+        shutil.copyfile(keep, make_url(url).database)
     built = time.perf_counter() - build_start
     db = Database(url)
     settings = Settings(database_url=url)
     outbound = Outbound(split_message, platforms=frozenset({"console"}))  # channels unconfigured: console groups
-    now = ledger.end + timedelta(minutes=30)
+    now = end + timedelta(minutes=30)
     local = now.astimezone(settings.timezone)
     deps = Deps(db, settings, outbound, owner="bench", clock=lambda: now,
                 extras={"notify_approvers": notify_approvers})
@@ -180,14 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--charts", type=int, default=20, help="charts rendered for the chart figure (default 20)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--db", help="PostgreSQL URL (schema DROPPED and recreated); default a fresh SQLite file")
+    p.add_argument("--keep", type=Path, metavar="PATH",
+                   help="SQLite only: build the ledger into PATH once (PATH.json records its sizes) and reuse it on "
+                        "later runs of the same sizes and seed; each run works on a copy")
     args = p.parse_args(argv)
+    if args.keep and args.db:
+        p.error("--keep is for SQLite; leave out --db")
     products = args.products or (100_000 if args.large else 10_000)
     movements = args.movements or (5_000_000 if args.large else 1_000_000)
     t0 = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="jxcbench-jobs-")
     url = args.db or f"sqlite+aiosqlite:///{Path(tmp) / 'jobs.db'}"
     try:
-        result = asyncio.run(run(url, products, movements, args.seed, args.charts, t0))
+        result = asyncio.run(run(url, products, movements, args.seed, args.charts, t0, args.keep))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     emit(render(result) + f"\nTotal wall time {time.perf_counter() - t0:.1f} s", result, args.json)
