@@ -15,7 +15,7 @@ from cards.model import Message
 from cards.parts import split_message
 from core.messaging.outbound import Outbound
 from core.models import OutboxMessage, Product
-from core.reports.hit_rate import hit_board
+from core.reports.hit_rate import hit_board, week_suggestion
 from jobs.registry import JOBS
 from jobs.runner import Deps, run_job
 from tests.factories import line, seed
@@ -98,3 +98,49 @@ async def test_the_board_goes_once_with_the_advice_and_the_full_board_attached(d
     assert not again.ran
     async with db.read() as s:
         assert len(list(await s.scalars(select(OutboxMessage)))) == 2
+
+
+async def test_one_ledger_read_gives_what_each_week_read_on_its_own_gives(db, settings):
+    """The board reads the ledger once for both weeks; each week's figures equal those of the engine run on that
+    week's own history (uneven sales, stock-outs, a return), so sharing the read changes nothing."""
+    import random
+
+    from core.replenish.history import load_history
+    from core.replenish.suggest import build_inputs
+
+    rng = random.Random(7)
+
+    async def work(s) -> None:
+        await seed(s)
+        day = date(2026, 9, 20)
+        while day < W48 + timedelta(days=7):
+            if day.day % 9 == 0:  # a receipt now and then: in between, CREAM runs out
+                await dated(s, settings, "purchase_receipt", [line("CREAM", 60, "kg"), line("SUGAR", 90, "kg")],
+                            at(settings, day, 8), warehouse="WH1", supplier="SUP1")
+            for sku in ("CREAM", "SUGAR"):
+                try:
+                    sale = await dated(s, settings, "sales_issue", [line(sku, rng.randint(1, 12), "kg")],
+                                       at(settings, day, 14), warehouse="WH1", customer="C2")
+                except Exception:  # not enough stock that day: the sale is refused (a stock-out day)
+                    continue
+                if rng.random() < 0.1:
+                    await dated(s, settings, "sales_return", [line(sku, 1, "kg")], at(settings, day, 16),
+                                warehouse="WH1", ref_number=sale.number)
+            day += timedelta(days=1)
+
+    await db.write(work)
+    board = await hit_board(db, settings, W48)
+    assert board.rows
+    expect = {}
+    for week, monday in (("week", W48), ("before", W47)):
+        async with db.read() as s:
+            h, inputs, _ = await build_inputs(s, settings, today=monday)
+            used = await load_history(s, today=monday + timedelta(days=7), tz=settings.timezone, days=7)
+        assert h.stockout.any()
+        qty = week_suggestion(inputs)
+        for i, sku in enumerate(h.index.skus):
+            expect[(sku, week)] = (Decimal(str(round(float(qty[i]), 6))).normalize(),
+                                   Decimal(str(round(float(used.demand[i].sum()), 6))).normalize())
+    for r in board.rows:
+        for week, figures in (("week", r.week), ("before", r.before)):
+            assert (figures.suggested.normalize(), figures.consumed.normalize()) == expect[(r.sku, week)]

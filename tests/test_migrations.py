@@ -30,5 +30,5 @@ async def test_upgrade_head_matches_models_and_is_idempotent(tmp_path: Path):
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0010"
+    assert version == "0011"
     await db.dispose()

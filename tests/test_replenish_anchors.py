@@ -310,8 +310,8 @@ async def test_an_anchor_reads_the_products_category_not_the_whole_ledger(db, se
     seen: set[int] = set()
     real = history._arrays
 
-    async def spy(session, stmt, divisor):
-        data = await real(session, stmt, divisor)
+    async def spy(session, stmt, divisor, **kw):
+        data = await real(session, stmt, divisor, **kw)
         seen.update(int(p) for p in data[:, 0])
         return data
 

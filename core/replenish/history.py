@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -154,6 +154,15 @@ class History:
     position: Position
     warehouse_id: int | None
 
+    def sliced(self, first: int, days: int, lead: LeadTimes | None = None) -> History:
+        """The days [first, first + days) of this history as a history of its own (a day's demand and stock-out do
+        not depend on the window around it), with other lead times if given; position unchanged."""
+        if first < 0 or days < 1 or first + days > self.window.days:
+            raise ValueError(f"days [{first}, {first + days}) outside a {self.window.days}-day history")
+        window = Window(self.window.start + timedelta(days=first), days, self.window.tz)
+        return replace(self, window=window, demand=self.demand[:, first:first + days],
+                       stockout=self.stockout[:, first:first + days], lead=lead or self.lead)
+
 
 def _f(value: Decimal | int | float | None) -> float:
     return 0.0 if value is None else float(value)
@@ -217,11 +226,11 @@ def _raw_qty(dialect: str, col: Any) -> tuple[Any, float]:
     return type_coerce(col, BigInteger), float(10**SCALE)  # Dec is a scaled integer there
 
 
-async def _arrays(session: AsyncSession, stmt: Any, divisor: float) -> np.ndarray:
+async def _arrays(session: AsyncSession, stmt: Any, divisor: float, columns: int = 3) -> np.ndarray:
     """Rows of (product id, unix seconds, raw quantity[, …]) as float64[k, columns], quantities in units."""
     rows = (await session.execute(stmt)).all()
     if not rows:
-        return np.zeros((0, 3))
+        return np.zeros((0, columns))
     # A year of a large ledger is millions of rows: seconds of conversion, off the event loop.
     return await asyncio.to_thread(_to_array, rows, divisor)
 
@@ -282,44 +291,77 @@ def _forward_fill(values: np.ndarray, first: np.ndarray) -> np.ndarray:
     return filled[np.arange(filled.shape[0])[:, None], idx][:, 1:]
 
 
+STOCKOUT_CHUNK = 10_000  # products per stock-out query: bounds the rows one query can return
+
+
+def _ranges(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive [low, high] product-id ranges of at most `size` of the given ids."""
+    ordered = np.sort(ids)
+    return [(int(ordered[k]), int(ordered[min(k + size, len(ordered)) - 1])) for k in range(0, len(ordered), size)]
+
+
+def _near_zero(dialect: str, window: Window, wid: int | None, ids: list[int] | None, low: int, high: int) -> Any:
+    """The postings in the window at or next to an on-hand level ≤ 0, for products low..high (or `ids` among them).
+
+    The database keeps the running on-hand total per product, move by move in time order (ROWS frame, from the first
+    move ever), so no move outside the answer is sent to Python. A row comes back when the total after it is ≤ 0 or
+    was ≤ 0 just before it: every posting that ends at or below zero, and every posting that follows one (the
+    recovery). Rows inside a multi-move posting (a transfer between two counted warehouses) may show a level the
+    posting as a whole never had: the caller keeps only each posting's last row that came back."""
+    running = func.sum(_M.c.qty).over(partition_by=_M.c.product_id, order_by=(_M.c.posted_at, _M.c.id),
+                                      rows=(None, 0))
+    start, end = window.utc_bounds()
+    inner = (select(_M.c.id, _M.c.product_id, _M.c.document_id, _M.c.posted_at, _M.c.qty.label("q"),
+                    running.label("r"))
+             .where(_M.c.bucket == ON_HAND, _M.c.posted_at < end, _M.c.product_id.between(low, high)))
+    if wid is not None:
+        inner = inner.where(_M.c.warehouse_id == wid)
+    if ids is not None:
+        inner = inner.where(_M.c.product_id.in_(ids))
+    sub = inner.subquery()
+    r, _divisor = _raw_qty(dialect, sub.c.r)
+    return (select(sub.c.product_id, _epoch(dialect, sub.c.posted_at), r, sub.c.document_id)
+            .where(sub.c.posted_at >= start, (sub.c.r <= 0) | (sub.c.r - sub.c.q <= 0))
+            .order_by(sub.c.product_id, sub.c.posted_at, sub.c.id))
+
+
 async def stockout_days(session: AsyncSession, index: ProductIndex, window: Window,
                         wid: int | None = None) -> np.ndarray:
-    """Stock-out days [n, days]: on hand (relevant warehouses) ≤ 0 at the day's start, any posting in it, or its end."""
+    """Stock-out days [n, days]: on hand (relevant warehouses) ≤ 0 at the day's start, any posting in it, or its end.
+
+    Only the postings at or next to a level ≤ 0 are read (see _near_zero), a chunk of products at a time; between
+    them the level is above zero, which is all the rule needs to know."""
     n = len(index)
-    start, end = window.utc_bounds()
+    start, _end = window.utc_bounds()
     dialect = _dialect(session)
     total, divisor = _raw_qty(dialect, func.sum(_M.c.qty))
     opening_stmt = select(_M.c.product_id, total).where(_M.c.bucket == ON_HAND, _M.c.posted_at < start)
-    # One net quantity per posting (document and time) so a transfer between counted warehouses nets out.
-    in_window = (select(_M.c.product_id, _epoch(dialect, _M.c.posted_at), total, func.min(_M.c.id).label("first"))
-                 .where(_M.c.bucket == ON_HAND, _M.c.posted_at >= start, _M.c.posted_at < end)
-                 .group_by(_M.c.product_id, _M.c.document_id, _M.c.posted_at)
-                 .order_by(_M.c.product_id, _M.c.posted_at, "first"))
     if wid is not None:
         opening_stmt = opening_stmt.where(_M.c.warehouse_id == wid)
-        in_window = in_window.where(_M.c.warehouse_id == wid)
     if index.subset:
-        ids = index.ids.tolist()
-        opening_stmt, in_window = (s.where(_M.c.product_id.in_(ids)) for s in (opening_stmt, in_window))
+        opening_stmt = opening_stmt.where(_M.c.product_id.in_(index.ids.tolist()))
     rows_of = index.rows()
     opening = np.zeros(n, dtype=np.float64)
     for pid, qty in (await session.execute(opening_stmt.group_by(_M.c.product_id))).all():
         if pid in rows_of:
             opening[rows_of[pid]] = float(qty) / divisor
     opening = np.round(opening, 6)
-    data = await _arrays(session, in_window, divisor)
-    rows, days, ok = _positions(index, window, data)
     end_of_day = np.full((n, window.days), np.nan)
     low = np.full((n, window.days), np.inf)
-    if ok.any():
-        p, d, qty = rows[ok], days[ok], data[ok, 2]  # sorted by product, then time
-        cum = np.cumsum(qty)
-        group_start = np.r_[True, p[1:] != p[:-1]]
-        base = np.maximum.accumulate(np.where(group_start, np.arange(len(p)), 0))
-        running = np.round(opening[p] + cum - (cum[base] - qty[base]), 6)
-        np.minimum.at(low, (p, d), running)
+    for lo, hi in _ranges(index.ids, STOCKOUT_CHUNK):
+        ids = [int(i) for i in index.ids if lo <= i <= hi] if index.subset else None
+        data = await _arrays(session, _near_zero(dialect, window, wid, ids, lo, hi), divisor, columns=4)
+        # One level per posting (product, time, document): its last row that came back.
+        last_of_posting = np.r_[(data[1:, 0] != data[:-1, 0]) | (data[1:, 1] != data[:-1, 1])
+                                | (data[1:, 3] != data[:-1, 3]), True] if len(data) else np.zeros(0, bool)
+        data = data[last_of_posting]
+        rows, days, ok = _positions(index, window, data)
+        if not ok.any():
+            continue
+        p, d, level = rows[ok], days[ok], np.round(data[ok, 2], 6)  # sorted by product, then time
+        np.minimum.at(low, (p, d), level)
         last = np.r_[(p[1:] != p[:-1]) | (d[1:] != d[:-1]), True]
-        end_of_day[p[last], d[last]] = running[last]
+        end_of_day[p[last], d[last]] = level[last]
     end_of_day = _forward_fill(end_of_day, opening)
     start_of_day = np.concatenate([opening[:, None], end_of_day[:, :-1]], axis=1)
     return (start_of_day <= 0) | (low <= 0) | (end_of_day <= 0)

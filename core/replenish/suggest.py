@@ -42,9 +42,17 @@ class Suggestion:
 async def build_inputs(session: AsyncSession, settings: Settings, *, today: date, warehouse: str | None = None,
                        days: int = DEFAULT_HISTORY_DAYS) -> tuple[History, PlanInputs, list[Strategy]]:
     """The ledger as PlanInputs (one read session): history, each product's category strategy, this month's anchors
-    and the promotion calendar. Review days are the category's plus the product's buffer days. ``promo`` covers the
-    history days and the `horizon` days from today: past promotions teach the uplift, scheduled ones apply it."""
+    and the promotion calendar (see plan_inputs)."""
     h = await load_history(session, today=today, tz=settings.timezone, days=days, warehouse=warehouse)
+    inputs, chosen = await plan_inputs(session, h, today)
+    return h, inputs, chosen
+
+
+async def plan_inputs(session: AsyncSession, h: History, today: date) -> tuple[PlanInputs, list[Strategy]]:
+    """A history as PlanInputs for a plan made on `today`: each product's category strategy, the anchors of today's
+    month and the promotion calendar. Review days are the category's plus the product's buffer days. ``promo``
+    covers the history days and the `horizon` days from today: past promotions teach the uplift, scheduled ones
+    apply it."""
     by_category = await strategies(session)
     chosen = [by_category.get(c, DEFAULT) for c in h.index.categories]
     n = len(h.index)
@@ -73,7 +81,7 @@ async def build_inputs(session: AsyncSession, settings: Settings, *, today: date
         start_weekday=h.window.start.weekday(), horizon=horizon,
         anchor_rate=rate, anchor_weight=weight, anchor_reason=reasons,
     )
-    return h, inputs, chosen
+    return inputs, chosen
 
 
 async def suggest(db: Database, *, today: date, warehouse: str | None = None, settings: Settings | None = None,

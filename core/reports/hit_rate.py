@@ -25,10 +25,10 @@ from sqlalchemy import select
 from core.config import Settings
 from core.models import Product
 from core.replenish.explain import to_dec
-from core.replenish.history import DEFAULT_HISTORY_DAYS, load_history
+from core.replenish.history import DEFAULT_HISTORY_DAYS, Window, daily_demand, lead_times, load_history
 from core.replenish.plan import plan
 from core.replenish.policy import round_to_pack
-from core.replenish.suggest import build_inputs
+from core.replenish.suggest import plan_inputs
 from core.storage import Database
 
 LIMIT = Decimal("0.25")
@@ -106,25 +106,32 @@ def week_suggestion(inputs: Any) -> np.ndarray:
     return round_to_pack(result.daily[:, :7].sum(axis=1), inputs.moq, inputs.pack)
 
 
-async def _suggested(db: Database, settings: Settings, monday: date, heavy: Heavy) -> dict[int, Decimal]:
-    async with db.read() as s:
-        h, inputs, _ = await build_inputs(s, settings, today=monday, days=HISTORY_DAYS)
-    qty = await heavy(week_suggestion, inputs)
-    return {int(pid): to_dec(q) for pid, q in zip(h.index.ids.tolist(), qty.tolist(), strict=True)}
+def _by_id(ids: np.ndarray, qty: np.ndarray) -> dict[int, Decimal]:
+    return {int(pid): to_dec(q) for pid, q in zip(ids.tolist(), qty.tolist(), strict=True)}
 
 
-async def _consumed(db: Database, settings: Settings, monday: date) -> dict[int, Decimal]:
+async def _figures(db: Database, settings: Settings, monday: date, heavy: Heavy) -> tuple[dict[int, Decimal], ...]:
+    """Suggested and consumed per product, for the week from `monday` and the week before, from one read of the
+    ledger: HISTORY_DAYS + 7 days ending the Sunday before `monday` hold both weeks' histories (a day's demand and
+    stock-out do not depend on the window around it) and the week before's consumption; the week's consumption is
+    its 7 days of demand."""
+    tz = settings.timezone
+    before = monday - timedelta(days=7)
     async with db.read() as s:
-        h = await load_history(s, today=monday + timedelta(days=7), tz=settings.timezone, days=7)
-    totals = h.demand.sum(axis=1) if len(h.index) else np.zeros(0)
-    return {int(pid): to_dec(q) for pid, q in zip(h.index.ids.tolist(), totals.tolist(), strict=True)}
+        wide = await load_history(s, today=monday, tz=tz, days=HISTORY_DAYS + 7)
+        lead_before = await lead_times(s, wide.index, before, tz)
+        weeks = [(wide.sliced(7, HISTORY_DAYS), monday), (wide.sliced(0, HISTORY_DAYS, lead_before), before)]
+        inputs = [(await plan_inputs(s, h, today))[0] for h, today in weeks]
+        used = await daily_demand(s, wide.index, Window(monday, 7, tz)) if len(wide.index) else np.zeros((0, 7))
+    ids = wide.index.ids
+    sug, sug_before = [_by_id(ids, await heavy(week_suggestion, i)) for i in inputs]
+    return sug, sug_before, _by_id(ids, used.sum(axis=1)), _by_id(ids, wide.demand[:, -7:].sum(axis=1))
 
 
 async def hit_board(db: Database, settings: Settings, monday: date, heavy: Heavy = asyncio.to_thread) -> HitBoard:
-    """The board of the week starting `monday` and the week before it (two engine plans, each in `heavy`)."""
-    before = monday - timedelta(days=7)
-    sug, sug_before = await _suggested(db, settings, monday, heavy), await _suggested(db, settings, before, heavy)
-    used, used_before = await _consumed(db, settings, monday), await _consumed(db, settings, before)
+    """The board of the week starting `monday` and the week before it (one ledger read, two engine plans, each in
+    `heavy`)."""
+    sug, sug_before, used, used_before = await _figures(db, settings, monday, heavy)
     zero = Decimal(0)
     ids = {pid for pid in set(sug) | set(used) if sug.get(pid, zero) > 0 or used.get(pid, zero) > 0}
     async with db.read() as s:

@@ -1,0 +1,30 @@
+"""covering stock-move index
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-08 01:00:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+COLUMNS = ['product_id', 'posted_at', 'id', 'warehouse_id', 'bucket', 'batch_id', 'document_id', 'qty']
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('stock_moves', schema=None) as batch_op:
+        batch_op.create_index('ix_stock_moves_product_time', COLUMNS, unique=False)
+        batch_op.drop_index('ix_stock_moves_key_time')
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('stock_moves', schema=None) as batch_op:
+        batch_op.create_index('ix_stock_moves_key_time', ['product_id', 'warehouse_id', 'posted_at', 'id'],
+                              unique=False)
+        batch_op.drop_index('ix_stock_moves_product_time')
