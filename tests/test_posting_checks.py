@@ -333,3 +333,35 @@ async def test_integrity_sweep_freezes_only_the_broken_pair(db, settings):
         doc = await create_document(s, settings, "purchase_receipt", [line("SUGAR", 1, "袋")], warehouse="WH1")
         await submit_document(s, settings, doc)
         await post_document(s, settings, doc)  # the other product in the same warehouse still works
+
+
+async def test_integrity_sweep_finds_each_kind_of_anomaly_and_nothing_else(db, settings):
+    """On-hand and on-loan sums checked per batch, a balance without moves, a negative balance in a strict warehouse
+    (its moves agree) — each found once; the consistent pairs are left alone."""
+    from sqlalchemy import update
+
+    from core.ledger.freeze import sweep_integrity
+    from core.models import Batch, Document, StockMove, Warehouse
+    async with db.session() as s:
+        await seed(s)
+        await post(s, settings, "purchase_receipt", [line("CREAM", 5, "kg"), line("SUGAR", 2, "袋")], warehouse="WH1")
+        await post(s, settings, "purchase_receipt", [line("CREAM", 3, "kg")], warehouse="S01")
+        assert await sweep_integrity(s) == []
+        ids = {p.sku: p.id for p in await s.scalars(select(Product))}
+        wh = {w.code: w.id for w in await s.scalars(select(Warehouse))}
+        batch = await s.scalar(select(Batch.id).where(Batch.product_id == ids["SUGAR"]))
+        await s.execute(update(StockBalance).where(StockBalance.product_id == ids["SUGAR"]).values(on_loan=D(1)))
+        s.add(StockBalance(product_id=ids["MILK"], warehouse_id=wh["S02"], batch_id=batch, qty=D(3)))
+        doc = await s.scalar(select(Document.id).limit(1))
+        # CREAM in WH1 driven below zero by a move the balance follows: agreeing, but negative in a strict warehouse
+        s.add(StockMove(document_id=doc, product_id=ids["CREAM"], warehouse_id=wh["WH1"],
+                        batch_id=await s.scalar(select(StockBalance.batch_id).where(
+                            StockBalance.product_id == ids["CREAM"], StockBalance.warehouse_id == wh["WH1"])),
+                        bucket="stock", qty=D(-7), balance_after=D(-2)))
+        await s.execute(update(StockBalance).where(StockBalance.product_id == ids["CREAM"],
+                                                   StockBalance.warehouse_id == wh["WH1"]).values(qty=D(-2)))
+        await s.flush()
+        found = {(a.product_id, a.warehouse_id): a.reason for a in await sweep_integrity(s)}
+    assert set(found) == {(ids["SUGAR"], wh["WH1"]), (ids["MILK"], wh["S02"]), (ids["CREAM"], wh["WH1"])}
+    assert "不一致" in found[(ids["SUGAR"], wh["WH1"])] and "不一致" in found[(ids["MILK"], wh["S02"])]
+    assert "负数" in found[(ids["CREAM"], wh["WH1"])]  # CREAM in S01 (3 kg, agreeing) is not listed

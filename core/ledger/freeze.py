@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
-from core.ledger.posting import sum_moves
-from core.models import Freeze, FreezeEvent, Product, StockBalance, Warehouse, utcnow
+from core.models import ON_HAND, ON_LOAN, Freeze, FreezeEvent, Product, StockBalance, StockMove, Warehouse, utcnow
+from core.types import Dec
 
 
 async def freeze(session: AsyncSession, product_id: int, warehouse_id: int, reason: str,
@@ -74,17 +73,32 @@ class Anomaly:
 
 
 async def sweep_integrity(session: AsyncSession, now: datetime | None = None) -> list[Anomaly]:
-    """Compare every balance with the sum of its moves; freeze each anomalous pair (smallest scope)."""
-    sums = await sum_moves(session)
+    """Compare every balance with the sum of its moves; freeze each anomalous pair (smallest scope).
+
+    One statement: the database sums the moves per (product, warehouse, batch) — from the covering move index —
+    and returns only the balances that disagree or are negative in a strict warehouse."""
+    m, b, w = StockMove.__table__.c, StockBalance.__table__.c, Warehouse.__table__.c
+    sums = (select(m.product_id, m.warehouse_id, m.batch_id,
+                   func.sum(case((m.bucket == ON_HAND, m.qty), else_=0)).label("stock"),
+                   func.sum(case((m.bucket == ON_LOAN, m.qty), else_=0)).label("loan"))
+            .group_by(m.product_id, m.warehouse_id, m.batch_id).subquery())
+    moved = type_coerce(func.coalesce(sums.c.stock, 0), Dec)
+    loaned = type_coerce(func.coalesce(sums.c.loan, 0), Dec)
+    key = (sums.c.product_id == b.product_id) & (sums.c.warehouse_id == b.warehouse_id) & \
+        (sums.c.batch_id == b.batch_id)
+    rows = (await session.execute(
+        select(b.product_id, b.warehouse_id, b.qty, moved, loaned, b.on_loan, w.allow_negative)
+        .select_from(StockBalance.__table__.join(Warehouse.__table__, w.id == b.warehouse_id)
+                     .outerjoin(sums, key))
+        .where((moved != b.qty) | (loaned != b.on_loan) | ((b.qty < 0) & w.allow_negative.is_(False)))
+        .order_by(b.product_id, b.warehouse_id, b.batch_id)
+    )).all()
     anomalies: dict[tuple[int, int], str] = {}
-    strict = {w.id for w in await session.scalars(select(Warehouse).where(Warehouse.allow_negative.is_(False)))}
-    for bal in await session.scalars(select(StockBalance)):
-        moved = sums.get((bal.product_id, bal.warehouse_id, bal.batch_id, "stock"), Decimal(0))
-        loaned = sums.get((bal.product_id, bal.warehouse_id, bal.batch_id, "loan"), Decimal(0))
-        if moved != bal.qty or loaned != bal.on_loan:
-            anomalies[(bal.product_id, bal.warehouse_id)] = f"余额 {bal.qty} 与流水合计 {moved} 不一致"
-        elif bal.qty < 0 and bal.warehouse_id in strict:
-            anomalies[(bal.product_id, bal.warehouse_id)] = f"不允许负库存的仓库出现负数 {bal.qty}"
-    for (p, w), reason in sorted(anomalies.items()):
-        await freeze(session, p, w, reason, now)
-    return [Anomaly(p, w, r) for (p, w), r in sorted(anomalies.items())]
+    for pid, wid, qty, stock, loan, on_loan, allow_negative in rows:
+        if stock != qty or loan != on_loan:
+            anomalies[(pid, wid)] = f"余额 {qty} 与流水合计 {stock} 不一致"
+        elif qty < 0 and not allow_negative and (pid, wid) not in anomalies:
+            anomalies[(pid, wid)] = f"不允许负库存的仓库出现负数 {qty}"
+    for (p, w_id), reason in sorted(anomalies.items()):
+        await freeze(session, p, w_id, reason, now)
+    return [Anomaly(p, w_id, r) for (p, w_id), r in sorted(anomalies.items())]

@@ -8,8 +8,8 @@ Definitions (local days in the configured timezone; the window is the WINDOW_DAY
 * turnover = issue quantity over the window ÷ average stock over the window. Issue quantity: the stock quantity of
   posted sales issues and other issues (销售出库 + 其他出库) in the window, less their cancellations; transfers,
   loans, losses and count differences are not issues. Average stock: the mean of the 30 daily closing balances
-  (on hand at the end of each day), each reconstructed in SQL as the on hand now less the moves posted after that
-  day ended (one grouped query, one SUM(CASE …) column per day: no move is loaded into Python).
+  (on hand at the end of each day), each reconstructed as the on hand now less the moves posted after that day
+  ended; their sum comes from one grouped query (two numbers per product: no move is loaded into Python).
 * unit cost: the unit price (before tax, per stock unit) of the product's last posted purchase receipt, else of its
   posted opening; stock value = on hand × unit cost (unknown without either).
 """
@@ -94,14 +94,18 @@ def day_ends(today: date, tz: ZoneInfo, days: int = WINDOW_DAYS) -> tuple[dateti
     return start, [datetime.combine(first + timedelta(days=k + 1), time(0), tz) for k in range(days)]
 
 
-async def closing_sums(session: AsyncSession, ends: list[datetime]) -> dict[int, list[Decimal]]:
-    """Per product: for each day end, the on-hand moves posted at or after it (what the closing balance of that day
-    lacks of the balance now). One grouped query over the window's moves."""
+async def after_sums(session: AsyncSession, ends: list[datetime]) -> dict[int, tuple[Decimal, Decimal]]:
+    """Per product: (the on-hand moves posted at or after the last day end — what yesterday's closing lacks of the
+    balance now —, the sum over every day end of the moves posted at or after it). Closing of day k = now − S_k, so
+    the average closing = now − ΣS_k ÷ days; ΣS_k = Σ qty × (the number of day ends at or before the move), one CASE
+    per move (latest end first). One grouped query over the window's moves; two numbers per product come back."""
     m = StockMove.__table__.c
-    cols = [type_coerce(func.sum(case((m.posted_at >= e, m.qty), else_=0)), Dec) for e in ends]
-    rows = await session.execute(select(m.product_id, *cols)
-                                 .where(m.bucket == ON_HAND, m.posted_at >= ends[0]).group_by(m.product_id))
-    return {r[0]: [v or ZERO for v in r[1:]] for r in rows.all()}
+    ends_passed = case(*[(m.posted_at >= e, k + 1) for k, e in reversed(list(enumerate(ends)))], else_=0)
+    rows = await session.execute(
+        select(m.product_id, type_coerce(func.sum(case((m.posted_at >= ends[-1], m.qty), else_=0)), Dec),
+               type_coerce(func.sum(m.qty * ends_passed), Dec))
+        .where(m.bucket == ON_HAND, m.posted_at >= ends[0]).group_by(m.product_id))
+    return {pid: (last or ZERO, total or ZERO) for pid, last, total in rows.all()}
 
 
 async def on_hand(session: AsyncSession) -> dict[int, Decimal]:
@@ -153,8 +157,8 @@ async def risk_items(session: AsyncSession, today: date, tz: ZoneInfo) -> RiskRe
     as at the end of the window (yesterday's closing), so a late re-run of a past day reports that day."""
     start, ends = day_ends(today, tz)
     now = await on_hand(session)
-    after = await closing_sums(session, ends)
-    closing = {pid: q - after.get(pid, [ZERO] * len(ends))[-1] for pid, q in now.items()}
+    after = await after_sums(session, ends)
+    closing = {pid: q - after.get(pid, (ZERO, ZERO))[0] for pid, q in now.items()}
     stock = {pid: q for pid, q in closing.items() if q > 0}
     out_qty = await issued(session, start, ends[-1])
     last = await last_moves(session, ends[-1])
@@ -167,8 +171,7 @@ async def risk_items(session: AsyncSession, today: date, tz: ZoneInfo) -> RiskRe
         row = products.get(pid)
         if row is None:
             continue
-        later = after.get(pid, [ZERO] * len(ends))
-        average = q6(sum((now[pid] - s for s in later), ZERO) / len(ends))
+        average = q6((now[pid] * len(ends) - after.get(pid, (ZERO, ZERO))[1]) / len(ends))
         out = out_qty.get(pid, ZERO)
         turnover = q6(out / average) if average > 0 else None
         moved = last.get(pid)
