@@ -33,7 +33,7 @@ def below_safety(s: Suggestion) -> bool:
 async def auto_purchase(ctx: JobContext) -> str:
     """One request per qualifying product, each in its own transaction (a refused one does not stop the rest)."""
     today = ctx.local.date()
-    found = [s for s in await suggest(ctx.db, today=today, settings=ctx.settings) if below_safety(s)]
+    found = [s for s in await suggest(ctx.db, today=today, settings=ctx.settings, auto_only=True) if below_safety(s)]
     made, skipped = [], []
     for s in found:
         try:

@@ -109,3 +109,69 @@ async def test_stockout_days_match_the_rule_followed_move_by_move(db, settings, 
             assert (got[i] == reference(moves, pid, window, None)).all(), pid
     flagged = sum(reference(moves, pid, window, None).sum() for pid in index.ids.tolist())
     assert 0 < flagged < len(index) * DAYS  # the ledger has days both in and out of stock
+
+
+async def _posted_ledger(db, settings, rng: random.Random, shuffled: bool) -> list[tuple]:
+    """Receipts and sales through the real posting path (the store S01 may go to −5), posted in time
+    order or in a shuffled order (history entered late); the moves as the ledger wrote them."""
+    from core.errors import DomainError
+    from tests.factories import line
+    from tests.ledger_history import dated
+
+    tz = settings.timezone
+    first = datetime.combine(TODAY - timedelta(days=DAYS + 3), time(0), tz)
+    plan = []
+    for _ in range(70):
+        at = first + timedelta(minutes=rng.randrange(0, (DAYS + 3) * 24 * 60))
+        sku, kind = rng.choice(["CREAM", "SUGAR"]), rng.random()
+        unit = "kg"
+        if kind < 0.35:
+            plan.append((at, "purchase_receipt", sku, unit, rng.randint(1, 5), rng.choice(["WH1", "S01"]), None))
+        else:
+            plan.append((at, "sales_issue", sku, unit, rng.randint(1, 3), rng.choice(["WH1", "S01"]), None))
+    for _ in range(4):  # FLOUR is only received: above zero from its first receipt on (answered without its moves)
+        at = first + timedelta(minutes=rng.randrange(0, (DAYS + 3) * 24 * 60))
+        plan.append((at, "purchase_receipt", "FLOUR", "kg", rng.randint(1, 5), "WH1", None))
+    plan.sort(key=lambda x: x[0])
+    if shuffled:
+        rng.shuffle(plan)
+    async with db.session() as s:
+        await seed(s)
+        s.add(Product(sku="FLOUR", name="面粉", category="原料", stock_unit="kg", purchase_unit="kg"))
+        await s.flush()
+        for at, kind, sku, unit, qty, wh, to in plan:
+            try:
+                async with s.begin_nested():
+                    await dated(s, settings, kind, [line(sku, qty, unit)], at, warehouse=wh,
+                                **({"to_warehouse": to} if to else {}),
+                                **({"supplier": "SUP1"} if kind == "purchase_receipt" else {}),
+                                **({"customer": "C2"} if kind == "sales_issue" else {}))
+            except DomainError:
+                continue  # refused (not enough stock in WH1, or S01 below −5): nothing posted
+        rows = (await s.execute(select(StockMove.id, StockMove.product_id, StockMove.warehouse_id, StockMove.bucket,
+                                       StockMove.qty, StockMove.posted_at, StockMove.document_id))).all()
+    return [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+@pytest.mark.parametrize("seed_value", [4, 5])
+async def test_stockout_days_through_the_posting_path_in_and_out_of_time_order(db, settings, seed_value, shuffled):
+    """Products whose keys never reached zero are answered from their first move alone; a key posted out of time
+    order (flagged on its balance) or one that reached zero has its moves read: both agree with the rule."""
+    from core.models import StockBalance
+
+    from dataclasses import replace
+
+    settings = replace(settings, allow_backdating=True)  # what lets history be entered out of order
+    moves = await _posted_ledger(db, settings, random.Random(seed_value), shuffled)
+    assert len(moves) > 40
+    window = Window.ending_yesterday(TODAY, DAYS, settings.timezone)
+    async with db.read() as s:
+        index = await load_products(s)
+        unordered = set((await s.scalars(select(StockBalance.product_id).where(StockBalance.unordered))).all())
+        wids = [w for w in await s.scalars(select(Warehouse.id).order_by(Warehouse.id))]
+        for wid in [None, *wids]:
+            got = await stockout_days(s, index, window, wid)
+            for i, pid in enumerate(index.ids.tolist()):
+                assert (got[i] == reference(moves, pid, window, wid)).all(), (pid, wid)
+    assert bool(unordered) == shuffled  # shuffled postings are flagged, time-ordered ones are not

@@ -63,6 +63,16 @@ async def test_explanations_add_up_to_the_rounded_suggestion(db, settings):
     assert all(x.qty > 0 for x in only_needed) and {x.sku for x in only_needed} <= set(found)
 
 
+async def test_auto_only_gives_the_auto_replenish_products_their_whole_ledger_suggestion(db, settings):
+    await stocked_history(db, settings)
+    async with db.session() as s:
+        await s.execute(update(Product).where(Product.sku == "MILK").values(auto_replenish=True))
+    every = await suggest(db, today=TODAY, settings=settings, everything=True)
+    auto = await suggest(db, today=TODAY, settings=settings, everything=True, auto_only=True)
+    assert [x.sku for x in auto] == ["MILK"] and len(every) == 3
+    assert auto == [x for x in every if x.auto_replenish]  # same plan, pooled over every product
+
+
 async def test_strategic_reservation_is_an_allocation_not_more_forecast(db, settings):
     await stocked_history(db, settings)
     before = (await by_sku(db, settings))["CREAM"].explanation

@@ -37,6 +37,7 @@ class Bal:
     max_move: Decimal
     move_count: int
     updated_at: datetime
+    unordered: bool = False
 
 
 @dataclass

@@ -36,7 +36,7 @@ ZERO = Decimal(0)
 
 _BAL = StockBalance.__table__.c
 _BAL_COLS = (_BAL.id, _BAL.product_id, _BAL.warehouse_id, _BAL.batch_id, _BAL.qty, _BAL.on_loan, _BAL.max_move,
-             _BAL.move_count, _BAL.updated_at)
+             _BAL.move_count, _BAL.updated_at, _BAL.unordered)
 
 
 def _lock_statement(*key_columns: Any) -> Select:
@@ -66,7 +66,8 @@ _UPDATE_BAL = Fast(
     update(StockBalance.__table__)
     .where(_BAL.id == bindparam("b_id"))
     .values(qty=bindparam("b_qty"), on_loan=bindparam("b_on_loan"), max_move=bindparam("b_max_move"),
-            move_count=bindparam("b_move_count"), updated_at=bindparam("b_updated_at"))
+            move_count=bindparam("b_move_count"), updated_at=bindparam("b_updated_at"),
+            unordered=bindparam("b_unordered"))
 )
 # RETURNING makes SQLAlchemy batch the rows into one multi-VALUES INSERT ("insertmanyvalues") on asyncpg,
 # which would otherwise run an executemany, one round trip per row. SQLite takes a plain executemany.
@@ -170,8 +171,8 @@ async def lock_balances(session: AsyncSession, plan: Plan) -> None:
 
 def _keep(plan: Plan, rows: list) -> None:
     for r in rows:
-        plan.balances[(r[1], r[2], r[3])] = Bal(*r[:9])
-        plan.expiry[r[3]] = r[9]
+        plan.balances[(r[1], r[2], r[3])] = Bal(*r[:10])
+        plan.expiry[r[3]] = r[10]
 
 
 def allocate(plan: Plan) -> None:
@@ -272,6 +273,8 @@ def _apply(plan: Plan, now: datetime) -> tuple[list[dict], list[Bal]]:
             continue
         key = (m.product_id, m.warehouse_id, m.batch_id)
         bal = plan.balances[key]
+        if bal.move_count and now < bal.updated_at:  # posted before the key's last move: history out of order
+            bal.unordered = True
         if m.bucket == ON_HAND:
             bal.qty = bal.qty + m.qty
             after = bal.qty
@@ -308,7 +311,7 @@ async def write_moves(session: AsyncSession, plan: Plan, now: datetime) -> int:
         await _INSERT_MOVES.many(session, rows)
         await _UPDATE_BAL.many(session, [
             {"b_id": b.id, "b_qty": b.qty, "b_on_loan": b.on_loan, "b_max_move": b.max_move,
-             "b_move_count": b.move_count, "b_updated_at": b.updated_at}
+             "b_move_count": b.move_count, "b_updated_at": b.updated_at, "b_unordered": b.unordered}
             for b in touched
         ])
         # ORM copies of these rows loaded earlier in this session are now stale.

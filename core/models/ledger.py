@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, utcnow
@@ -55,3 +55,6 @@ class StockBalance(Base):
     max_move: Mapped[Decimal] = mapped_column(Dec, default=Decimal(0))
     move_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A move was posted on this key at a time before its previous move (history entered out of order), so its
+    # moves' balance_after no longer follows time order: stock-out days read this key's moves in full.
+    unordered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Float, and_, cast, exists, func, select, type_coerce
+from sqlalchemy import BigInteger, Float, and_, case, cast, exists, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -294,12 +294,6 @@ def _forward_fill(values: np.ndarray, first: np.ndarray) -> np.ndarray:
 STOCKOUT_CHUNK = 10_000  # products per stock-out query: bounds the rows one query can return
 
 
-def _ranges(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
-    """Consecutive [low, high] product-id ranges of at most `size` of the given ids."""
-    ordered = np.sort(ids)
-    return [(int(ordered[k]), int(ordered[min(k + size, len(ordered)) - 1])) for k in range(0, len(ordered), size)]
-
-
 def _near_zero(dialect: str, window: Window, wid: int | None, ids: list[int] | None, low: int, high: int) -> Any:
     """The postings in the window at or next to an on-hand level ≤ 0, for products low..high (or `ids` among them).
 
@@ -325,46 +319,75 @@ def _near_zero(dialect: str, window: Window, wid: int | None, ids: list[int] | N
             .order_by(sub.c.product_id, sub.c.posted_at, sub.c.id))
 
 
+async def _may_reach_zero(session: AsyncSession, index: ProductIndex, end: datetime, wid: int | None) -> set[int]:
+    """Products whose on-hand level may have been ≤ 0 after their first move (before `end`): one of their keys
+    (warehouse, batch) had a move leaving it at or below zero, or a key's history was entered out of time order
+    (its balance_after does not follow time). The level of any other product is the sum of keys that are all
+    above zero from their first move on: above zero from the product's first move on."""
+    b = _B.c
+    at_zero = select(_M.c.product_id).where(_M.c.bucket == ON_HAND, _M.c.posted_at < end, _M.c.balance_after <= 0)
+    unordered = select(b.product_id).where(b.unordered.is_(True))
+    if wid is not None:
+        at_zero, unordered = at_zero.where(_M.c.warehouse_id == wid), unordered.where(b.warehouse_id == wid)
+    found = set((await session.scalars(at_zero.distinct())).all())
+    found |= set((await session.scalars(unordered.distinct())).all())
+    return found & set(index.ids.tolist())
+
+
 async def stockout_days(session: AsyncSession, index: ProductIndex, window: Window,
                         wid: int | None = None) -> np.ndarray:
     """Stock-out days [n, days]: on hand (relevant warehouses) ≤ 0 at the day's start, any posting in it, or its end.
 
-    Only the postings at or next to a level ≤ 0 are read (see _near_zero), a chunk of products at a time; between
-    them the level is above zero, which is all the rule needs to know."""
+    A product that may have reached zero (_may_reach_zero) has the postings at or next to a level ≤ 0 read
+    (_near_zero), a chunk of products at a time; between them the level is above zero, which is all the rule needs.
+    Any other product is out exactly up to the day of its first move (level 0 until then) — every day if it never
+    moved."""
     n = len(index)
-    start, _end = window.utc_bounds()
+    start, end = window.utc_bounds()
     dialect = _dialect(session)
-    total, divisor = _raw_qty(dialect, func.sum(_M.c.qty))
-    opening_stmt = select(_M.c.product_id, total).where(_M.c.bucket == ON_HAND, _M.c.posted_at < start)
+    raw, divisor = _raw_qty(dialect, func.sum(case((_M.c.posted_at < start, _M.c.qty), else_=0)))
+    first_stmt = (select(_M.c.product_id, raw, _epoch(dialect, func.min(_M.c.posted_at)))
+                  .where(_M.c.bucket == ON_HAND, _M.c.posted_at < end).group_by(_M.c.product_id))
     if wid is not None:
-        opening_stmt = opening_stmt.where(_M.c.warehouse_id == wid)
+        first_stmt = first_stmt.where(_M.c.warehouse_id == wid)
     if index.subset:
-        opening_stmt = opening_stmt.where(_M.c.product_id.in_(index.ids.tolist()))
+        first_stmt = first_stmt.where(_M.c.product_id.in_(index.ids.tolist()))
     rows_of = index.rows()
     opening = np.zeros(n, dtype=np.float64)
-    for pid, qty in (await session.execute(opening_stmt.group_by(_M.c.product_id))).all():
+    first_day = np.full(n, window.days - 1, dtype=np.int64)  # never moved: out every day
+    for pid, qty, first in (await session.execute(first_stmt)).all():
         if pid in rows_of:
-            opening[rows_of[pid]] = float(qty) / divisor
+            opening[rows_of[pid]] = float(qty or 0) / divisor
+            first_day[rows_of[pid]] = window.days_of(np.array([first]))[0]
     opening = np.round(opening, 6)
-    end_of_day = np.full((n, window.days), np.nan)
-    low = np.full((n, window.days), np.inf)
-    for lo, hi in _ranges(index.ids, STOCKOUT_CHUNK):
-        ids = [int(i) for i in index.ids if lo <= i <= hi] if index.subset else None
-        data = await _arrays(session, _near_zero(dialect, window, wid, ids, lo, hi), divisor, columns=4)
+    out = np.arange(window.days)[None, :] <= first_day[:, None]
+    candidates = np.array(sorted(await _may_reach_zero(session, index, end, wid)), dtype=np.int64)
+    if not len(candidates):
+        return out
+    rows = np.array([rows_of[int(pid)] for pid in candidates])
+    out[rows] = False
+    end_of_day = np.full((len(rows), window.days), np.nan)
+    low = np.full((len(rows), window.days), np.inf)
+    sub_index = replace(index, ids=candidates, subset=True)
+    for k in range(0, len(candidates), STOCKOUT_CHUNK):
+        ids = candidates[k:k + STOCKOUT_CHUNK]
+        stmt = _near_zero(dialect, window, wid, ids.tolist(), int(ids[0]), int(ids[-1]))
+        data = await _arrays(session, stmt, divisor, columns=4)
         # One level per posting (product, time, document): its last row that came back.
         last_of_posting = np.r_[(data[1:, 0] != data[:-1, 0]) | (data[1:, 1] != data[:-1, 1])
                                 | (data[1:, 3] != data[:-1, 3]), True] if len(data) else np.zeros(0, bool)
         data = data[last_of_posting]
-        rows, days, ok = _positions(index, window, data)
+        p, days, ok = _positions(sub_index, window, data)
         if not ok.any():
             continue
-        p, d, level = rows[ok], days[ok], np.round(data[ok, 2], 6)  # sorted by product, then time
+        p, d, level = p[ok], days[ok], np.round(data[ok, 2], 6)  # sorted by product, then time
         np.minimum.at(low, (p, d), level)
         last = np.r_[(p[1:] != p[:-1]) | (d[1:] != d[:-1]), True]
         end_of_day[p[last], d[last]] = level[last]
-    end_of_day = _forward_fill(end_of_day, opening)
-    start_of_day = np.concatenate([opening[:, None], end_of_day[:, :-1]], axis=1)
-    return (start_of_day <= 0) | (low <= 0) | (end_of_day <= 0)
+    end_of_day = _forward_fill(end_of_day, opening[rows])
+    start_of_day = np.concatenate([opening[rows][:, None], end_of_day[:, :-1]], axis=1)
+    out[rows] = (start_of_day <= 0) | (low <= 0) | (end_of_day <= 0)
+    return out
 
 
 async def lead_times(session: AsyncSession, index: ProductIndex, today: date, tz: tzinfo,

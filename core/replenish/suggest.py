@@ -85,23 +85,26 @@ async def plan_inputs(session: AsyncSession, h: History, today: date) -> tuple[P
 
 
 async def suggest(db: Database, *, today: date, warehouse: str | None = None, settings: Settings | None = None,
-                  days: int = DEFAULT_HISTORY_DAYS, everything: bool = False) -> list[Suggestion]:
-    """Suggested purchases per product (only those above zero unless `everything`), largest first, with the why."""
+                  days: int = DEFAULT_HISTORY_DAYS, everything: bool = False,
+                  auto_only: bool = False) -> list[Suggestion]:
+    """Suggested purchases per product (only those above zero unless `everything`; only auto_replenish products if
+    `auto_only`: the plan still covers every product, as the category statistics pool them), largest first, with
+    the why."""
     settings = settings or load_config(None, env={})
     async with db.read() as session:
         h, inputs, _chosen = await build_inputs(session, settings, today=today, warehouse=warehouse, days=days)
     if not len(h.index):
         return []
     # numpy work (about half a second for 10k products): off the event loop
-    return await asyncio.to_thread(_suggestions, h, inputs, everything)
+    return await asyncio.to_thread(_suggestions, h, inputs, everything, auto_only)
 
 
-def _suggestions(h: History, inputs: PlanInputs, everything: bool) -> list[Suggestion]:
+def _suggestions(h: History, inputs: PlanInputs, everything: bool, auto_only: bool = False) -> list[Suggestion]:
     """plan() and the explanations as Suggestions, largest first (CPU only: runs in a worker thread)."""
     result = plan(inputs)
     out = []
     for i in range(len(h.index)):
-        if not everything and result.suggested[i] <= 0:
+        if (not everything and result.suggested[i] <= 0) or (auto_only and not h.index.auto_replenish[i]):
             continue
         why = result.explain(i).as_decimal()
         out.append(Suggestion(

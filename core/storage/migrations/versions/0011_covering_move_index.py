@@ -1,4 +1,4 @@
-"""covering stock-move index
+"""covering stock-move index, out-of-order flag on balances
 
 Revision ID: 0011
 Revises: 0010
@@ -7,6 +7,7 @@ Create Date: 2026-12-08 01:00:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
@@ -21,9 +22,13 @@ def upgrade() -> None:
     with op.batch_alter_table('stock_moves', schema=None) as batch_op:
         batch_op.create_index('ix_stock_moves_product_time', COLUMNS, unique=False)
         batch_op.drop_index('ix_stock_moves_key_time')
+    with op.batch_alter_table('stock_balances', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('unordered', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('stock_balances', schema=None) as batch_op:
+        batch_op.drop_column('unordered')
     with op.batch_alter_table('stock_moves', schema=None) as batch_op:
         batch_op.create_index('ix_stock_moves_key_time', ['product_id', 'warehouse_id', 'posted_at', 'id'],
                               unique=False)
