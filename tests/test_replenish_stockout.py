@@ -158,9 +158,9 @@ async def _posted_ledger(db, settings, rng: random.Random, shuffled: bool) -> li
 async def test_stockout_days_through_the_posting_path_in_and_out_of_time_order(db, settings, seed_value, shuffled):
     """Products whose keys never reached zero are answered from their first move alone; a key posted out of time
     order (flagged on its balance) or one that reached zero has its moves read: both agree with the rule."""
-    from core.models import StockBalance
-
     from dataclasses import replace
+
+    from core.models import StockBalance
 
     settings = replace(settings, allow_backdating=True)  # what lets history be entered out of order
     moves = await _posted_ledger(db, settings, random.Random(seed_value), shuffled)
