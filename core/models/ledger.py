@@ -21,9 +21,10 @@ class StockMove(Base):
     __tablename__ = "stock_moves"
     __table_args__ = (
         # Covering: a product's moves in time order with everything the whole-ledger reads need (stock-out days,
-        # integrity sums, risk windows) answered from the index alone, without a table lookup per move.
+        # keys that reached zero, integrity sums, risk windows) answered from the index alone, without a table
+        # lookup per move.
         Index("ix_stock_moves_product_time", "product_id", "posted_at", "id", "warehouse_id", "bucket", "batch_id",
-              "document_id", "qty"),
+              "document_id", "qty", "balance_after"),
         Index("ix_stock_moves_document", "document_id"),
     )
 

@@ -355,10 +355,12 @@ async def stockout_days(session: AsyncSession, index: ProductIndex, window: Wind
     rows_of = index.rows()
     opening = np.zeros(n, dtype=np.float64)
     first_day = np.full(n, window.days - 1, dtype=np.int64)  # never moved: out every day
-    for pid, qty, first in (await session.execute(first_stmt)).all():
-        if pid in rows_of:
-            opening[rows_of[pid]] = float(qty or 0) / divisor
-            first_day[rows_of[pid]] = window.days_of(np.array([first]))[0]
+    moved = [(rows_of[pid], float(qty or 0) / divisor, first)
+             for pid, qty, first in (await session.execute(first_stmt)).all() if pid in rows_of]
+    if moved:
+        at = np.array([m[0] for m in moved], dtype=np.int64)
+        opening[at] = [m[1] for m in moved]
+        first_day[at] = window.days_of(np.array([m[2] for m in moved], dtype=np.float64))
     opening = np.round(opening, 6)
     out = np.arange(window.days)[None, :] <= first_day[:, None]
     candidates = np.array(sorted(await _may_reach_zero(session, index, end, wid)), dtype=np.int64)

@@ -15,7 +15,8 @@ down_revision = '0010'
 branch_labels = None
 depends_on = None
 
-COLUMNS = ['product_id', 'posted_at', 'id', 'warehouse_id', 'bucket', 'batch_id', 'document_id', 'qty']
+COLUMNS = ['product_id', 'posted_at', 'id', 'warehouse_id', 'bucket', 'batch_id', 'document_id', 'qty',
+           'balance_after']
 
 
 def upgrade() -> None:
