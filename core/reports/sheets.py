@@ -1,17 +1,13 @@
-"""Report lists as .xlsx workbooks (openpyxl, write-only: rows streamed, memory flat for 100,000 rows)."""
+"""Report lists as .xlsx workbooks (core.reports.xlsx: rows streamed as XML, memory flat for 100,000 rows)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-
 from core.reports.risk import COST_ZH, FORMULA_ZH, REASON_ZH, RiskReport
+from core.reports.xlsx import Book
 
 RISK_HEADER = ("SKU", "商品名称", "分类", "单位", "预警原因", "期末在库", "近30天平均库存", "近30天出库量", "周转率",
                "最近出入库", "单位成本", "成本来源", "库存金额")
@@ -23,21 +19,15 @@ def _num(value: Decimal | None) -> float | None:
 
 def risk_workbook(report: RiskReport, tz: ZoneInfo) -> bytes:
     """The full risk list: one sheet of every item (most valuable first) and one explaining the figures."""
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("高风险商品")
-    bold = Font(bold=True)
-    header = []
-    for title in RISK_HEADER:
-        cell = WriteOnlyCell(ws, value=title)
-        cell.font = bold
-        header.append(cell)
-    ws.append(header)
+    wb = Book()
+    ws = wb.sheet("高风险商品")
+    ws.append(RISK_HEADER, bold=True)
     for i in report.items:
         ws.append([i.sku, i.name, i.category, i.unit, REASON_ZH[i.reason], _num(i.on_hand), _num(i.average),
                    _num(i.issued), _num(i.turnover),
                    i.last_move.astimezone(tz).strftime("%Y-%m-%d %H:%M") if i.last_move else "从未",
                    _num(i.unit_cost), COST_ZH[i.cost_source], _num(i.value)])
-    notes = wb.create_sheet("说明")
+    notes = wb.sheet("说明")
     for row in (("统计区间", f"{report.start} 至 {report.end} 前一日（共 30 天）"),
                 ("公式", FORMULA_ZH),
                 ("期末在库", "统计区间最后一天日末的在库数量（所有仓库合计，不含借出）"),
@@ -46,29 +36,19 @@ def risk_workbook(report: RiskReport, tz: ZoneInfo) -> bytes:
                 ("单位成本", "最近一次采购入库的不含税单价（按库存单位折算）；没有采购入库时用期初单价"),
                 ("库存金额", "期末在库 × 单位成本"),
                 ("商品数", f"{len(report.items)} 个预警商品（有库存的商品 {report.products_with_stock} 个）")):
-        notes.append(list(row))
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+        notes.append(row)
+    return wb.bytes()
 
 
 def table_workbook(title: str, header: tuple[str, ...], rows: Iterable[Iterable[object]],
                    notes: Iterable[tuple[str, str]]) -> bytes:
     """A workbook of one table (bold header) and a 说明 sheet of (label, text) notes."""
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title)
-    bold = Font(bold=True)
-    cells = []
-    for name in header:
-        cell = WriteOnlyCell(ws, value=name)
-        cell.font = bold
-        cells.append(cell)
-    ws.append(cells)
+    wb = Book()
+    ws = wb.sheet(title)
+    ws.append(header, bold=True)
     for row in rows:
         ws.append([float(v) if isinstance(v, Decimal) else v for v in row])
-    sheet = wb.create_sheet("说明")
+    sheet = wb.sheet("说明")
     for label, text in notes:
         sheet.append([label, text])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    return wb.bytes()
