@@ -67,6 +67,20 @@ def test_tsb_matches_scalar_reference(alpha, beta):
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_tsb_rows_without_demand_are_zero_and_leave_the_others_unchanged():
+    y = intermittent_rows(2)
+    y[::3] = 0.0  # every third row never sold
+    ok = np.ones_like(y, dtype=bool)
+    ok[1, :30] = False  # and one row censored at the start: its sales after still count
+    y[4, 5] = 3.0
+    ok[4, 5] = False  # a sale only on a censored day is not learned: that row is zero too
+    y[4, np.arange(y.shape[1]) != 5] = 0.0
+    got = tsb(y, 0.1, 0.05, ok)
+    want = [tsb_reference(list(row[keep]), 0.1, 0.05) for row, keep in zip(y, ok, strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert (got[::3] == 0).all() and got[4] == 0 and (got[[1, 2]] > 0).all()
+
+
 def test_censored_days_are_skipped_not_learned_as_zero():
     y = intermittent_rows(3, n=1)[0]
     ok = np.ones_like(y, dtype=bool)

@@ -166,6 +166,14 @@ def tsb(y: np.ndarray, alpha: float, beta: float, ok: np.ndarray | None = None) 
     n_nz = nz.sum(axis=1)
     p = np.divide(n_nz, n_ok, out=np.zeros(y.shape[0]), where=n_ok > 0)
     z = np.divide(np.where(nz, y, 0.0).sum(axis=1), n_nz, out=np.zeros(y.shape[0]), where=n_nz > 0)
+    # A row without a learned demand day starts at p = 0 and stays there (every update is β·(0 − p)): its
+    # forecast is 0 without the recursion, which then runs on the other rows only.
+    rows = np.flatnonzero(n_nz > 0)
+    if len(rows) < y.shape[0]:
+        out = np.zeros(y.shape[0])
+        if len(rows):
+            out[rows] = tsb(y[rows], alpha, beta, ok[rows])
+        return out
     yt = np.ascontiguousarray(y.T)
     okt = np.ascontiguousarray(ok.T, dtype=float) * beta
     nzt = np.ascontiguousarray(nz.T, dtype=float)
