@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import inspect
 import json
 import resource
@@ -38,7 +39,7 @@ from bot.job_wiring import notify_approvers
 from cards.parts import split_message
 from core.config import Settings
 from core.messaging.outbound import Outbound
-from core.models import Document, JobRun, User
+from core.models import Base, Document, JobRun, User
 from core.storage import Database
 from core.storage.migrate import recreate_schema
 from jobs.registry import JOBS
@@ -95,13 +96,21 @@ async def build(url: str, products: int, movements: int, seed: int, t0: float) -
     return ledger
 
 
+def schema_fingerprint() -> str:
+    """A digest of the tables, columns and indexes of the models: a kept ledger of another schema is rebuilt."""
+    shape = [(t.name, [c.name for c in t.columns], sorted((i.name, [c.name for c in i.columns]) for i in t.indexes))
+             for t in Base.metadata.sorted_tables]
+    return hashlib.sha256(repr(shape).encode()).hexdigest()[:16]
+
+
 def kept_ledger(keep: Path, products: int, movements: int, seed: int) -> datetime | None:
-    """The end of a ledger built earlier into `keep` for the same sizes and seed, or None (build it)."""
+    """The end of a ledger built earlier into `keep` for the same sizes, seed and schema, or None (build it)."""
     meta = keep.with_name(keep.name + ".json")
     if not keep.exists() or not meta.exists():
         return None
     m = json.loads(meta.read_text())
-    if (m["products"], m["movements"], m["seed"]) != (products, movements, seed):
+    if (m["products"], m["movements"], m["seed"], m.get("schema")) != (products, movements, seed,
+                                                                       schema_fingerprint()):
         return None
     return datetime.fromisoformat(m["end"])
 
@@ -116,7 +125,8 @@ async def run(url: str, products: int, movements: int, seed: int, charts: int, t
         end = ledger.end
         if keep:
             keep.with_name(keep.name + ".json").write_text(json.dumps(
-                {"products": products, "movements": movements, "seed": seed, "end": end.isoformat()}))
+                {"products": products, "movements": movements, "seed": seed, "end": end.isoformat(),
+                 "schema": schema_fingerprint()}))
     if keep:
         log(t0, f"copying the kept ledger {keep}")
         shutil.copyfile(keep, make_url(url).database)
