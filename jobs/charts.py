@@ -20,6 +20,7 @@ FONT = Path(__file__).parent / "fonts" / "NotoSansSC-GB2312.otf"
 FAMILY = "Noto Sans CJK SC"
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.5, 120  # 960 × 540 px: readable on a phone, a few tens of KB
 MAX_PNG = 2 * 1024 * 1024
+PLOT_LEFT, PLOT_RIGHT = 0.08, 0.98  # the trend chart's axes, as fractions of the figure's width
 
 PLACEHOLDER = "□"  # drawn for a character neither the bundled font nor DejaVu Sans has (instead of a warning)
 
@@ -104,24 +105,29 @@ def trend_chart(t: Trend) -> bytes:
     use_font()
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     ax = fig.add_subplot()
-    ax.bar(t.days, t.sales, width=0.8, color="#8fb8de", label=printable(f"日销量（{t.unit}）"))
-    ax.plot(t.days, t.on_hand, color="#1f5aa6", linewidth=2, marker="o", markersize=3, label="在库")
     last = t.days[-1] if t.days else date.today()
     end = max([last, *(d for d, _ in t.preorders)]) + timedelta(days=1)
+    start = t.days[0] - timedelta(days=1) if t.days else last
+    # The daily sales as one collection of thick vertical lines, 0.8 day wide (ax.bar makes an artist per day, about
+    # a sixth of the render time): the plot's width in points ÷ the days shown.
+    day_pt = WIDTH_IN * (PLOT_RIGHT - PLOT_LEFT) * 72 / max((end - start).days, 1)
+    ax.vlines(t.days, 0, t.sales, color="#8fb8de", linewidth=0.8 * day_pt, capstyle="butt",
+              label=printable(f"日销量（{t.unit}）"))
+    ax.plot(t.days, t.on_hand, color="#1f5aa6", linewidth=2, marker="o", markersize=3, label="在库")
     ax.axhline(t.safety, color="#d62728", linestyle="--", linewidth=1.5, label=f"安全库存 {t.safety:g}")
     if t.preorders:
         ax.scatter([d for d, _ in t.preorders], [q for _, q in t.preorders], marker="v", s=70, color="#ff7f0e",
                    zorder=3, label="预订单（交货日）")
         for d, q in t.preorders:
             ax.annotate(f"{q:g}", (d, q), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
-    ax.set_xlim(t.days[0] - timedelta(days=1) if t.days else last, end)
+    ax.set_xlim(start, end)
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=5))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
     ax.set_title(printable(t.title), fontsize=13)
     ax.set_ylabel(printable(t.unit))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.8)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1)  # fixed margins: tight_layout costs a draw
+    fig.subplots_adjust(left=PLOT_LEFT, right=PLOT_RIGHT, top=0.9, bottom=0.1)  # fixed: tight_layout costs a draw
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     data = buf.getvalue()
